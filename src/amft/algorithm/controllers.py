@@ -1,0 +1,349 @@
+"""Controllers of the SFT/RL balance mu in L = (1 - mu) L_RL + mu L_SFT (spec §1.5, D3-D5).
+
+The trainer calls ``update`` once per optimisation step, before the gradient step,
+and takes that step with the returned mu (D5).
+
+Sign convention of the meta-gradient (spec §1.4). With g_SFT, g_RL the gradients
+of the SFT and RL *losses* at theta, one SGD step with inner rate alpha gives
+``theta'(mu) = theta - alpha [(1 - mu) g_RL + mu g_SFT]``, hence
+``d theta'/d mu = -alpha (g_SFT - g_RL)``. The utility U is the validation reward
+and g_val is the gradient of the validation policy-gradient *loss*, so
+``grad U ~ -g_val`` and, to first order,
+``dU/dmu = <grad U, d theta'/d mu> ~ alpha <g_val, g_SFT - g_RL>``.
+mu ascends U: it grows when a step on the SFT loss helps the validation reward
+more than a step on the RL loss does.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+from .alignment import Gradients, gradient_dots
+
+__all__ = [
+    "CONTROLLERS",
+    "BalanceController",
+    "ControllerStats",
+    "FixedMuController",
+    "MetaAlignment",
+    "MetaGradientController",
+    "build_controller",
+    "meta_alignment_from_gradients",
+]
+
+_COSINE_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class MetaAlignment:
+    """Scalars of one meta step: dot products with g_val and the three gradient norms."""
+
+    val_dot_sft: float
+    val_dot_rl: float
+    val_norm: float
+    sft_norm: float
+    rl_norm: float
+
+
+@dataclass(frozen=True)
+class ControllerStats:
+    """What the trainer measured this step.
+
+    ``entropy``: mean per-token entropy H of the policy over its sampled completion
+    tokens (D4), or ``None`` when none were sampled. ``meta_alignment``: given on
+    meta steps only.
+    """
+
+    entropy: float | None = None
+    meta_alignment: MetaAlignment | None = None
+
+
+def meta_alignment_from_gradients(
+    g_val: Gradients, g_sft: Gradients, g_rl: Gradients, *, sharded: bool = False, group=None
+) -> MetaAlignment:
+    """Compute the :class:`MetaAlignment` of three gradients (one all-reduce when sharded)."""
+    dots = gradient_dots(
+        [(g_val, g_sft), (g_val, g_rl), (g_val, g_val), (g_sft, g_sft), (g_rl, g_rl)],
+        sharded=sharded,
+        group=group,
+    ).tolist()
+    val_dot_sft, val_dot_rl, val_sq, sft_sq, rl_sq = dots
+    return MetaAlignment(
+        val_dot_sft=val_dot_sft,
+        val_dot_rl=val_dot_rl,
+        val_norm=math.sqrt(val_sq),
+        sft_norm=math.sqrt(sft_sq),
+        rl_norm=math.sqrt(rl_sq),
+    )
+
+
+def _check_mu(name: str, value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value}")
+    return float(value)
+
+
+class BalanceController(ABC):
+    """Base class: holds mu and exposes the hooks the trainer queries every step.
+
+    The defaults describe a controller with no warm-up, no meta steps and no need
+    for entropy rollouts.
+    """
+
+    def __init__(self, mu: float) -> None:
+        self._mu = _check_mu("mu", mu)
+        self._last_terms = self._terms(entropy=None)
+
+    @property
+    def mu(self) -> float:
+        """The mu of the latest update (the one the current gradient step uses)."""
+        return self._mu
+
+    @property
+    def last_terms(self) -> dict[str, float | None]:
+        """Terms of the latest update, for logging (D3): mu, meta_term, meta_gradient,
+        entropy_term, entropy, target_entropy."""
+        return dict(self._last_terms)
+
+    @property
+    def in_warmup(self) -> bool:
+        return False
+
+    @property
+    def needs_entropy_sample(self) -> bool:
+        """Whether the next update needs H from rollouts sampled for that purpose."""
+        return False
+
+    def is_meta_step(self, step: int | None = None) -> bool:
+        """Whether main-phase step ``step`` (default: the next update's) is a meta step."""
+        return False
+
+    @abstractmethod
+    def update(self, stats: ControllerStats | None = None) -> float:
+        """Advance one step with this step's measurements and return the new mu."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mu": self._mu, "last_terms": dict(self._last_terms)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._mu = float(state["mu"])
+        self._last_terms = dict(state["last_terms"])
+
+    def _terms(
+        self,
+        entropy: float | None,
+        meta_gradient: float = 0.0,
+        meta_term: float = 0.0,
+        entropy_term: float = 0.0,
+        target_entropy: float | None = None,
+    ) -> dict[str, float | None]:
+        return {
+            "mu": self._mu,
+            "meta_term": meta_term,
+            "meta_gradient": meta_gradient,
+            "entropy_term": entropy_term,
+            "entropy": entropy,
+            "target_entropy": target_entropy,
+        }
+
+
+class FixedMuController(BalanceController):
+    """Constant mu (the fixed-mu baseline; mu = 1 is SFT, mu = 0 is RL)."""
+
+    def update(self, stats: ControllerStats | None = None) -> float:
+        self._last_terms = self._terms(entropy=stats.entropy if stats else None)
+        return self._mu
+
+
+class MetaGradientController(BalanceController):
+    """AMFT's controller (Eq. 6, spec D3-D5).
+
+    Warm-up: the first ``warmup_steps`` (W) updates return mu = 1 (pure SFT). The
+    entropies passed during the last ``entropy_calibration_steps`` (N_H) of them are
+    averaged into the target H* (``target_entropy``), set at the end of the W-th
+    update. The first main-phase update starts from ``mu_init``.
+
+    Main phase, per update:
+    ``mu <- clip(mu + meta_lr * m + entropy_lr * (H* - H), mu_min, mu_max)``, where
+    m is the meta-gradient on meta steps and 0 otherwise:
+    ``m = inner_lr * (<g_val, g_SFT> - <g_val, g_RL>)`` (``normalization="raw"``) or
+    ``m = cos(g_val, g_SFT) - cos(g_val, g_RL)`` (``"cosine"``, alpha absorbed in
+    ``meta_lr``). The entropy term is 0 when H or H* is unknown. Entropy below
+    target raises mu (Eq. 6, D4).
+
+    Step indexing: main-phase updates are numbered t = 1, 2, ...; update t is a meta
+    step iff ``t % meta_period == 0`` (so the first is t = K). The trainer asks
+    ``is_meta_step()`` before update t to know whether to compute g_SFT, g_RL and
+    g_val, and passes the resulting ``meta_alignment`` to that update only.
+    ``use_meta`` / ``use_entropy`` switch the two terms off for ablations; with
+    ``use_meta=False`` there are no meta steps, with ``use_entropy=False`` no
+    entropy rollouts are requested.
+    """
+
+    def __init__(
+        self,
+        mu_init: float = 0.8,
+        mu_min: float = 0.05,
+        mu_max: float = 0.95,
+        meta_lr: float = 1e-4,
+        entropy_lr: float = 5e-4,
+        meta_period: int = 20,
+        inner_lr: float = 1e-6,
+        normalization: str = "raw",
+        warmup_steps: int = 50,
+        entropy_calibration_steps: int = 10,
+        use_meta: bool = True,
+        use_entropy: bool = True,
+    ) -> None:
+        self.mu_min = _check_mu("mu_min", mu_min)
+        self.mu_max = _check_mu("mu_max", mu_max)
+        if self.mu_min > self.mu_max:
+            raise ValueError(f"mu_min ({mu_min}) must not exceed mu_max ({mu_max})")
+        self.mu_init = _check_mu("mu_init", mu_init)
+        if normalization not in ("raw", "cosine"):
+            raise ValueError(f"unknown normalization {normalization!r}; valid: raw, cosine")
+        if meta_period < 1:
+            raise ValueError(f"meta_period must be >= 1, got {meta_period}")
+        if warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+        if entropy_calibration_steps < 1:
+            raise ValueError(f"entropy_calibration_steps must be >= 1, got {entropy_calibration_steps}")
+        self.meta_lr = float(meta_lr)
+        self.entropy_lr = float(entropy_lr)
+        self.meta_period = int(meta_period)
+        self.inner_lr = float(inner_lr)
+        self.normalization = normalization
+        self.warmup_steps = int(warmup_steps)
+        self.entropy_calibration_steps = int(entropy_calibration_steps)
+        self.use_meta = bool(use_meta)
+        self.use_entropy = bool(use_entropy)
+
+        self._warmup_done = 0
+        self._main_steps = 0
+        self._entropy_sum = 0.0
+        self._entropy_count = 0
+        self._target_entropy: float | None = None
+        super().__init__(1.0 if self.warmup_steps > 0 else self._clip(self.mu_init))
+
+    @property
+    def target_entropy(self) -> float | None:
+        """H*, known once warm-up has ended (``None`` if no entropy was measured)."""
+        return self._target_entropy
+
+    @property
+    def main_steps(self) -> int:
+        """Number of main-phase updates done so far (the next one is ``main_steps + 1``)."""
+        return self._main_steps
+
+    @property
+    def in_warmup(self) -> bool:
+        return self._warmup_done < self.warmup_steps
+
+    @property
+    def needs_entropy_sample(self) -> bool:
+        """True when the next update is one of the last N_H warm-up steps (for H*)."""
+        if not (self.use_entropy and self.in_warmup):
+            return False
+        return self._warmup_done + 1 > self.warmup_steps - self.entropy_calibration_steps
+
+    def is_meta_step(self, step: int | None = None) -> bool:
+        """Whether main-phase update ``step`` (t >= 1; default: the next update's t) is a meta step.
+
+        Always false during warm-up when ``step`` is omitted, and when ``use_meta`` is off.
+        """
+        if step is None:
+            if self.in_warmup:
+                return False
+            step = self._main_steps + 1
+        return self.use_meta and step >= 1 and step % self.meta_period == 0
+
+    def update(self, stats: ControllerStats | None = None) -> float:
+        stats = stats or ControllerStats()
+        if self.in_warmup:
+            self._warmup_update(stats)
+        else:
+            self._main_update(stats)
+        return self._mu
+
+    def _warmup_update(self, stats: ControllerStats) -> None:
+        if stats.meta_alignment is not None:
+            raise ValueError("meta_alignment given during warm-up, which has no meta steps")
+        if self.needs_entropy_sample and stats.entropy is not None:
+            self._entropy_sum += float(stats.entropy)
+            self._entropy_count += 1
+        self._warmup_done += 1
+        if not self.in_warmup and self._entropy_count > 0:
+            self._target_entropy = self._entropy_sum / self._entropy_count
+        self._mu = 1.0
+        self._last_terms = self._terms(entropy=stats.entropy, target_entropy=self._target_entropy)
+
+    def _main_update(self, stats: ControllerStats) -> None:
+        meta_step = self.is_meta_step()
+        if stats.meta_alignment is not None and not meta_step:
+            raise ValueError(
+                f"meta_alignment given on main-phase step {self._main_steps + 1}, which is not a meta step "
+                f"(meta_period={self.meta_period}, use_meta={self.use_meta})"
+            )
+        meta_gradient = 0.0
+        if meta_step and stats.meta_alignment is not None:
+            meta_gradient = self._meta_gradient(stats.meta_alignment)
+        entropy_term = 0.0
+        if self.use_entropy and stats.entropy is not None and self._target_entropy is not None:
+            entropy_term = self.entropy_lr * (self._target_entropy - float(stats.entropy))
+        meta_term = self.meta_lr * meta_gradient
+        base = self._mu if self._main_steps > 0 else self._clip(self.mu_init)
+        self._mu = self._clip(base + meta_term + entropy_term)
+        self._main_steps += 1
+        self._last_terms = self._terms(
+            entropy=stats.entropy,
+            meta_gradient=meta_gradient,
+            meta_term=meta_term,
+            entropy_term=entropy_term,
+            target_entropy=self._target_entropy,
+        )
+
+    def _meta_gradient(self, alignment: MetaAlignment) -> float:
+        if self.normalization == "raw":
+            return self.inner_lr * (alignment.val_dot_sft - alignment.val_dot_rl)
+        cos_sft = alignment.val_dot_sft / max(alignment.val_norm * alignment.sft_norm, _COSINE_EPS)
+        cos_rl = alignment.val_dot_rl / max(alignment.val_norm * alignment.rl_norm, _COSINE_EPS)
+        return cos_sft - cos_rl
+
+    def _clip(self, mu: float) -> float:
+        return min(max(mu, self.mu_min), self.mu_max)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state.update(
+            warmup_done=self._warmup_done,
+            main_steps=self._main_steps,
+            entropy_sum=self._entropy_sum,
+            entropy_count=self._entropy_count,
+            target_entropy=self._target_entropy,
+        )
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._warmup_done = int(state["warmup_done"])
+        self._main_steps = int(state["main_steps"])
+        self._entropy_sum = float(state["entropy_sum"])
+        self._entropy_count = int(state["entropy_count"])
+        target = state["target_entropy"]
+        self._target_entropy = None if target is None else float(target)
+
+
+CONTROLLERS: dict[str, type[BalanceController]] = {
+    "fixed": FixedMuController,
+    "meta": MetaGradientController,
+}
+
+
+def build_controller(name: str, **kwargs: Any) -> BalanceController:
+    """Build the controller registered as ``name`` with its constructor arguments."""
+    if name not in CONTROLLERS:
+        raise ValueError(f"unknown controller {name!r}; valid: {', '.join(sorted(CONTROLLERS))}")
+    return CONTROLLERS[name](**kwargs)

@@ -1,0 +1,161 @@
+"""Token-level losses shared by AMFT and the baselines (spec D1).
+
+All functions take plain tensors: ``(B, T)`` per-token values with a ``(B, T)``
+0/1 mask marking the tokens that count (completion or demonstration tokens).
+Masking uses ``torch.where`` rather than multiplication, so that values at
+padding positions (which may be ``inf`` or ``nan``) can never leak into a loss.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "AGGREGATIONS",
+    "ADVANTAGE_SCALES",
+    "clipped_surrogate",
+    "group_advantages",
+    "masked_mean",
+    "sft_loss",
+    "token_entropy",
+    "token_log_probs",
+]
+
+AGGREGATIONS = ("grpo", "bnpo", "dr_grpo", "dapo")
+ADVANTAGE_SCALES = ("group", "batch", "none")
+
+
+def token_log_probs(logits: Tensor, targets: Tensor) -> Tensor:
+    """Log-probability of each target token: ``(B, T, V), (B, T) -> (B, T)``, float32.
+
+    Computed as ``logit[target] - logsumexp(logits)`` so that no ``(B, T, V)``
+    log-softmax tensor is materialised (it would be kept for backward).
+    """
+    logits = logits.float()
+    picked = logits.gather(-1, targets.long().unsqueeze(-1)).squeeze(-1)
+    return picked - torch.logsumexp(logits, dim=-1)
+
+
+def token_entropy(logits: Tensor) -> Tensor:
+    """Entropy of the softmax at each position: ``(B, T, V) -> (B, T)``, float32."""
+    log_p = torch.log_softmax(logits.float(), dim=-1)
+    # Logits set to -inf (e.g. banned tokens) give p = 0 and log p = -inf; 0 * -inf
+    # would be NaN in the value and in the gradient, so those terms are zeroed first.
+    log_p = torch.where(torch.isfinite(log_p), log_p, torch.zeros_like(log_p))
+    return -(log_p.exp() * log_p).sum(dim=-1)
+
+
+def masked_mean(values: Tensor, mask: Tensor, normalizer: float | Tensor | None = None) -> Tensor:
+    """``sum(values[mask]) / normalizer`` as a 0-dim tensor.
+
+    ``normalizer`` defaults to the number of active tokens clamped at 1, so a batch
+    with no active token (e.g. a micro-batch without demonstrations) gives 0, not NaN.
+    An explicit normalizer (e.g. the global token count under gradient
+    accumulation) is used as given and must be positive.
+    """
+    active = mask.bool()
+    total = torch.where(active, values, torch.zeros_like(values)).sum()
+    if normalizer is None:
+        normalizer = active.sum().clamp(min=1)
+    return total / normalizer
+
+
+def sft_loss(
+    token_logps: Tensor,
+    mask: Tensor,
+    token_weights: Tensor | None = None,
+    normalizer: float | Tensor | None = None,
+) -> Tensor:
+    """Demonstration NLL: masked mean of ``-log p`` over the demonstration tokens.
+
+    ``token_weights`` (e.g. CHORD's ``p(1-p)``) multiply each token's NLL and are
+    detached: they reweight tokens but are not themselves optimised.
+    """
+    nll = -token_logps
+    if token_weights is not None:
+        nll = nll * token_weights.detach()
+    return masked_mean(nll, mask, normalizer)
+
+
+def group_advantages(rewards: Tensor, group_size: int, scale: str = "group", eps: float = 1e-4) -> Tensor:
+    """Group-normalised advantages ``(r - group mean) / (std + eps)`` for rewards ``(N,)``.
+
+    ``rewards`` holds consecutive groups of ``group_size`` completions of the same
+    prompt. ``scale`` picks the std: ``"group"`` (each group's), ``"batch"`` (the
+    whole batch's) or ``"none"`` (no division, as in TRL). As in TRL's GRPO, the std
+    is the unbiased one (``torch.std``, Bessel correction), and a std over a single
+    element counts as 0 instead of NaN.
+    """
+    if scale not in ADVANTAGE_SCALES:
+        raise ValueError(f"unknown advantage scale {scale!r}; valid: {', '.join(ADVANTAGE_SCALES)}")
+    if rewards.dim() != 1:
+        raise ValueError(f"rewards must be 1-D, got shape {tuple(rewards.shape)}")
+    if group_size < 1 or rewards.numel() % group_size != 0:
+        raise ValueError(f"{rewards.numel()} rewards cannot be split into groups of {group_size}")
+    rewards = rewards.float()
+    grouped = rewards.view(-1, group_size)
+    centered = (grouped - grouped.mean(dim=1, keepdim=True)).reshape(-1)
+    if scale == "none":
+        return centered
+    if scale == "group":
+        std = grouped.std(dim=1, keepdim=True) if group_size > 1 else torch.zeros_like(grouped[:, :1])
+        std = std.expand_as(grouped).reshape(-1)
+    else:
+        std = rewards.std() if rewards.numel() > 1 else rewards.new_zeros(())
+    return centered / (std + eps)
+
+
+def clipped_surrogate(
+    token_logps: Tensor,
+    old_token_logps: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    epsilon_low: float = 0.2,
+    epsilon_high: float = 0.2,
+    aggregation: str = "grpo",
+    max_completion_length: int | None = None,
+    normalizer: float | Tensor | None = None,
+) -> Tensor:
+    """GRPO-family clipped surrogate loss (spec D1), as a 0-dim tensor.
+
+    Per token: ``-min(rho * A, clip(rho, 1 - epsilon_low, 1 + epsilon_high) * A)``
+    with ``rho = exp(logp - old_logp)``. ``advantages`` is ``(B,)`` (one per
+    sequence) or ``(B, T)``. Aggregation over the active tokens, as in TRL:
+
+    - ``"grpo"``: mean over each sequence's tokens, then mean over sequences;
+    - ``"bnpo"``: sum / number of active tokens in this batch;
+    - ``"dr_grpo"``: sum / (B * max_completion_length); requires ``max_completion_length``;
+    - ``"dapo"``: sum / ``normalizer``, the active-token count of the global
+      accumulated batch (default: this batch's active-token count).
+
+    ``max_completion_length`` and ``normalizer`` are ignored by the aggregations
+    that do not use them.
+
+    The plain policy-gradient loss (used for the validation gradient g_val, spec
+    D2) is this function with ``old_token_logps = token_logps.detach()``: then
+    ``rho = 1``, clipping is inactive and the gradient is ``-A * grad(log p)``,
+    aggregated as above.
+    """
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"unknown aggregation {aggregation!r}; valid: {', '.join(AGGREGATIONS)}")
+    if aggregation == "dr_grpo" and max_completion_length is None:
+        raise ValueError("aggregation 'dr_grpo' requires max_completion_length")
+    active = mask.bool()
+    if advantages.dim() == 1:
+        advantages = advantages.unsqueeze(-1)
+    # Padding positions may hold arbitrary old log-probs; a zero log-ratio there keeps
+    # exp() finite, so masked tokens cannot put inf/NaN into the gradient.
+    log_ratio = torch.where(active, token_logps - old_token_logps, torch.zeros_like(token_logps))
+    ratio = torch.exp(log_ratio)
+    clipped_ratio = torch.clamp(ratio, 1.0 - epsilon_low, 1.0 + epsilon_high)
+    per_token = -torch.min(ratio * advantages, clipped_ratio * advantages)
+    per_token = torch.where(active, per_token, torch.zeros_like(per_token))
+    if aggregation == "grpo":
+        per_sequence = per_token.sum(dim=-1) / active.sum(dim=-1).clamp(min=1)
+        return per_sequence.mean()
+    if aggregation == "bnpo":
+        return masked_mean(per_token, active)
+    if aggregation == "dr_grpo":
+        return per_token.sum() / (per_token.size(0) * max_completion_length)
+    return masked_mean(per_token, active, normalizer)

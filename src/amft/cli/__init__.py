@@ -1,0 +1,101 @@
+"""The `amft` command: `train`, `eval` and `demo`.
+
+Options come as flags or as keys of a YAML file given with `--config`, as in TRL's scripts;
+flags override the file. `amft COMMAND --help` lists every option with its explanation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+
+USAGE = """usage: amft COMMAND [options]
+
+commands:
+  demo    the embedded default: a tiny model learns GeneralPoints-L with AMFT on CPU
+          (progress bar, success table per split, plot and summary in the run folder)
+  train   train with AMFT (or a fixed mu) from a YAML config (--config) and/or flags
+  eval    evaluate a trained model on task splits, single- or multi-turn; writes JSON
+
+`amft COMMAND --help` explains every option of COMMAND.
+"""
+
+DEMO_PRESET = "demo-general-points.yaml"
+
+
+@dataclass
+class EvalArguments:
+    """Options of `amft eval` beyond the task and evaluation settings."""
+
+    model: str = field(default="", metadata={"help": "Trained model folder (or Hub id) to evaluate. Required."})
+    output_file: str | None = field(
+        default=None, metadata={"help": "Where to write the JSON results (default: <model>/eval-<split>.json)."}
+    )
+    bf16: bool = field(default=True, metadata={"help": "bf16 autocast on CPU during generation."})
+    seed: int = field(default=0, metadata={"help": "Sampling seed."})
+
+
+def _parse_training_args(argv: list[str], prog: str):
+    from trl import TrlParser
+
+    from amft.cli.arguments import RunArguments
+    from amft.training import AMFTConfig
+
+    parser = TrlParser((RunArguments, AMFTConfig), prog=prog)
+    return parser.parse_args_and_config(args=argv)
+
+
+def preset_path(name: str) -> str:
+    return str(resources.files("amft.cli") / "presets" / name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command == "train":
+        from amft.cli.pipeline import run_training
+
+        run, args = _parse_training_args(rest, "amft train")
+        run_training(run, args)
+    elif command == "demo":
+        from amft.cli.pipeline import run_training
+
+        run, args = _parse_training_args(["--config", preset_path(DEMO_PRESET), *rest], "amft demo")
+        summary = run_training(run, args)
+        print(f"Run folder: {args.output_dir} (summary.md, summary.json, training_dynamics.png)")
+        print(json.dumps({"success_rate": summary["success_rate"], "wall_time_seconds": summary["wall_time_seconds"]}))
+    elif command == "eval":
+        _run_eval(rest)
+    else:
+        print(f"amft: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _run_eval(argv: list[str]) -> None:
+    from trl import TrlParser
+
+    from amft.cli.arguments import RunArguments
+    from amft.cli.pipeline import build_task, evaluate_splits
+    from amft.evaluation.report import print_results
+    from amft.models import load_model
+    from amft.training.checkpoint import atomic_write_json
+
+    parser = TrlParser((EvalArguments, RunArguments), prog="amft eval")
+    eval_args, run = parser.parse_args_and_config(args=argv)
+    if not eval_args.model:
+        parser.error("--model is required")
+    task = build_task(run)
+    model, tokenizer = load_model(eval_args.model)
+    splits = [s for s in run.eval_splits.split(",") if s]
+    results = evaluate_splits(model, tokenizer, task, splits, run, bf16=eval_args.bf16, seed=eval_args.seed)
+    print_results(f"{eval_args.model} on {task.name}", results)
+    output = eval_args.output_file or os.path.join(eval_args.model, f"eval-{'-'.join(splits)}.json")
+    atomic_write_json(output, {split: r.summary() for split, r in results.items()})
+    print(f"Results written to {output}")

@@ -1,0 +1,135 @@
+"""Evaluation of a model on a task split: every episode runs in its environment, with the
+verifier's feedback fed back for up to `max_attempts` tries (sequential revision); all
+episodes advance together, one batched `generate` call per round."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from amft.tasks.base import Task
+
+
+@dataclass
+class EpisodeRecord:
+    index: int
+    success: bool
+    attempts: int
+    rewards: list[float]
+    completions: list[str]
+
+
+@dataclass
+class SplitResult:
+    """Success within the attempt budget, success at the first attempt, and every episode."""
+
+    split: str
+    episodes: int
+    success_rate: float
+    first_attempt_success_rate: float
+    mean_attempts: float
+    max_attempts: int
+    temperature: float
+    records: list[EpisodeRecord] = field(default_factory=list, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k != "records"}
+
+
+@torch.no_grad()
+def generate_texts(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    batch_size: int = 256,
+) -> list[str]:
+    """Complete each prompt (left-padded batches); temperature 0 means greedy decoding."""
+    outputs: list[str] = []
+    previous_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        for start in range(0, len(prompts), batch_size):
+            chunk = prompts[start : start + batch_size]
+            encoded = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0 else {"do_sample": False}
+            generated = model.generate(
+                **encoded,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                **sampling,
+            )
+            new_tokens = generated[:, encoded["input_ids"].size(1) :]
+            outputs.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+    finally:
+        tokenizer.padding_side = previous_side
+    return outputs
+
+
+def evaluate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    task: Task,
+    split: str,
+    *,
+    max_attempts: int = 5,
+    temperature: float = 0.6,
+    max_new_tokens: int = 96,
+    batch_size: int = 256,
+    seed: int = 0,
+    limit: int | None = None,
+) -> SplitResult:
+    """Run every episode of `split` with up to `max_attempts` verified tries (1 = single turn)."""
+    rows = task.eval_episodes(split)
+    if limit is not None:
+        rows = rows[:limit]
+    envs = [task.make_env(row) for row in rows]
+    observations = [env.reset() for env in envs]
+    records = [EpisodeRecord(i, False, 0, [], []) for i in range(len(rows))]
+    active = list(range(len(rows)))
+    was_training = model.training
+    model.eval()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for _ in range(max_attempts):
+            if not active:
+                break
+            texts = generate_texts(
+                model,
+                tokenizer,
+                [observations[i] for i in active],
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                batch_size=batch_size,
+            )
+            still_active = []
+            for i, text in zip(active, texts):
+                observation, reward, terminated, truncated, info = envs[i].step(text)
+                record = records[i]
+                record.attempts += 1
+                record.rewards.append(float(reward))
+                record.completions.append(text)
+                record.success = record.success or info["verification"].success
+                observations[i] = observation
+                if not (terminated or truncated):
+                    still_active.append(i)
+            active = still_active
+    model.train(was_training)
+    count = max(len(records), 1)
+    return SplitResult(
+        split=split,
+        episodes=len(records),
+        success_rate=sum(r.success for r in records) / count,
+        # The environment ends an episode at its first success, so one attempt + success = first-try success.
+        first_attempt_success_rate=sum(r.success and r.attempts == 1 for r in records) / count,
+        mean_attempts=sum(r.attempts for r in records) / count,
+        max_attempts=max_attempts,
+        temperature=temperature,
+        records=records,
+    )

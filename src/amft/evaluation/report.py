@@ -1,0 +1,135 @@
+"""What a finished run leaves for people: a console table, `summary.json`, `summary.md` and a
+PNG of the training dynamics (mu, entropy, reward, success over steps)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: runs write files, they never open windows
+import matplotlib.pyplot as plt  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from amft.evaluation.evaluate import SplitResult  # noqa: E402
+from amft.training.checkpoint import atomic_write_json  # noqa: E402
+
+
+def results_table(title: str, results: Mapping[str, SplitResult], initial: Mapping[str, SplitResult] | None = None) -> Table:
+    table = Table(title=title)
+    table.add_column("split")
+    if initial:
+        table.add_column("success before", justify="right")
+    table.add_column("success (within budget)", justify="right")
+    table.add_column("first-try success", justify="right")
+    table.add_column("mean tries", justify="right")
+    table.add_column("episodes", justify="right")
+    for split, result in results.items():
+        before = [f"{initial[split].success_rate:.1%}"] if initial and split in initial else ([] if not initial else ["-"])
+        table.add_row(
+            split,
+            *before,
+            f"{result.success_rate:.1%}",
+            f"{result.first_attempt_success_rate:.1%}",
+            f"{result.mean_attempts:.2f}",
+            str(result.episodes),
+        )
+    return table
+
+
+def print_results(title: str, results: Mapping[str, SplitResult], initial: Mapping[str, SplitResult] | None = None) -> None:
+    Console().print(results_table(title, results, initial))
+
+
+def write_summary(
+    run_dir: str,
+    *,
+    results: Mapping[str, SplitResult],
+    initial: Mapping[str, SplitResult] | None,
+    wall_time_seconds: float,
+    run_info: Mapping[str, Any],
+    controller_summary: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write `summary.json` (machine-readable) and `summary.md` (for people); return the JSON payload."""
+    payload = {
+        "wall_time_seconds": round(wall_time_seconds, 1),
+        "success_rate": {split: r.success_rate for split, r in results.items()},
+        "first_attempt_success_rate": {split: r.first_attempt_success_rate for split, r in results.items()},
+        "initial_success_rate": {split: r.success_rate for split, r in (initial or {}).items()},
+        "splits": {split: r.summary() for split, r in results.items()},
+        "run": dict(run_info),
+        "controller": dict(controller_summary or {}),
+    }
+    atomic_write_json(os.path.join(run_dir, "summary.json"), payload)
+    lines = [
+        f"# Run summary: {run_info.get('method', '')} on {run_info.get('task', '')}",
+        "",
+        f"Model `{run_info.get('model', '')}`, {run_info.get('steps', '?')} optimizer steps, "
+        f"wall time {wall_time_seconds / 60:.1f} min.",
+        "",
+        "| split | success before | success within budget | first-try success | mean tries | episodes |",
+        "|---|---|---|---|---|---|",
+    ]
+    for split, r in results.items():
+        before = f"{initial[split].success_rate:.1%}" if initial and split in initial else "-"
+        lines.append(
+            f"| {split} | {before} | {r.success_rate:.1%} | {r.first_attempt_success_rate:.1%} | "
+            f"{r.mean_attempts:.2f} | {r.episodes} |"
+        )
+    if controller_summary:
+        lines += ["", "## Controller", ""] + [f"- {key}: {value}" for key, value in controller_summary.items()]
+    lines += ["", "![training dynamics](training_dynamics.png)", ""]
+    with open(os.path.join(run_dir, "summary.md"), "w") as handle:
+        handle.write("\n".join(lines))
+    return payload
+
+
+def _series(log_history: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    points = [(row["step"], row[key]) for row in log_history if key in row and "step" in row]
+    return [p[0] for p in points], [float(p[1]) for p in points]
+
+
+def plot_training_dynamics(
+    log_history: Sequence[Mapping[str, Any]],
+    success_history: Mapping[str, Sequence[tuple[int, float]]],
+    path: str,
+    title: str = "",
+) -> None:
+    """Four panels over optimizer steps: mu and its two controller terms; entropy H and target H*;
+    training reward; evaluation success per split."""
+    figure, axes = plt.subplots(2, 2, figsize=(11, 7.5), sharex=True)
+    ax_mu, ax_entropy, ax_reward, ax_success = axes.flat
+    steps, mu = _series(log_history, "amft/mu")
+    ax_mu.plot(steps, mu, label="mu", color="black")
+    for key, label in (("amft/meta_term", "meta term (eta_mu * m)"), ("amft/entropy_term", "entropy term (eta_H * (H* - H))")):
+        term_steps, values = _series(log_history, key)
+        if term_steps:
+            cumulative = [sum(values[: i + 1]) for i in range(len(values))]
+            ax_mu.plot(term_steps, cumulative, label=f"cumulative {label}", linestyle="--")
+    ax_mu.set_title("balance mu (1 = imitation, 0 = RL)")
+    ax_mu.legend(fontsize=7)
+    for key, label in (("amft/entropy", "H (sampled completions)"), ("amft/target_entropy", "H* (target)")):
+        entropy_steps, values = _series(log_history, key)
+        ax_entropy.plot(entropy_steps, values, label=label)
+    ax_entropy.set_title("policy entropy per token")
+    ax_entropy.legend(fontsize=7)
+    for key, label in (("reward", "training reward"), ("amft/val_reward", "validation reward (meta steps)")):
+        reward_steps, values = _series(log_history, key)
+        ax_reward.plot(reward_steps, values, label=label, marker="." if key != "reward" else None)
+    ax_reward.set_title("reward")
+    ax_reward.legend(fontsize=7)
+    for split, points in success_history.items():
+        ax_success.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=split)
+    ax_success.set_title("evaluation success")
+    ax_success.set_ylim(-0.02, 1.02)
+    ax_success.legend(fontsize=7)
+    for ax in axes[1]:
+        ax.set_xlabel("optimizer step")
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -1,0 +1,256 @@
+"""The task interface shared by every ``amft`` task, and a checked row loader.
+
+A :class:`Task` supplies (think gymnasium, but text in / text out):
+
+* ``train_prompts(n, seed)``      RL prompt rows: ``{"prompt": str, ...reward columns}``
+* ``demonstrations(n, seed)``     SFT rows: ``{"prompt": str, "completion": str, ...}``
+* ``validation_prompts(n, seed)`` held-out rows from the training distribution (meta-gradient)
+* ``eval_episodes(split)``        fixed evaluation rows of a named split
+* ``verify(row, completion)``     one :class:`Verification`
+* ``reward(prompts, completions, **columns)``  a TRL-compatible reward function
+* ``make_env(row)``               an :class:`Env` for multi-turn evaluation
+
+Rows are plain ``dict`` objects so they go straight into ``datasets.Dataset.from_list``.
+
+:func:`load_rows` reads user-supplied JSONL / JSON row files and raises :class:`DataError`
+naming the file, the 1-based row and the field of the first bad row (or skips and counts
+bad rows with ``skip_invalid=True``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence, overload
+
+__all__ = ["Verification", "Env", "Task", "DataError", "load_rows", "completion_text"]
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The verdict on one attempt.
+
+    ``reward``: the shaped reward (a float); ``success``: whether the attempt solves the
+    task; ``message``: the verifier's feedback (what a revision turn shows the model).
+    """
+
+    reward: float
+    success: bool
+    message: str
+
+
+class Env(ABC):
+    """A gymnasium-like text environment for multi-turn (revision) evaluation.
+
+    ``reset()`` returns the first prompt text.  ``step(text)`` takes the model's reply and
+    returns ``(observation, reward, terminated, truncated, info)`` where ``observation`` is
+    the whole conversation so far as the text the model should continue from, and ``info``
+    holds at least ``verification`` (a :class:`Verification`, or ``None``) and ``attempts``
+    (the number of verified attempts so far).  Calling ``step`` after the episode ended
+    raises ``RuntimeError``; call ``reset()`` first.
+    """
+
+    @abstractmethod
+    def reset(self) -> str: ...
+
+    @abstractmethod
+    def step(self, text: str) -> tuple[str, float, bool, bool, dict[str, Any]]: ...
+
+
+class Task(ABC):
+    """A task: prompt rows, demonstration rows, a reward function, splits and an env."""
+
+    #: registry name, e.g. ``"general-points"``
+    name: str = ""
+    #: names accepted by :meth:`eval_episodes`
+    splits: tuple[str, ...] = ()
+
+    @abstractmethod
+    def train_prompts(self, n: int, seed: int) -> list[dict]:
+        """``n`` RL prompt rows (key ``prompt`` plus the columns the reward needs)."""
+
+    @abstractmethod
+    def demonstrations(self, n: int, seed: int) -> list[dict]:
+        """``n`` SFT rows with ``prompt`` and ``completion``."""
+
+    @abstractmethod
+    def validation_prompts(self, n: int, seed: int) -> list[dict]:
+        """``n`` held-out prompt rows from the training distribution, disjoint from eval sets."""
+
+    @abstractmethod
+    def eval_episodes(self, split: str) -> list[dict]:
+        """The fixed evaluation rows of ``split`` (one of :attr:`splits`)."""
+
+    @abstractmethod
+    def verify(self, row: Mapping[str, Any], completion: Any) -> Verification:
+        """Score one completion for one row; never raises on any completion text."""
+
+    @abstractmethod
+    def make_env(self, row: Mapping[str, Any]) -> Env:
+        """A multi-turn environment for one evaluation row."""
+
+    def reward(self, prompts: Sequence[Any] | None = None, completions: Sequence[Any] | None = None,
+               **columns: Any) -> list[float]:
+        """TRL reward function: ``f(prompts=..., completions=..., completion_ids=..., **columns)``.
+
+        Every extra dataset column arrives as a list aligned with ``completions``; unknown
+        keyword arguments (``completion_ids``, ``trainer_state``, ...) are ignored.  Returns
+        one float per completion.  Completions may be strings or chat message lists.
+        """
+        completions = list(completions or [])
+        n = len(completions)
+        prompts_list = list(prompts) if prompts is not None else [None] * n
+        rows = []
+        for i in range(n):
+            row: dict[str, Any] = {}
+            for key, col in columns.items():
+                if isinstance(col, (list, tuple)) and len(col) == n:
+                    row[key] = col[i]
+            if i < len(prompts_list) and "prompt" not in row:
+                row["prompt"] = prompts_list[i]
+            rows.append(row)
+        return [float(self.verify(row, c).reward) for row, c in zip(rows, completions)]
+
+
+def completion_text(completion: Any) -> str:
+    """The text of a completion given as a string or as TRL conversational messages.
+
+    For a list of ``{"role", "content"}`` dicts the content of the last message is used.
+    Anything else becomes ``""`` (which a verifier then penalises), never an exception.
+    """
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, Mapping):
+        content = completion.get("content")
+        return content if isinstance(content, str) else ""
+    if isinstance(completion, (list, tuple)) and completion:
+        return completion_text(completion[-1])
+    return ""
+
+
+# --------------------------------------------------------------------------- row files
+
+
+class DataError(ValueError):
+    """A bad row in a data file; the message names the file, the 1-based row and the field."""
+
+    def __init__(self, path: str | Path, row: int | None, field: str | None, problem: str):
+        self.path = str(path)
+        self.row = row
+        self.field = field
+        self.problem = problem
+        where = f"{self.path}"
+        if row is not None:
+            where += f": row {row}"
+        if field is not None:
+            where += f": field '{field}'"
+        super().__init__(f"{where}: {problem}")
+
+
+def _type_name(t: Any) -> str:
+    if isinstance(t, tuple):
+        return " or ".join(_type_name(x) for x in t)
+    return getattr(t, "__name__", str(t))
+
+
+def _matches(value: Any, expected: type | tuple[type, ...]) -> bool:
+    types = expected if isinstance(expected, tuple) else (expected,)
+    for t in types:
+        if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(value, float) and not math.isfinite(value):
+                continue
+            return True
+        if t is int and isinstance(value, bool):
+            continue
+        if isinstance(value, t):
+            return True
+    return False
+
+
+def _check_row(path: Path, row_no: int, obj: Any, required: Mapping[str, Any]) -> dict:
+    if not isinstance(obj, dict):
+        raise DataError(path, row_no, None, f"expected a JSON object, got {type(obj).__name__}")
+    for field, expected in required.items():
+        if field not in obj:
+            raise DataError(path, row_no, field, "missing field")
+        if not _matches(obj[field], expected):
+            raise DataError(path, row_no, field,
+                            f"expected {_type_name(expected)}, got {type(obj[field]).__name__}")
+    return obj
+
+
+@overload
+def load_rows(path: str | Path, required: Mapping[str, Any] | None = ...,
+              skip_invalid: Literal[False] = ...) -> list[dict]: ...
+
+
+@overload
+def load_rows(path: str | Path, required: Mapping[str, Any] | None = ...,
+              *, skip_invalid: Literal[True]) -> tuple[list[dict], int]: ...
+
+
+def load_rows(path: str | Path, required: Mapping[str, Any] | None = None,
+              skip_invalid: bool = False) -> list[dict] | tuple[list[dict], int]:
+    """Read prompt or demonstration rows from a ``.jsonl`` or ``.json`` file, checked.
+
+    ``required`` maps field names to a type or tuple of types (``{"prompt": str,
+    "values": list}``); ``int`` rejects booleans and ``float`` accepts ints.
+
+    * JSONL (any suffix but ``.json``): one JSON object per line; blank lines are ignored;
+      the row number is the 1-based line number.
+    * JSON (``.json``): a list of objects, or an object with a ``"rows"`` or ``"data"``
+      list; the row number is the 1-based position in that list.
+
+    Missing fields, wrong types, non-object rows and invalid JSON lines raise
+    :class:`DataError` (message: ``<file>: row <n>: field '<name>': <problem>``).
+    With ``skip_invalid=True`` bad rows are skipped instead, and the function returns
+    ``(rows, n_skipped)``; otherwise it returns ``rows``.  A missing file raises
+    ``FileNotFoundError``; an unparsable ``.json`` file raises ``DataError`` even when
+    skipping (there are no rows to keep).
+    """
+    path = Path(path)
+    required = dict(required or {})
+    rows: list[dict] = []
+    skipped = 0
+    with path.open("r", encoding="utf-8") as fh:
+        if path.suffix.lower() == ".json":
+            try:
+                data = json.load(fh)
+            except json.JSONDecodeError as exc:
+                raise DataError(path, None, None, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+            if isinstance(data, dict):
+                for key in ("rows", "data"):
+                    if isinstance(data.get(key), list):
+                        data = data[key]
+                        break
+            if not isinstance(data, list):
+                raise DataError(path, None, None, "expected a JSON list of row objects")
+            numbered = list(enumerate(data, start=1))
+            for row_no, obj in numbered:
+                try:
+                    rows.append(_check_row(path, row_no, obj, required))
+                except DataError:
+                    if not skip_invalid:
+                        raise
+                    skipped += 1
+        else:
+            for row_no, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    try:
+                        obj = json.loads(line)
+                    except (json.JSONDecodeError, RecursionError) as exc:
+                        msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "nesting too deep"
+                        raise DataError(path, row_no, None, f"invalid JSON: {msg}") from exc
+                    rows.append(_check_row(path, row_no, obj, required))
+                except DataError:
+                    if not skip_invalid:
+                        raise
+                    skipped += 1
+    if skip_invalid:
+        return rows, skipped
+    return rows

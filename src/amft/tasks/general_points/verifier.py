@@ -1,0 +1,404 @@
+"""Parser and verifier for GeneralPoints (spec §5, §6, decisions G1 and G2).
+
+Pipeline for one model output:
+
+1. :func:`extract_formula` finds the ``formula`` field: JSON (``json.loads`` of the
+   whole text), the original regex form ``"formula": "..."`` (double quotes, exactly
+   one space after the colon, non-greedy, one line), or the compact form
+   ``formula: ...`` (key at the start or after whitespace / ``;``, one optional space,
+   the value runs to the next ``;``, newline or the end, trailing whitespace dropped).
+   Only the first :data:`MAX_TEXT_CHARS` characters of the output are considered.
+   No field found -> the string ``"None"`` (as in the original), which fails the
+   character check with -3.
+2. The formula is cut at the first ``=``.
+3. :func:`verify_formula` reproduces the check order of §6.2 exactly, with stacking:
+   character check (-3, stop); syntax walk (-3 per bad transition); number checks
+   (-2, ``if/elif`` for invalid/overused, then an independent -2 for unused);
+   evaluation only when the total is still 0 (+5 ``Correct solution``; evaluation
+   failure and a prefix of a solver solution: +1 ``partial solution``; otherwise -1
+   with the prefix-walk message).  Messages are joined with ``", "`` plus a final ``"."``.
+
+Differences from the original, all documented decisions:
+
+* G1: evaluation is exact (:class:`fractions.Fraction`), so ``8/(3-8/3)`` on
+  [3, 3, 8, 8] scores +5 (the original float ``eval`` gives 0).
+* G2: a hand-written tokenizer and recursive-descent parser; model text never
+  reaches Python ``eval``.  Tokens are ASCII digit runs of at most
+  :data:`MAX_LITERAL_DIGITS` digits and ``+ - * / ( )``; anything else (a space,
+  ``x``, ``×``, a 4-digit literal, a non-ASCII digit such as ``٣``, which the
+  original's ``\\d`` accepted) is "illegal characters".  Formulas longer than
+  :data:`MAX_FORMULA_CHARS` characters are "illegal characters" too.  Together
+  these bound the work on any input.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from fractions import Fraction
+from typing import Any, Callable, Iterable, Sequence
+
+from amft.tasks.base import Verification
+
+from .solver import solution_prefixes
+
+__all__ = [
+    "REWARDS",
+    "MAX_TEXT_CHARS",
+    "MAX_FORMULA_CHARS",
+    "MAX_LITERAL_DIGITS",
+    "MAX_NESTING",
+    "MIN_REWARD",
+    "MAX_REWARD",
+    "PARSE_STYLES",
+    "EvalError",
+    "extract_field",
+    "extract_formula",
+    "tokenize",
+    "evaluate",
+    "evaluate_tokens",
+    "verify_formula",
+    "verify_text",
+]
+
+#: The original reward table (``REWARD_FN``).
+REWARDS: dict[str, float] = {
+    "CORRECT_SOLUTION": 5.0,
+    "PARTIAL_SOLUTION": 1.0,
+    "NO_SOLUTION": -1.0,
+    "INCORRECT_VISION": -1.5,
+    "INCORRECT_NUMBER": -2.0,
+    "ILLEGAL_FORMULA": -3.0,
+}
+#: Only this many leading characters of a model output are searched for the field.
+MAX_TEXT_CHARS = 65536
+#: Longer formulas (after the cut at ``=``) are "illegal characters" (-3).
+MAX_FORMULA_CHARS = 200
+#: Integer literals longer than this are "illegal characters" (-3).
+MAX_LITERAL_DIGITS = 3
+#: Parenthesis nesting deeper than this fails evaluation (like any other evaluation error).
+MAX_NESTING = 200
+#: The reachable reward range: at most one -3 per token (<= MAX_FORMULA_CHARS tokens) plus -4.
+MIN_REWARD = REWARDS["ILLEGAL_FORMULA"] * MAX_FORMULA_CHARS + 2 * REWARDS["INCORRECT_NUMBER"]
+MAX_REWARD = REWARDS["CORRECT_SOLUTION"]
+
+#: The field forms :func:`extract_field` understands, tried in this order.
+PARSE_STYLES: tuple[str, ...] = ("json", "quoted", "compact")
+
+
+class EvalError(ValueError):
+    """The formula could not be evaluated (syntax, unclosed parenthesis, division by zero...)."""
+
+
+# --------------------------------------------------------------------------- extraction
+
+_QUOTED_RE: dict[str, re.Pattern[str]] = {}
+_COMPACT_RE: dict[str, re.Pattern[str]] = {}
+
+
+def _quoted_re(key: str) -> re.Pattern[str]:
+    pat = _QUOTED_RE.get(key)
+    if pat is None:
+        pat = _QUOTED_RE[key] = re.compile('"' + re.escape(key) + '": "(.*?)"')
+    return pat
+
+
+def _compact_re(key: str) -> re.Pattern[str]:
+    pat = _COMPACT_RE.get(key)
+    if pat is None:
+        pat = _COMPACT_RE[key] = re.compile(r"(?<![^\s;])" + re.escape(key) + r":[ ]?([^;\n]*)")
+    return pat
+
+
+def extract_field(text: Any, key: str = "formula", styles: Iterable[str] = PARSE_STYLES) -> str | None:
+    """The raw value of field ``key`` in a model output, or ``None`` if absent.
+
+    ``styles`` selects the accepted forms, tried in order: ``"json"`` (the whole text
+    parses as a JSON object holding a string under ``key``), ``"quoted"`` (the original
+    regex ``"key": "(.*?)"``) and ``"compact"`` (``key: value`` up to ``;``/newline/end).
+    Never raises.
+    """
+    if not isinstance(text, str):
+        return None
+    text = text[:MAX_TEXT_CHARS]
+    for style in styles:
+        if style == "json":
+            stripped = text.strip()
+            if not stripped.startswith("{"):
+                continue
+            try:
+                obj = json.loads(stripped)
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(obj, dict) and key in obj:
+                value = obj[key]
+                return value if isinstance(value, str) else None
+        elif style == "quoted":
+            m = _quoted_re(key).search(text)
+            if m:
+                return m.group(1)
+        elif style == "compact":
+            m = _compact_re(key).search(text)
+            if m:
+                return m.group(1).rstrip()
+        else:
+            raise ValueError(f"unknown parse style {style!r}; known: {PARSE_STYLES}")
+    return None
+
+
+def extract_formula(text: Any, styles: Iterable[str] = PARSE_STYLES) -> str:
+    """The formula of a model output, cut at the first ``=``; ``"None"`` if absent."""
+    value = extract_field(text, "formula", styles)
+    if value is None:
+        value = "None"
+    return value.split("=", 1)[0]
+
+
+# --------------------------------------------------------------------------- tokens
+
+_OPERATORS = frozenset("+-*/")
+_DIGITS = frozenset("0123456789")
+
+
+def tokenize(formula: str) -> list[str] | None:
+    """Split ``formula`` into integer literals and ``+ - * / ( )``; ``None`` if illegal.
+
+    Illegal: any other character (ASCII digits only), a literal longer than
+    :data:`MAX_LITERAL_DIGITS`, or a formula longer than :data:`MAX_FORMULA_CHARS`.
+    """
+    if not isinstance(formula, str) or len(formula) > MAX_FORMULA_CHARS:
+        return None
+    tokens: list[str] = []
+    i, n = 0, len(formula)
+    while i < n:
+        ch = formula[i]
+        if ch in _DIGITS:
+            j = i + 1
+            while j < n and formula[j] in _DIGITS:
+                j += 1
+            if j - i > MAX_LITERAL_DIGITS:
+                return None
+            tokens.append(formula[i:j])
+            i = j
+        elif ch in _OPERATORS or ch == "(" or ch == ")":
+            tokens.append(ch)
+            i += 1
+        else:
+            return None
+    return tokens
+
+
+def _kind(token: str) -> str:
+    if token in _OPERATORS:
+        return "operator"
+    if token == "(":
+        return "open"
+    if token == ")":
+        return "close"
+    return "number"
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+class _Parser:
+    """expr := term (('+'|'-') term)* ; term := factor (('*'|'/') factor)* ;
+    factor := NUMBER | '(' expr ')'.  Exact ``Fraction`` arithmetic."""
+
+    __slots__ = ("tokens", "i", "trace")
+
+    def __init__(self, tokens: Sequence[str], trace: list | None = None):
+        self.tokens = tokens
+        self.i = 0
+        self.trace = trace
+
+    def _peek(self) -> str | None:
+        return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def parse(self) -> Fraction:
+        value = self._expr(0)
+        if self.i != len(self.tokens):
+            raise EvalError(f"unexpected {self.tokens[self.i]!r}")
+        return value
+
+    def _expr(self, depth: int) -> Fraction:
+        value = self._term(depth)
+        while (tok := self._peek()) in ("+", "-"):
+            self.i += 1
+            rhs = self._term(depth)
+            result = value + rhs if tok == "+" else value - rhs
+            if self.trace is not None:
+                self.trace.append((value, tok, rhs, result))
+            value = result
+        return value
+
+    def _term(self, depth: int) -> Fraction:
+        value = self._factor(depth)
+        while (tok := self._peek()) in ("*", "/"):
+            self.i += 1
+            rhs = self._factor(depth)
+            if tok == "*":
+                result = value * rhs
+            else:
+                if rhs == 0:
+                    raise EvalError("division by zero")
+                result = value / rhs
+            if self.trace is not None:
+                self.trace.append((value, tok, rhs, result))
+            value = result
+        return value
+
+    def _factor(self, depth: int) -> Fraction:
+        tok = self._peek()
+        if tok is None:
+            raise EvalError("unexpected end of formula")
+        if tok == "(":
+            if depth >= MAX_NESTING:
+                raise EvalError("parentheses nested too deeply")
+            self.i += 1
+            value = self._expr(depth + 1)
+            if self._peek() != ")":
+                raise EvalError("unclosed parenthesis")
+            self.i += 1
+            return value
+        if tok[0] in _DIGITS:
+            if len(tok) > 1 and tok[0] == "0":
+                raise EvalError(f"leading zero in {tok!r}")
+            self.i += 1
+            return Fraction(int(tok))
+        raise EvalError(f"unexpected {tok!r}")
+
+
+def evaluate_tokens(tokens: Sequence[str], trace: list | None = None) -> Fraction:
+    """Evaluate tokens from :func:`tokenize` exactly; raises :class:`EvalError` on any failure.
+
+    If ``trace`` is a list, every binary operation is appended to it in evaluation
+    order as ``(left, operator, right, result)`` (used for the compact ``steps`` field).
+    """
+    try:
+        return _Parser(tokens, trace).parse()
+    except RecursionError as exc:  # pragma: no cover - MAX_NESTING keeps us far below the limit
+        raise EvalError("parentheses nested too deeply") from exc
+
+
+def evaluate(formula: str) -> Fraction:
+    """Evaluate a formula string exactly (never Python ``eval``); raises :class:`EvalError`."""
+    tokens = tokenize(formula)
+    if tokens is None:
+        raise EvalError("illegal characters")
+    return evaluate_tokens(tokens)
+
+
+# --------------------------------------------------------------------------- verification
+
+
+def _finish(reward: float, messages: list[str], target_hit: bool = False) -> Verification:
+    return Verification(reward=float(reward), success=target_hit, message=", ".join(messages) + ".")
+
+
+def verify_formula(
+    formula: str | None,
+    values: Sequence[int],
+    target: int = 24,
+    prefixes: Callable[[], frozenset[str]] | None = None,
+) -> Verification:
+    """Score one formula against the card ``values`` with the exact §6.2 check order.
+
+    ``formula`` is the extracted field (``None`` counts as the string ``"None"``); it is
+    cut at the first ``=`` here.  ``prefixes`` returns the set of all prefixes of all
+    solver solutions (default: computed from ``values`` and ``target``, cached); it is
+    only called when the +1 / -1 path is reached.  Never raises on any ``formula``.
+    """
+    if not isinstance(formula, str):
+        formula = "None"
+    formula = formula.split("=", 1)[0]
+    values = [int(v) for v in values]
+
+    # 2. character check
+    tokens = tokenize(formula)
+    if tokens is None:
+        return _finish(REWARDS["ILLEGAL_FORMULA"], ["illegal characters"])
+
+    reward = 0.0
+    messages: list[str] = []
+
+    def add(r: float, msg: str) -> None:
+        nonlocal reward
+        reward += r
+        messages.append(msg)
+
+    # 3. syntax walk (penalties stack; unclosed '(' and a trailing operator are not penalised)
+    prev: str | None = None
+    open_parens = 0
+    for tok in tokens:
+        kind = _kind(tok)
+        if kind == "number":
+            if prev not in (None, "operator", "open"):
+                add(REWARDS["ILLEGAL_FORMULA"], "invalid sequence after number")
+        elif kind == "operator":
+            if prev not in ("number", "close"):
+                add(REWARDS["ILLEGAL_FORMULA"], "invalid sequence after operator")
+        elif kind == "open":
+            if prev in (None, "operator", "open"):
+                open_parens += 1
+            else:
+                add(REWARDS["ILLEGAL_FORMULA"], "invalid sequence before '('")
+        else:  # close
+            if prev in ("number", "close"):
+                if open_parens:
+                    open_parens -= 1
+                else:
+                    add(REWARDS["ILLEGAL_FORMULA"], "unmatched closing parenthesis")
+            else:
+                add(REWARDS["ILLEGAL_FORMULA"], "invalid sequence after ')'")
+        prev = kind
+
+    # 4. number checks (multisets; lists keep first-appearance order)
+    used = Counter(int(t) for t in tokens if t[0] in _DIGITS)
+    cards = Counter(values)
+    invalid = [num for num in used if num not in cards]
+    overused = [num for num in used if used[num] > cards[num]]
+    if invalid:
+        add(REWARDS["INCORRECT_NUMBER"], f"you used invalid numbers: {invalid}")
+    elif overused:
+        add(REWARDS["INCORRECT_NUMBER"], f"you used numbers: {overused} too many times")
+    unused = [num for num in cards if cards[num] > used[num]]
+    if unused:
+        add(REWARDS["INCORRECT_NUMBER"], f"you didn't use numbers: {unused}")
+
+    if reward != 0:
+        return _finish(reward, messages)
+
+    # 5. evaluation
+    get_prefixes = prefixes if prefixes is not None else (lambda: solution_prefixes(values, target))
+    try:
+        value = evaluate_tokens(tokens)
+    except EvalError:
+        if formula in get_prefixes():
+            add(REWARDS["PARTIAL_SOLUTION"], "partial solution")
+            return _finish(reward, messages)
+    else:
+        if value == target:
+            add(REWARDS["CORRECT_SOLUTION"], "Correct solution")
+            return _finish(reward, messages, target_hit=True)
+
+    known = get_prefixes()
+    register = ""
+    for tok in tokens:
+        previous = register
+        register += tok
+        if register not in known:
+            if previous == "":
+                add(REWARDS["NO_SOLUTION"], "your formula does not match any solution")
+            else:
+                add(REWARDS["NO_SOLUTION"],
+                    f"{previous} is partially correct but the full formula does not match any solution")
+            break
+    return _finish(reward, messages)
+
+
+def verify_text(text: Any, values: Sequence[int], target: int = 24,
+                styles: Iterable[str] = PARSE_STYLES) -> Verification:
+    """Extract the formula from a model output and verify it (never raises on ``text``)."""
+    return verify_formula(extract_formula(text, styles), values, target)

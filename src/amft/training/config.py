@@ -1,0 +1,102 @@
+"""`AMFTConfig`: TRL's `GRPOConfig` plus the fields of the SFT stream and the balance controller."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig
+
+CONTROLLERS = ("meta", "fixed")
+META_NORMALIZATIONS = ("raw", "cosine")
+
+
+@dataclass
+class AMFTConfig(GRPOConfig):
+    r"""
+    Configuration for [`AMFTTrainer`]: every [`~trl.GRPOConfig`] field, plus the SFT stream and the
+    controller of the balance mu in loss = (1 - mu) * L_RL + mu * L_SFT.
+
+    Defaults of the controller follow the official AMFT configuration (see the project's method
+    spec, section 3); the tiny CPU presets in `configs/` override them with tuned values.
+
+    Parameters that control the balance:
+        controller (`str`, defaults to `"meta"`):
+            `"meta"`: AMFT's meta-gradient controller (warm-up, entropy term, meta term every
+            `meta_period` steps). `"fixed"`: a constant `mu`.
+        mu (`float`, defaults to `0.5`):
+            The constant mu of the `"fixed"` controller.
+        mu_init (`float`, defaults to `0.8`):
+            mu right after the SFT warm-up.
+        mu_min / mu_max (`float`, defaults to `0.05` / `0.95`):
+            Bounds that mu is clipped to after every update.
+        meta_lr (`float`, defaults to `1e-4`):
+            eta_mu, the step size of the meta term.
+        entropy_lr (`float`, defaults to `5e-4`):
+            eta_H, the step size of the entropy term eta_H * (H* - H).
+        meta_period (`int`, defaults to `20`):
+            K: the meta term is computed every K main-phase steps (separate gradients and
+            validation rollouts); other steps take one combined backward pass.
+        inner_lr (`float` or `None`, defaults to `None`):
+            alpha, the inner step size of the one-step look-ahead in the raw meta term;
+            `None` uses `learning_rate`.
+        meta_normalization (`str`, defaults to `"raw"`):
+            `"raw"`: m = alpha * (<g_val, g_SFT> - <g_val, g_RL>), the paper's formula.
+            `"cosine"`: m = cos(g_val, g_SFT) - cos(g_val, g_RL), scale-free.
+        amft_warmup_steps (`int`, defaults to `50`):
+            W: optimizer steps of pure SFT (mu = 1) before the mixed phase.
+        entropy_calibration_steps (`int`, defaults to `10`):
+            N_H: in the last N_H warm-up steps, completions are sampled (without gradient) and
+            their mean token entropy sets the target H*.
+        use_meta_term / use_entropy_term (`bool`, defaults to `True`):
+            Ablation switches for the two terms of the controller.
+
+    Parameters of the side streams:
+        sft_batch_size (`int`, defaults to `8`):
+            Demonstrations per device per micro-step for L_SFT.
+        meta_batch_size (`int`, defaults to `8`):
+            Validation prompts per meta step; each gets `num_generations` completions.
+        max_demo_prompt_length / max_demo_completion_length (`int` or `None`):
+            Truncation of demonstration prompts (keep the end) and completions (keep the start).
+    """
+
+    controller: str = field(default="meta", metadata={"help": f"Balance controller: one of {CONTROLLERS}."})
+    mu: float = field(default=0.5, metadata={"help": "Constant mu of the 'fixed' controller."})
+    mu_init: float = field(default=0.8, metadata={"help": "mu right after the SFT warm-up."})
+    mu_min: float = field(default=0.05, metadata={"help": "Lower bound of mu."})
+    mu_max: float = field(default=0.95, metadata={"help": "Upper bound of mu."})
+    meta_lr: float = field(default=1e-4, metadata={"help": "eta_mu: step size of the meta term."})
+    entropy_lr: float = field(default=5e-4, metadata={"help": "eta_H: step size of the entropy term."})
+    meta_period: int = field(default=20, metadata={"help": "K: compute the meta term every K main-phase steps."})
+    inner_lr: float | None = field(
+        default=None, metadata={"help": "alpha of the raw meta term; None uses learning_rate."}
+    )
+    meta_normalization: str = field(
+        default="raw", metadata={"help": f"Meta term normalisation: one of {META_NORMALIZATIONS}."}
+    )
+    amft_warmup_steps: int = field(default=50, metadata={"help": "W: pure-SFT warm-up steps (mu = 1)."})
+    entropy_calibration_steps: int = field(
+        default=10, metadata={"help": "N_H: last warm-up steps whose rollout entropy sets the target H*."}
+    )
+    use_meta_term: bool = field(default=True, metadata={"help": "Ablation switch for the meta term."})
+    use_entropy_term: bool = field(default=True, metadata={"help": "Ablation switch for the entropy term."})
+    sft_batch_size: int = field(default=8, metadata={"help": "Demonstrations per device per micro-step."})
+    meta_batch_size: int = field(default=8, metadata={"help": "Validation prompts per meta step."})
+    max_demo_prompt_length: int | None = field(
+        default=None, metadata={"help": "Truncate demonstration prompts to this many tokens (keep the end)."}
+    )
+    max_demo_completion_length: int | None = field(
+        default=None, metadata={"help": "Truncate demonstration completions to this many tokens."}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.controller not in CONTROLLERS:
+            raise ValueError(f"controller must be one of {CONTROLLERS}, got {self.controller!r}")
+        if self.meta_normalization not in META_NORMALIZATIONS:
+            raise ValueError(f"meta_normalization must be one of {META_NORMALIZATIONS}, got {self.meta_normalization!r}")
+        if not 0.0 <= self.mu_min <= self.mu_max <= 1.0:
+            raise ValueError(f"need 0 <= mu_min <= mu_max <= 1, got {self.mu_min}, {self.mu_max}")
+        if self.meta_period < 1:
+            raise ValueError(f"meta_period must be >= 1, got {self.meta_period}")
+        if self.use_adaptive_entropy:
+            raise ValueError("use_adaptive_entropy is not supported by AMFTTrainer: the controller steers entropy")

@@ -1,0 +1,95 @@
+"""Row streams and tokenisation for the trainer's side streams (demonstrations, validation prompts).
+
+TRL's dataloader feeds the RL prompts; the SFT and validation streams are drawn here, with
+their position in the data kept in `state_dict()` so a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+
+class RowStream:
+    """An endless, seeded stream of batches over rows: a fresh permutation every epoch.
+
+    The permutation of epoch e depends only on (seed, e), so the stream's state is three integers.
+    """
+
+    def __init__(self, rows: Sequence[dict[str, Any]], batch_size: int, seed: int) -> None:
+        if len(rows) == 0:
+            raise ValueError("RowStream needs at least one row")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.rows = rows
+        self.batch_size = batch_size
+        self.seed = seed
+        self.epoch = 0
+        self.position = 0
+        self._order = self._permutation(0)
+
+    def _permutation(self, epoch: int) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(len(self.rows), generator=generator).tolist()
+
+    def next_batch(self) -> list[dict[str, Any]]:
+        batch = []
+        while len(batch) < self.batch_size:
+            if self.position == len(self._order):
+                self.epoch += 1
+                self.position = 0
+                self._order = self._permutation(self.epoch)
+            batch.append(self.rows[self._order[self.position]])
+            self.position += 1
+        return batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"seed": self.seed, "epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.seed, self.epoch, self.position = state["seed"], state["epoch"], state["position"]
+        self._order = self._permutation(self.epoch)
+
+
+@dataclass
+class CompletionBatch:
+    """Prompt tokens (left-padded) followed by completion tokens (right-padded), as TRL lays out rollouts."""
+
+    prompt_ids: torch.Tensor
+    prompt_mask: torch.Tensor
+    completion_ids: torch.Tensor
+    completion_mask: torch.Tensor
+
+    def to(self, device: torch.device | str) -> CompletionBatch:
+        return CompletionBatch(*(t.to(device) for t in (self.prompt_ids, self.prompt_mask, self.completion_ids, self.completion_mask)))
+
+
+def tokenize_demonstrations(
+    rows: Sequence[dict[str, Any]],
+    tokenizer: PreTrainedTokenizerBase,
+    max_prompt_length: int | None = None,
+    max_completion_length: int | None = None,
+) -> CompletionBatch:
+    """Tokenise (prompt, completion) rows; the completion ends with EOS so the model learns to stop.
+
+    Long prompts keep their end (the question is at the end of a chat prompt); long completions
+    are cut at the end.
+    """
+    prompts = [tokenizer(row["prompt"], add_special_tokens=False)["input_ids"] for row in rows]
+    completions = [tokenizer(row["completion"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for row in rows]
+    if max_prompt_length is not None:
+        prompts = [ids[-max_prompt_length:] for ids in prompts]
+    if max_completion_length is not None:
+        completions = [ids[:max_completion_length] for ids in completions]
+    pad_id = tokenizer.pad_token_id
+    prompt_len = max(len(ids) for ids in prompts)
+    completion_len = max(len(ids) for ids in completions)
+    prompt_ids = torch.tensor([[pad_id] * (prompt_len - len(ids)) + ids for ids in prompts])
+    prompt_mask = torch.tensor([[0] * (prompt_len - len(ids)) + [1] * len(ids) for ids in prompts])
+    completion_ids = torch.tensor([ids + [pad_id] * (completion_len - len(ids)) for ids in completions])
+    completion_mask = torch.tensor([[1] * len(ids) + [0] * (completion_len - len(ids)) for ids in completions])
+    return CompletionBatch(prompt_ids, prompt_mask, completion_ids, completion_mask)

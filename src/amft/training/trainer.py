@@ -1,0 +1,309 @@
+"""`AMFTTrainer`: TRL's GRPOTrainer with an SFT stream, the mixed loss and a balance controller.
+
+One optimizer step, top to bottom (see `training_step`):
+  1. warm-up (mu = 1): an SFT step; in the last N_H warm-up steps also sample completions
+     for the RL prompts, without gradient, to measure the target entropy H*.
+  2. mixed phase: TRL generates and scores completions for the RL prompts (group advantages);
+     a demonstration batch gives L_SFT; the RL forward gives L_RL and the entropy H.
+     Every K steps the gradients g_SFT, g_RL and the validation policy gradient g_val are
+     taken separately and the controller's meta term reads their alignment.
+  3. the controller updates mu BEFORE the gradient step, and the step uses the new mu:
+     one backward of (1 - mu) L_RL + mu L_SFT, or on meta steps the same gradient assembled
+     from g_RL and g_SFT without another backward pass.
+
+With gradient accumulation the controller reads the first micro-batch of each optimizer step
+(with one micro-batch per step, the default on CPU, that is the whole step).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+from trl import GRPOTrainer
+
+from amft.algorithm import (
+    BalanceController,
+    ControllerStats,
+    FixedMuController,
+    MetaGradientController,
+    clipped_surrogate,
+    combine_gradients,
+    meta_alignment_from_gradients,
+    sft_loss,
+    token_entropy,
+    token_log_probs,
+)
+from amft.training.checkpoint import AMFT_STATE_FILE, atomic_write_json, mark_checkpoint_complete
+from amft.training.config import AMFTConfig
+from amft.training.data import CompletionBatch, RowStream, tokenize_demonstrations
+
+
+def controller_from_config(args: AMFTConfig) -> BalanceController:
+    """The balance controller that the config describes."""
+    if args.controller == "fixed":
+        return FixedMuController(args.mu)
+    return MetaGradientController(
+        mu_init=args.mu_init,
+        mu_min=args.mu_min,
+        mu_max=args.mu_max,
+        meta_lr=args.meta_lr,
+        entropy_lr=args.entropy_lr,
+        meta_period=args.meta_period,
+        inner_lr=args.learning_rate if args.inner_lr is None else args.inner_lr,
+        normalization=args.meta_normalization,
+        warmup_steps=args.amft_warmup_steps,
+        entropy_calibration_steps=args.entropy_calibration_steps,
+        use_meta=args.use_meta_term,
+        use_entropy=args.use_entropy_term,
+    )
+
+
+class AMFTTrainer(GRPOTrainer):
+    """GRPO plus imitation in one stage, with mu steered by a controller.
+
+    Args:
+        model: a model or a name/path, as for `GRPOTrainer`.
+        reward_funcs: reward function(s), as for `GRPOTrainer`.
+        args: an [`AMFTConfig`].
+        train_dataset: RL prompts (a `prompt` column plus whatever the reward functions read).
+        demo_dataset: demonstrations, rows with `prompt` and `completion` (plain text).
+        meta_dataset: held-out validation prompts for the meta term, same columns as
+            `train_dataset`; required when the controller uses the meta term.
+        controller: a ready controller; by default the one `args` describes.
+        Other keyword arguments go to `GRPOTrainer`.
+    """
+
+    def __init__(
+        self,
+        model: str | PreTrainedModel,
+        reward_funcs: Callable | list[Callable],
+        args: AMFTConfig,
+        train_dataset: Any,
+        demo_dataset: Sequence[dict[str, Any]],
+        meta_dataset: Sequence[dict[str, Any]] | None = None,
+        processing_class: PreTrainedTokenizerBase | None = None,
+        callbacks: list[TrainerCallback] | None = None,
+        controller: BalanceController | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            model=model,
+            reward_funcs=reward_funcs,
+            args=args,
+            train_dataset=train_dataset,
+            processing_class=processing_class,
+            callbacks=callbacks,
+            **kwargs,
+        )
+        self.controller = controller if controller is not None else controller_from_config(args)
+        self.demo_stream = RowStream(list(demo_dataset), batch_size=args.sft_batch_size, seed=args.seed)
+        needs_meta = isinstance(self.controller, MetaGradientController) and self.controller.use_meta
+        if needs_meta and not meta_dataset:
+            raise ValueError("the meta term needs validation prompts: pass meta_dataset (or set use_meta_term=False)")
+        self.meta_stream = (
+            RowStream(list(meta_dataset), batch_size=args.meta_batch_size, seed=args.seed + 1) if meta_dataset else None
+        )
+
+    # ----------------------------------------------------------------------------------------------
+    # One micro-step
+    # ----------------------------------------------------------------------------------------------
+    def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
+        started = time.perf_counter()
+        model.train()
+        accumulation = self.current_gradient_accumulation_steps
+        opens_step = self._step % accumulation == 0
+        if self.controller.in_warmup:
+            loss = self._warmup_micro_step(model, inputs, accumulation, opens_step)
+        else:
+            loss = self._mixed_micro_step(model, inputs, accumulation, opens_step)
+        self._step += 1
+        self._current_train_step_time += time.perf_counter() - started
+        if self._step % accumulation == 0:
+            self._metrics["train"]["step_time"].append(self._current_train_step_time)
+            self._current_train_step_time = 0.0
+        return loss.detach()
+
+    def _warmup_micro_step(self, model, inputs, accumulation: int, opens_step: bool) -> torch.Tensor:
+        if opens_step:
+            entropy = None
+            if self.controller.needs_entropy_sample:
+                rollouts = self._generate_and_score_completions(inputs)
+                with torch.no_grad():
+                    entropy = self._rl_forward(model, rollouts, need_loss=False)[1]
+            self.controller.update(ControllerStats(entropy=entropy))
+            self._log_controller()
+        loss = self._sft_forward(model)
+        self.accelerator.backward(loss / accumulation)
+        self._metrics["train"]["amft/sft_loss"].append(loss.item())
+        return loss
+
+    def _mixed_micro_step(self, model, inputs, accumulation: int, opens_step: bool) -> torch.Tensor:
+        rollouts = self._prepare_inputs(inputs)
+        is_meta_step = opens_step and self.controller.is_meta_step()
+        if is_meta_step:
+            # Separate gradients, taken on the unwrapped model so no data-parallel hook fires
+            # half-way; they are averaged over processes by hand.
+            network = self.accelerator.unwrap_model(model)
+            params = [p for p in network.parameters() if p.requires_grad]
+            rl_loss, entropy = self._rl_forward(network, rollouts)
+            demo_loss = self._sft_forward(network)
+            g_rl = self._average_over_processes(torch.autograd.grad(rl_loss, params, allow_unused=True))
+            g_sft = self._average_over_processes(torch.autograd.grad(demo_loss, params, allow_unused=True))
+            g_val = self._average_over_processes(self._validation_gradient(network, params))
+            alignment = meta_alignment_from_gradients(g_val, g_sft, g_rl)
+            mu = self.controller.update(ControllerStats(entropy=entropy, meta_alignment=alignment))
+            for param, grad in zip(params, combine_gradients(g_rl, g_sft, mu)):
+                if grad is None:
+                    continue
+                grad = grad / accumulation
+                param.grad = grad if param.grad is None else param.grad + grad
+            loss = ((1.0 - mu) * rl_loss + mu * demo_loss).detach()
+        else:
+            rl_loss, entropy = self._rl_forward(model, rollouts)
+            demo_loss = self._sft_forward(model)
+            mu = self.controller.update(ControllerStats(entropy=entropy)) if opens_step else self.controller.mu
+            loss = (1.0 - mu) * rl_loss + mu * demo_loss
+            self.accelerator.backward(loss / accumulation)
+        if opens_step:
+            self._log_controller()
+        self._metrics["train"]["amft/sft_loss"].append(demo_loss.item())
+        self._metrics["train"]["amft/rl_loss"].append(rl_loss.item())
+        return loss
+
+    # ----------------------------------------------------------------------------------------------
+    # Losses
+    # ----------------------------------------------------------------------------------------------
+    def _completion_logits(self, model, batch: CompletionBatch) -> torch.Tensor:
+        input_ids = torch.cat([batch.prompt_ids, batch.completion_ids], dim=1)
+        attention_mask = torch.cat([batch.prompt_mask, batch.completion_mask], dim=1)
+        completion_length = batch.completion_ids.size(1)
+        # The logit at position i predicts token i + 1, so the completion's logits start one earlier.
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=completion_length + 1).logits
+        return logits[:, :-1, :]
+
+    def _sft_forward(self, model) -> torch.Tensor:
+        """L_SFT on the next demonstration batch: token-mean NLL of the completions."""
+        batch = tokenize_demonstrations(
+            self.demo_stream.next_batch(),
+            self.processing_class,
+            self.args.max_demo_prompt_length,
+            self.args.max_demo_completion_length,
+        ).to(self.accelerator.device)
+        logits = self._completion_logits(model, batch)
+        return sft_loss(token_log_probs(logits, batch.completion_ids), batch.completion_mask)
+
+    def _rl_forward(self, model, rollouts: dict[str, Any], need_loss: bool = True) -> tuple[torch.Tensor, float]:
+        """L_RL (the clipped surrogate over the rollouts) and H, the mean token entropy of the sampled
+        completions over all processes."""
+        batch = CompletionBatch(
+            rollouts["prompt_ids"], rollouts["prompt_mask"], rollouts["completion_ids"], rollouts["completion_mask"]
+        )
+        logits = self._completion_logits(model, batch) / self.temperature
+        mask = batch.completion_mask
+        entropies = token_entropy(logits)
+        totals = self.accelerator.reduce(
+            torch.stack([(entropies.detach() * mask).sum(), mask.sum().float()]), reduction="sum"
+        )
+        entropy = (totals[0] / totals[1].clamp(min=1.0)).item()
+        if not need_loss:
+            return torch.zeros(()), entropy
+        logps = token_log_probs(logits, batch.completion_ids)
+        old_logps = rollouts.get("old_per_token_logps")
+        loss = clipped_surrogate(
+            logps,
+            logps.detach() if old_logps is None else old_logps,
+            rollouts["advantages"],
+            mask,
+            epsilon_low=self.epsilon_low,
+            epsilon_high=self.epsilon_high,
+            aggregation=self.loss_type,
+            max_completion_length=self.max_completion_length,
+            normalizer=self._dapo_normalizer(rollouts) if self.loss_type == "dapo" else None,
+        )
+        if self.entropy_coef:
+            loss = loss - self.entropy_coef * (entropies * mask).sum() / mask.sum().clamp(min=1.0)
+        return loss, entropy
+
+    def _dapo_normalizer(self, rollouts: dict[str, Any]) -> torch.Tensor:
+        # Active tokens of one micro-batch, averaged over processes: the loss of every micro-batch is
+        # then divided by the accumulation steps like the other loss types.
+        tokens = rollouts["num_items_in_batch"].clamp(min=1.0)
+        return tokens / self.accelerator.num_processes / self.args.steps_per_generation
+
+    def _validation_gradient(self, model, params: list[torch.Tensor]) -> list[torch.Tensor | None]:
+        """g_val: gradient of the policy-gradient loss on fresh rollouts for held-out prompts (D2).
+
+        Descending this loss ascends the validation reward, so g_val ~ -grad U.
+        """
+        rows = self.meta_stream.next_batch()
+        repeated = [dict(row) for row in rows for _ in range(self.num_generations_eval)]
+        was_training = self.model.training
+        self.model.eval()  # TRL then normalises the groups with num_generations_eval
+        try:
+            rollouts = self._generate_and_score_completions(repeated)
+        finally:
+            self.model.train(was_training)
+        val_rewards = self._metrics["eval"].get("reward", [])
+        if val_rewards:
+            self._metrics["train"]["amft/val_reward"].append(val_rewards[-1])
+        self._metrics["eval"].clear()  # these rollouts are the controller's, not an evaluation
+        batch = CompletionBatch(
+            rollouts["prompt_ids"], rollouts["prompt_mask"], rollouts["completion_ids"], rollouts["completion_mask"]
+        )
+        logps = token_log_probs(self._completion_logits(model, batch) / self.temperature, batch.completion_ids)
+        val_loss = clipped_surrogate(logps, logps.detach(), rollouts["advantages"], batch.completion_mask)
+        return list(torch.autograd.grad(val_loss, params, allow_unused=True))
+
+    def _average_over_processes(self, grads: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
+        if self.accelerator.num_processes == 1:
+            return list(grads)
+        return [None if g is None else self.accelerator.reduce(g, reduction="mean") for g in grads]
+
+    def _log_controller(self) -> None:
+        for key, value in self.controller.last_terms.items():
+            if value is not None:
+                self._metrics["train"][f"amft/{key}"].append(float(value))
+
+    # ----------------------------------------------------------------------------------------------
+    # Checkpoints: controller and stream positions beside the Trainer's own state
+    # ----------------------------------------------------------------------------------------------
+    def _save_checkpoint(self, model, trial) -> None:
+        # Rotation must not delete the last complete checkpoint before this one is marked complete.
+        limit, self.args.save_total_limit = self.args.save_total_limit, None
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+        run_dir = self._get_output_dir(trial=trial)
+        checkpoint_dir = os.path.join(run_dir, f"checkpoint-{self.state.global_step}")
+        if self.args.should_save:
+            atomic_write_json(os.path.join(checkpoint_dir, AMFT_STATE_FILE), self._amft_state())
+            mark_checkpoint_complete(checkpoint_dir)
+            self._rotate_checkpoints(use_mtime=False, output_dir=run_dir)
+
+    def _amft_state(self) -> dict[str, Any]:
+        return {
+            "controller": self.controller.state_dict(),
+            "demo_stream": self.demo_stream.state_dict(),
+            "meta_stream": self.meta_stream.state_dict() if self.meta_stream else None,
+        }
+
+    def _load_optimizer_and_scheduler(self, checkpoint) -> None:
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None:
+            return
+        path = os.path.join(checkpoint, AMFT_STATE_FILE)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path} is missing: {checkpoint} is not a complete AMFT checkpoint")
+        with open(path) as handle:
+            state = json.load(handle)
+        self.controller.load_state_dict(state["controller"])
+        self.demo_stream.load_state_dict(state["demo_stream"])
+        if self.meta_stream is not None and state["meta_stream"] is not None:
+            self.meta_stream.load_state_dict(state["meta_stream"])

@@ -1,0 +1,49 @@
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import AutoTokenizer
+
+from amft.models import TINY_MODELS, build_char_tokenizer, build_tiny_model, load_model
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=200))
+@settings(max_examples=200, deadline=None)
+def test_character_tokenizer_round_trips_printable_text(text):
+    tokenizer = build_char_tokenizer()
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) == len(text)
+    assert tokenizer.decode(ids) == text
+
+
+def test_unknown_characters_map_to_unk_and_specials_are_distinct():
+    tokenizer = build_char_tokenizer()
+    ids = tokenizer("é€", add_special_tokens=False)["input_ids"]
+    assert ids == [tokenizer.unk_token_id] * 2
+    assert len({tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id}) == 4
+
+
+def test_tiny_model_sizes_and_seeded_initialisation():
+    model, _ = build_tiny_model("tiny-gp", seed=3)
+    assert 1.5e6 < sum(p.numel() for p in model.parameters()) < 2.1e6
+    again, _ = build_tiny_model("tiny-gp", seed=3)
+    other, _ = build_tiny_model("tiny-gp", seed=4)
+    first = next(model.parameters())
+    assert torch.equal(first, next(again.parameters()))
+    assert not torch.equal(first, next(other.parameters()))
+    with pytest.raises(ValueError, match="known: " + ", ".join(TINY_MODELS)):
+        build_tiny_model("tiny-nope")
+
+
+def test_load_model_reads_a_saved_local_folder(tmp_path):
+    model, tokenizer = build_tiny_model("tiny-test", seed=1)
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()  # safe serialisation, no pickle
+    loaded, loaded_tokenizer = load_model(str(tmp_path))
+    ids = tokenizer("[cards] A 3 K 6", return_tensors="pt", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        assert torch.allclose(model(ids).logits, loaded(ids).logits)
+    assert loaded_tokenizer.decode(ids[0]) == "[cards] A 3 K 6"
+    assert loaded.generation_config.eos_token_id == tokenizer.eos_token_id
+    assert AutoTokenizer.from_pretrained(tmp_path).pad_token == "<pad>"
