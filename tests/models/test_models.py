@@ -18,6 +18,7 @@ def test_character_tokenizer_round_trips_printable_text(text):
 
 def test_unknown_characters_map_to_unk_and_specials_are_distinct():
     tokenizer = build_char_tokenizer()
+    assert len(tokenizer("<eos>", add_special_tokens=False)["input_ids"]) == 5  # text cannot forge a special token
     ids = tokenizer("é€", add_special_tokens=False)["input_ids"]
     assert ids == [tokenizer.unk_token_id] * 2
     assert len({tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id}) == 4
@@ -46,4 +47,6 @@ def test_load_model_reads_a_saved_local_folder(tmp_path):
         assert torch.allclose(model(ids).logits, loaded(ids).logits)
     assert loaded_tokenizer.decode(ids[0]) == "[cards] A 3 K 6"
     assert loaded.generation_config.eos_token_id == tokenizer.eos_token_id
-    assert AutoTokenizer.from_pretrained(tmp_path).pad_token == "<pad>"
+    reloaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert reloaded.pad_token == "<pad>"
+    assert len(reloaded("<eos>", add_special_tokens=False)["input_ids"]) == 5

@@ -39,5 +39,7 @@ def build_char_tokenizer(characters: str = CHARACTERS) -> PreTrainedTokenizerFas
         eos_token=EOS_TOKEN,
         unk_token=UNK_TOKEN,
         clean_up_tokenization_spaces=False,
+        # Text that spells "<eos>" is five characters, not an end of sequence: model text cannot forge specials.
+        split_special_tokens=True,
         model_max_length=4096,
     )
