@@ -110,6 +110,7 @@ class BalanceController(ABC):
 
     @property
     def in_warmup(self) -> bool:
+        """Whether the next update is a warm-up (pure SFT) step."""
         return False
 
     @property
@@ -126,9 +127,11 @@ class BalanceController(ABC):
         """Advance one step with this step's measurements and return the new mu."""
 
     def state_dict(self) -> dict[str, Any]:
+        """Plain-Python state (floats, ints, None) from which ``load_state_dict`` resumes exactly."""
         return {"mu": self._mu, "last_terms": dict(self._last_terms)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state produced by ``state_dict`` of a controller built with the same arguments."""
         self._mu = float(state["mu"])
         self._last_terms = dict(state["last_terms"])
 
@@ -240,6 +243,7 @@ class MetaGradientController(BalanceController):
 
     @property
     def in_warmup(self) -> bool:
+        """Whether the next update is one of the first ``warmup_steps`` updates (mu = 1)."""
         return self._warmup_done < self.warmup_steps
 
     @property

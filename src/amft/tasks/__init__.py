@@ -1,0 +1,65 @@
+"""Tasks: prompt rows, demonstration rows, a reward function, named splits and a text env.
+
+``get_task(name, **config_overrides)`` builds a registered task::
+
+    from amft.tasks import get_task
+    task = get_task("general-points", template="compact")
+
+Register more with ``register_task(name, factory)``; ``available_tasks()`` lists the names.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .base import DataError, Env, Task, Verification, completion_text, load_rows
+
+__all__ = [
+    "DataError",
+    "Env",
+    "Task",
+    "Verification",
+    "completion_text",
+    "load_rows",
+    "get_task",
+    "register_task",
+    "available_tasks",
+]
+
+_REGISTRY: dict[str, Callable[..., Task]] = {}
+
+
+def register_task(name: str, factory: Callable[..., Task], *aliases: str) -> None:
+    """Register ``factory(**config_overrides) -> Task`` under ``name`` (and ``aliases``)."""
+    for key in (name, *aliases):
+        _REGISTRY[key] = factory
+
+
+def available_tasks() -> tuple[str, ...]:
+    return tuple(sorted(_REGISTRY))
+
+
+def _general_points(**overrides: Any) -> Task:
+    from .general_points import GeneralPointsConfig, GeneralPointsTask
+
+    config = overrides.pop("config", None)
+    known = set(GeneralPointsConfig.field_names())
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown general-points option(s) {unknown}; known: {sorted(known)}")
+    return GeneralPointsTask(config, **overrides)
+
+
+register_task("general-points", _general_points, "gp-l", "general_points")
+
+
+def get_task(name: str, **config_overrides: Any) -> Task:
+    """The task registered as ``name``, configured with ``config_overrides``.
+
+    Raises ``ValueError`` listing the known names for an unknown one.
+    """
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(available_tasks())}") from None
+    return factory(**config_overrides)

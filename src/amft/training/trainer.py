@@ -118,8 +118,8 @@ class AMFTTrainer(GRPOTrainer):
         model.train()
         accumulation = self.current_gradient_accumulation_steps
         opens_step = self._step % accumulation == 0
-        if self.controller.in_warmup:
-            loss = self._warmup_micro_step(model, inputs, accumulation, opens_step)
+        if self.controller.in_warmup or not self._uses_rollouts:
+            loss = self._sft_micro_step(model, inputs, accumulation, opens_step)
         else:
             loss = self._mixed_micro_step(model, inputs, accumulation, opens_step)
         self._step += 1
@@ -129,7 +129,9 @@ class AMFTTrainer(GRPOTrainer):
             self._current_train_step_time = 0.0
         return loss.detach()
 
-    def _warmup_micro_step(self, model, inputs, accumulation: int, opens_step: bool) -> torch.Tensor:
+    def _sft_micro_step(self, model, inputs, accumulation: int, opens_step: bool) -> torch.Tensor:
+        """Pure SFT (mu = 1): the warm-up, or a constant mu of 1. In the last N_H warm-up steps,
+        completions are also sampled, without gradient, to measure the target entropy H*."""
         if opens_step:
             entropy = None
             if self.controller.needs_entropy_sample:
@@ -142,6 +144,16 @@ class AMFTTrainer(GRPOTrainer):
         self.accelerator.backward(loss / accumulation)
         self._metrics["train"]["amft/sft_loss"].append(loss.item())
         return loss
+
+    @property
+    def _uses_rollouts(self) -> bool:
+        # A constant mu of 1 is plain SFT: no rollouts to generate.
+        return not (isinstance(self.controller, FixedMuController) and self.controller.mu == 1.0)
+
+    @property
+    def _uses_demonstrations(self) -> bool:
+        # A constant mu of 0 is plain GRPO: no demonstration forward pass.
+        return not (isinstance(self.controller, FixedMuController) and self.controller.mu == 0.0)
 
     def _mixed_micro_step(self, model, inputs, accumulation: int, opens_step: bool) -> torch.Tensor:
         rollouts = self._prepare_inputs(inputs)
@@ -166,7 +178,7 @@ class AMFTTrainer(GRPOTrainer):
             loss = ((1.0 - mu) * rl_loss + mu * demo_loss).detach()
         else:
             rl_loss, entropy = self._rl_forward(model, rollouts)
-            demo_loss = self._sft_forward(model)
+            demo_loss = self._sft_forward(model) if self._uses_demonstrations else torch.zeros((), device=rl_loss.device)
             mu = self.controller.update(ControllerStats(entropy=entropy)) if opens_step else self.controller.mu
             loss = (1.0 - mu) * rl_loss + mu * demo_loss
             self.accelerator.backward(loss / accumulation)

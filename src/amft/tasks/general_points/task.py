@@ -1,0 +1,238 @@
+"""The GeneralPoints-L task (cards as text) and its multi-turn revision environment."""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any, Mapping
+
+from amft.tasks.base import Env, Task, Verification, completion_text
+
+from .cards import ID_RULE, Rule, multiset, rank_symbol, sample_ranks, symbol_rank
+from .config import GeneralPointsConfig
+from .partition import Partition, make_partition
+from .prompts import (
+    deal_from_prompt,
+    render_completion,
+    render_conversation,
+    render_messages,
+    render_prompt,
+)
+from .solver import solutions
+from .verifier import verify_text
+
+__all__ = ["GeneralPointsTask", "GeneralPointsEnv"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_TRIES_PER_ROW = 100_000
+_STYLES = {"original": ("json", "quoted"), "compact": ("compact",)}
+
+
+class GeneralPointsTask(Task):
+    """GP-L: 4 cards as text, a formula reaching the target, shaped reward, revision env.
+
+    Row keys (prompts, demonstrations, validation rows and evaluation episodes):
+
+    * ``prompt``: the rendered prompt (a string; a chat message list with ``chat_format``)
+    * ``cards``: card symbols, e.g. ``["A", "3", "K", "6"]``
+    * ``ranks``: ranks 1..13, e.g. ``[1, 3, 13, 6]``
+    * ``values``: values under ``rule``, e.g. ``[1, 3, 10, 6]`` (what the reward reads)
+    * ``rule``: the J/Q/K values, e.g. ``[10, 10, 10]``
+    * ``target``: 24
+    * demonstrations add ``completion`` and ``solution`` (the formula without ``=24``)
+    * evaluation episodes add ``split`` and ``episode`` (index within the split)
+    """
+
+    name = "general-points"
+    #: evaluation splits (same as ``eval_sets.EVAL_SPLITS``)
+    splits: tuple[str, ...] = ("id", "rl-only", "unseen-deals", "ood-rule")
+
+    def __init__(self, config: GeneralPointsConfig | None = None, **overrides: Any):
+        if config is None:
+            config = GeneralPointsConfig(**overrides)
+        elif overrides:
+            config = GeneralPointsConfig(**{**config.to_dict(), **overrides})
+        self.config = config
+        self.partition: Partition = make_partition(config.partition_seed, float(config.unseen_fraction),
+                                                   float(config.demo_fraction), config.target)
+        self._eval_cache: dict[str, list[dict]] = {}
+        self._styles = _STYLES[config.template] if config.strict_format else ("json", "quoted", "compact")
+
+    # ------------------------------------------------------------------ rows
+    def _row(self, ranks: tuple[int, ...], rule: Rule) -> dict[str, Any]:
+        cards = [rank_symbol(r) for r in ranks]
+        text = render_prompt(self.config.template, cards, rule, self.config.target)
+        prompt: Any = [{"role": "user", "content": text}] if self.config.chat_format else text
+        return {"prompt": prompt, "cards": cards, "ranks": list(ranks), "values": rule.values(ranks),
+                "rule": list(rule.as_tuple()), "target": self.config.target}
+
+    def _draw_rule(self, rng: random.Random) -> Rule:
+        rules = self.config.rules
+        if ID_RULE in rules and len(rules) > 1:
+            if rng.random() < self.config.id_rule_fraction:
+                return ID_RULE
+            others = [r for r in rules if r != ID_RULE]
+            return others[rng.randrange(len(others))]
+        return rules[rng.randrange(len(rules))]
+
+    def _sample(self, n: int, rng: random.Random, accept: frozenset, exclude: frozenset = frozenset()) -> list[dict]:
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        if n and not accept:
+            raise ValueError("no value multisets to sample from (check demo_fraction / unseen_fraction)")
+        rows = []
+        for _ in range(n):
+            rule = self._draw_rule(rng)
+            for _try in range(_MAX_TRIES_PER_ROW):
+                ranks = sample_ranks(rng, ood=False)
+                values = rule.values(ranks)
+                if multiset(values) in accept and (ranks, rule.as_tuple()) not in exclude:
+                    break
+            else:
+                raise RuntimeError(f"could not draw an accepted deal under rule {rule.as_tuple()}")
+            rows.append(self._row(ranks, rule))
+        return rows
+
+    def train_prompts(self, n: int, seed: int) -> list[dict]:
+        """RL prompts: training rules, ID-style sampling, multisets in ``demo | rl-only``."""
+        return self._sample(n, random.Random(f"gp-train:{seed}"), self.partition.training)
+
+    def demonstrations(self, n: int, seed: int) -> list[dict]:
+        """SFT rows from ``demo`` multisets only: one uniformly chosen solver solution + ``=24``."""
+        rng = random.Random(f"gp-demo:{seed}")
+        rows = self._sample(n, rng, self.partition.demo)
+        for row in rows:
+            sols = solutions(row["values"], self.config.target)
+            formula = sols[rng.randrange(len(sols))]
+            text = render_completion(self.config.template, row["cards"], row["values"],
+                                     f"{formula}={self.config.target}", self.config.completion_format)
+            row["completion"] = [{"role": "assistant", "content": text}] if self.config.chat_format else text
+            row["solution"] = formula
+        return rows
+
+    def validation_prompts(self, n: int, seed: int) -> list[dict]:
+        """Training-distribution prompts (own seed stream) whose deal (ranks + rule) is in no eval split."""
+        exclude = frozenset((tuple(ep["ranks"]), tuple(ep["rule"])) for split in self.splits
+                            for ep in self.eval_episodes(split))
+        return self._sample(n, random.Random(f"gp-validation:{seed}"), self.partition.training, exclude)
+
+    def uses_committed_eval_sets(self) -> bool:
+        """Whether this config's eval settings are the default ones (then the committed files are used)."""
+        return self.config.eval_settings() == GeneralPointsConfig().eval_settings()
+
+    def eval_episodes(self, split: str) -> list[dict]:
+        """The fixed episodes of ``split``; rows as documented on the class, copies on every call."""
+        if split not in self.splits:
+            raise ValueError(f"unknown split {split!r}; known: {self.splits}")
+        if split not in self._eval_cache:
+            # imported here so that `python -m amft.tasks.general_points.eval_sets` runs cleanly
+            from .eval_sets import generate_split, load_eval_set
+
+            if self.uses_committed_eval_sets():
+                raw = load_eval_set(split, self.config)
+            else:
+                logger.warning(
+                    "GeneralPoints: eval settings %s differ from the defaults of the committed evaluation "
+                    "sets; generating split %r in memory (deterministic from eval_seed=%s).",
+                    self.config.eval_settings(), split, self.config.eval_seed)
+                raw = generate_split(split, self.config)
+            rows = []
+            for ep in raw:
+                row = self._row(tuple(ep["ranks"]), Rule.of(ep["rule"]))
+                row.update(split=split, episode=ep["episode"])
+                rows.append(row)
+            self._eval_cache[split] = rows
+        return [dict(r) for r in self._eval_cache[split]]
+
+    # ------------------------------------------------------------------ scoring
+    def _deal(self, row: Mapping[str, Any]) -> tuple[list[int], int]:
+        target = row.get("target")
+        target = int(target) if isinstance(target, (int, float)) and not isinstance(target, bool) else self.config.target
+        values = row.get("values")
+        if isinstance(values, (list, tuple)) and len(values) == 4:
+            return [int(v) for v in values], target
+        ranks, rule = row.get("ranks"), row.get("rule")
+        if isinstance(ranks, (list, tuple)) and len(ranks) == 4 and isinstance(rule, (list, tuple)):
+            return Rule.of(rule).values(int(r) for r in ranks), target
+        parsed = deal_from_prompt(row.get("prompt"))
+        if parsed is not None:
+            cards, rule_, target_ = parsed
+            return rule_.values(symbol_rank(c) for c in cards), target_
+        raise ValueError("GeneralPoints row has no deal: expected a 'values' column (or 'ranks' and 'rule', "
+                         f"or a GeneralPoints prompt); got keys {sorted(row)}")
+
+    def verify(self, row: Mapping[str, Any], completion: Any) -> Verification:
+        """Score one completion (string or chat messages).  Never raises on the completion;
+        raises ``ValueError`` only if ``row`` carries no deal (a dataset setup error)."""
+        values, target = self._deal(row)
+        return verify_text(completion_text(completion), values, target, self._styles)
+
+    def make_env(self, row: Mapping[str, Any]) -> "GeneralPointsEnv":
+        return GeneralPointsEnv(self, row)
+
+
+class GeneralPointsEnv(Env):
+    """Sequential revision (spec §6.3): up to ``max_attempts`` verified tries per episode.
+
+    * A +5 attempt ends the episode (``terminated=True``, ``info["success"]=True``).
+    * After a failed attempt the observation is the next prompt text: the conversation so
+      far with the feedback turn (see :func:`render_conversation`; ``info["messages"]``
+      holds the same conversation as chat messages).
+    * The call after ``max_attempts`` failed tries returns reward -1, ``truncated=True``,
+      without evaluating its text (``info["verification"]`` has message
+      ``step_limit_reached``).
+    """
+
+    def __init__(self, task: GeneralPointsTask, row: Mapping[str, Any]):
+        self.task = task
+        self.row = dict(row)
+        self.values, self.target = task._deal(self.row)
+        prompt = self.row.get("prompt")
+        if isinstance(prompt, (list, tuple)):
+            prompt = next((m.get("content") for m in prompt if isinstance(m, dict) and m.get("role") == "user"), None)
+        if not isinstance(prompt, str):
+            raise ValueError("the row needs a 'prompt'")
+        self.prompt: str = prompt
+        self.template = task.config.template
+        self.max_attempts = task.config.max_attempts
+        self.keep_last = task.config.revision_keep_last
+        self.reset()
+
+    def reset(self) -> str:
+        self.history: list[tuple[str, str]] = []
+        self.attempts = 0
+        self.success = False
+        self.done = False
+        self.rewards: list[float] = []
+        return self.prompt
+
+    def messages(self) -> list[dict[str, str]]:
+        return render_messages(self.prompt, self.history, self.template, self.keep_last)
+
+    def observation(self) -> str:
+        return render_conversation(self.prompt, self.history, self.template, self.keep_last)
+
+    def _info(self, verification: Verification) -> dict[str, Any]:
+        return {"verification": verification, "attempts": self.attempts, "success": self.success,
+                "attempts_left": max(0, self.max_attempts - self.attempts), "messages": self.messages()}
+
+    def step(self, text: Any) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        if self.done:
+            raise RuntimeError("the episode is over; call reset()")
+        text = completion_text(text)
+        if self.attempts >= self.max_attempts:
+            self.done = True
+            verification = Verification(-1.0, False, "step_limit_reached")
+            self.rewards.append(-1.0)
+            return self.observation(), -1.0, False, True, self._info(verification)
+        self.attempts += 1
+        verification = verify_text(text, self.values, self.target, self.task._styles)
+        self.rewards.append(verification.reward)
+        if verification.success:
+            self.success = True
+            self.done = True
+            obs = self.observation() + text
+            return obs, verification.reward, True, False, self._info(verification)
+        self.history.append((text, verification.message))
+        return self.observation(), verification.reward, False, False, self._info(verification)
