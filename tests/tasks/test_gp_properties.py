@@ -1,14 +1,19 @@
 """Robustness: any text returns a reward in the reachable range, quickly, without raising or eval."""
 
-import builtins
+import ast
+import inspect
 import time
 from fractions import Fraction
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from amft.tasks import base as base_mod
 from amft.tasks import get_task
+from amft.tasks.general_points import prompts as prompts_mod
+from amft.tasks.general_points import task as task_mod
+from amft.tasks.general_points import verifier as verifier_mod
 from amft.tasks.general_points.verifier import MAX_REWARD, MIN_REWARD, verify_formula, verify_text
 
 CARDS = [1, 3, 10, 6]
@@ -20,13 +25,26 @@ def in_range(v):
     return isinstance(v.reward, float) and MIN_REWARD <= v.reward <= MAX_REWARD and isinstance(v.message, str)
 
 
+MODEL_TEXT_MODULES = [verifier_mod, prompts_mod, task_mod, base_mod]
+
+
 @pytest.fixture(autouse=True)
 def no_eval(monkeypatch):
+    """Any eval/exec/compile call from the modules that handle model text fails the test."""
+
     def boom(*a, **k):
         raise AssertionError("Python eval/exec must never see model text")
 
-    monkeypatch.setattr(builtins, "eval", boom)
-    monkeypatch.setattr(builtins, "exec", boom)
+    for mod in MODEL_TEXT_MODULES:
+        for name in ("eval", "exec", "compile"):
+            monkeypatch.setattr(mod, name, boom, raising=False)
+
+
+def test_no_eval_in_model_text_modules():
+    for mod in MODEL_TEXT_MODULES:
+        tree = ast.parse(inspect.getsource(mod))
+        called = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+        assert not called & {"eval", "exec", "compile", "__import__"}, mod.__name__
 
 
 @PROPS
@@ -52,6 +70,10 @@ def test_formula_alphabet_with_huge_literals_and_deep_parens(pieces):
 
 @PROPS
 @given(st.integers(0, 3000), st.integers(0, 3000))
+@example(0, 0)
+@example(96, 96)
+@example(97, 97)
+@example(3000, 0)
 def test_deep_nesting_and_long_inputs(opens, closes):
     formula = "(" * opens + "10*3-6*1" + ")" * closes
     v = verify_formula(formula, CARDS)
@@ -103,7 +125,6 @@ NASTY = [
     "formula: 9**9**9",
     "formula: ((((",
     "formula: 1/0",
-    "formula: 10*3-6*1" + "=" * 1_000_000,
     '{"formula": "' + "1" * 100_000 + '"}',
     '{"formula": 1' + "0" * 10_000 + "}",
 ]
@@ -124,6 +145,10 @@ def test_specific_nasty_rewards():
     assert v.reward == -3 * 2 - 2 - 2
     assert verify_text("formula: ((((", CARDS).reward == -2.0
     assert verify_text("", CARDS).message == "illegal characters."
+    t = time.perf_counter()
+    assert verify_text("formula: 10*3-6*1" + "=" * 1_000_000, CARDS).reward == 5.0  # cut at the first '='
+    assert verify_text("formula: 1" + "=" * 1_000_000 + "10*3-6*1", CARDS).reward == -2.0
+    assert time.perf_counter() - t < 0.5
 
 
 def test_reward_function_never_raises_on_any_completion():

@@ -1,6 +1,6 @@
 """Solver and verifier agree on every ID value multiset; deal-space statistics (spec §9, G1)."""
 
-from itertools import combinations_with_replacement, permutations
+from itertools import combinations_with_replacement
 from fractions import Fraction
 
 import pytest

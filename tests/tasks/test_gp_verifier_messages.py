@@ -49,6 +49,8 @@ def test_illegal_characters(formula):
                               "invalid sequence after operator."),
         ("6(1+3)*10", -6.0, "invalid sequence before '(', unmatched closing parenthesis."),
         ("1+3)*10*6", -3.0, "unmatched closing parenthesis."),
+        ("(1+3))*10*6", -3.0, "unmatched closing parenthesis."),
+        ("((1+3)*10))*6)", -6.0, "unmatched closing parenthesis, unmatched closing parenthesis."),
         ("1+3+10+6+()", -3.0, "invalid sequence after ')'."),
         (")1+3+10+6", -6.0, "invalid sequence after ')', invalid sequence after number."),
         # syntax penalties stack with number penalties

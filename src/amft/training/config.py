@@ -89,7 +89,6 @@ class AMFTConfig(GRPOConfig):
     )
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         if self.controller not in CONTROLLERS:
             raise ValueError(f"controller must be one of {CONTROLLERS}, got {self.controller!r}")
         if self.meta_normalization not in META_NORMALIZATIONS:
@@ -100,3 +99,4 @@ class AMFTConfig(GRPOConfig):
             raise ValueError(f"meta_period must be >= 1, got {self.meta_period}")
         if self.use_adaptive_entropy:
             raise ValueError("use_adaptive_entropy is not supported by AMFTTrainer: the controller steers entropy")
+        super().__post_init__()

@@ -1,0 +1,75 @@
+"""Multi-turn revision env (spec §6.3)."""
+
+import pytest
+
+from amft.tasks import get_task
+
+
+@pytest.fixture(scope="module")
+def compact():
+    return get_task("general-points", template="compact")
+
+
+def row_for(task):
+    from amft.tasks.general_points.cards import ID_RULE
+
+    return task._row((1, 3, 13, 6), ID_RULE)
+
+
+def test_failures_then_truncation(compact):
+    row = row_for(compact)
+    env = compact.make_env(row)
+    obs = env.reset()
+    assert obs == "[rule] J=10 Q=10 K=10 [cards] A 3 K 6 [target] 24 [answer]"
+    rewards = []
+    for i in range(5):
+        obs, r, term, trunc, info = env.step(" formula: 1+3")
+        rewards.append(r)
+        assert (term, trunc) == (False, False)
+        assert info["attempts"] == i + 1 and not info["success"]
+        assert info["verification"].message == "you didn't use numbers: [10, 6]."
+        assert obs.endswith(" formula: 1+3 [fail] you didn't use numbers: [10, 6]. [answer]")
+        assert obs.count("[fail]") == i + 1
+    assert rewards == [-2.0] * 5
+    obs, r, term, trunc, info = env.step(" formula: 10*3-6*1=24")  # 6th call: not evaluated
+    assert (r, term, trunc) == (-1.0, False, True)
+    assert info["verification"].message == "step_limit_reached" and not info["success"]
+    assert info["attempts"] == 5
+    with pytest.raises(RuntimeError):
+        env.step("again")
+    assert env.reset() == row["prompt"] and env.attempts == 0
+
+
+def test_success_terminates(compact):
+    env = compact.make_env(row_for(compact))
+    env.reset()
+    _, r1, t1, _, _ = env.step(" formula: 3*8")
+    _, r2, t2, _, _ = env.step(" formula: (1+3")
+    obs, r3, t3, tr3, info = env.step(" cards: A 3 K 6 ; number: 1 3 10 6 ; formula: 10*3-6*1=24")
+    assert (r1, r2, r3) == (-4.0, -2.0, 5.0)
+    assert (t1, t2, t3, tr3) == (False, False, True, False)
+    assert info["success"] and env.success and info["attempts"] == 3
+    assert obs.endswith("formula: 10*3-6*1=24")
+
+
+def test_keep_last_bounds_context():
+    task = get_task("general-points", template="compact", revision_keep_last=2)
+    env = task.make_env(row_for(task))
+    env.reset()
+    for k in range(4):
+        obs, *_ = env.step(f" formula: {k}")
+    assert obs.count("[fail]") == 2 and " formula: 3 [fail]" in obs and " formula: 1 [fail]" not in obs
+
+
+def test_original_template_revision_and_budget():
+    task = get_task("general-points", max_attempts=2)
+    row = task.eval_episodes("ood-rule")[0]
+    env = task.make_env(row)
+    assert env.reset() == row["prompt"]
+    obs, r, term, trunc, info = env.step('{"formula": "1"}')
+    assert r < 0 and not term and not trunc
+    assert obs.startswith(row["prompt"]) and "\n\nYou failed this trial because " in obs
+    assert info["messages"][-1]["content"].startswith("You failed this trial because ")
+    env.step("nothing")
+    _, r, term, trunc, _ = env.step("x")
+    assert (r, term, trunc) == (-1.0, False, True)
