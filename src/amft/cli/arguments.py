@@ -34,7 +34,7 @@ class RunArguments:
     num_train_prompts: int = field(default=20000, metadata={"help": "RL prompts generated for training."})
     num_demonstrations: int = field(default=20000, metadata={"help": "Demonstrations generated for the SFT stream."})
     num_meta_prompts: int = field(default=256, metadata={"help": "Held-out validation prompts for the meta term."})
-    data_seed: int = field(default=0, metadata={"help": "Seed of the generated training data."})
+    task_seed: int = field(default=0, metadata={"help": "Seed of the generated task data (RL prompts, demonstrations, validation prompts)."})
     eval_splits: str = field(default=ALL_SPLITS, metadata={"help": "Comma-separated splits to evaluate at the end."})
     eval_attempts: int = field(default=5, metadata={"help": "Verified tries per episode (1 = single turn)."})
     eval_temperature: float = field(default=0.6, metadata={"help": "Sampling temperature of evaluation (0 = greedy)."})

@@ -169,9 +169,9 @@ def run_training(run: RunArguments, args: AMFTConfig) -> dict[str, Any]:
         model=model,
         reward_funcs=task.reward,
         args=args,
-        train_dataset=Dataset.from_list(task.train_prompts(run.num_train_prompts, seed=run.data_seed)),
-        demo_dataset=task.demonstrations(run.num_demonstrations, seed=run.data_seed),
-        meta_dataset=task.validation_prompts(run.num_meta_prompts, seed=run.data_seed + 1),
+        train_dataset=Dataset.from_list(task.train_prompts(run.num_train_prompts, seed=run.task_seed)),
+        demo_dataset=task.demonstrations(run.num_demonstrations, seed=run.task_seed),
+        meta_dataset=task.validation_prompts(run.num_meta_prompts, seed=run.task_seed + 1),
         processing_class=tokenizer,
         callbacks=callbacks,
     )

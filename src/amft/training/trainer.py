@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+from transformers.trainer_utils import rotate_checkpoints
 from trl import GRPOTrainer
 
 from amft.algorithm import (
@@ -297,7 +298,11 @@ class AMFTTrainer(GRPOTrainer):
         if self.args.should_save:
             atomic_write_json(os.path.join(checkpoint_dir, AMFT_STATE_FILE), self._amft_state())
             mark_checkpoint_complete(checkpoint_dir)
-            self._rotate_checkpoints(use_mtime=False, output_dir=run_dir)
+            rotate_checkpoints(
+                output_dir=run_dir,
+                save_total_limit=self.args.save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+            )
 
     def _amft_state(self) -> dict[str, Any]:
         return {
