@@ -229,7 +229,7 @@ def test_fixed_controller_and_builder():
     assert fixed.update(ControllerStats(entropy=0.7)) == 0.3 and fixed.mu == 0.3
     assert fixed.last_terms == {
         "mu": 0.3, "meta_term": 0.0, "meta_gradient": 0.0, "entropy_term": 0.0,
-        "entropy": 0.7, "target_entropy": None,
+        "entropy": 0.7, "target_entropy": None, "meta_term_total": 0.0, "entropy_term_total": 0.0,
     }
     assert not fixed.in_warmup and not fixed.needs_entropy_sample and not fixed.is_meta_step(20)
     other = FixedMuController(0.9)
@@ -242,3 +242,18 @@ def test_fixed_controller_and_builder():
         build_controller("luffy")
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         FixedMuController(1.5)
+
+
+def test_running_sums_of_the_two_terms_add_up_to_mus_movement_when_unclipped():
+    controller = MetaGradientController(
+        mu_init=0.5, entropy_lr=0.1, meta_lr=0.1, normalization="cosine", warmup_steps=1,
+        entropy_calibration_steps=1, meta_period=2,
+    )
+    controller.update(ControllerStats(entropy=1.0))
+    for step, entropy in enumerate((0.9, 0.8, 1.1, 0.95), start=1):
+        alignment = _alignment() if controller.is_meta_step() else None
+        controller.update(ControllerStats(entropy=entropy, meta_alignment=alignment))
+    terms = controller.last_terms
+    assert terms["entropy_term_total"] == pytest.approx(0.1 * (0.1 + 0.2 - 0.1 + 0.05))
+    assert terms["meta_term_total"] != 0.0
+    assert controller.mu == pytest.approx(0.5 + terms["meta_term_total"] + terms["entropy_term_total"])

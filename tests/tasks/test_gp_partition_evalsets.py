@@ -164,3 +164,22 @@ def test_prompt_format_does_not_change_eval_deals(task):
     assert a[0]["prompt"].startswith("\n[Task Description]")
     with pytest.raises(ValueError, match="unknown split"):
         task.eval_episodes("test")
+
+
+def test_canonical_demonstrations_show_one_solution_per_multiset():
+    canonical = get_task("general-points", template="compact", completion_format="formula", demo_solution="canonical")
+    demos = canonical.demonstrations(400, seed=2)
+    by_multiset: dict = {}
+    for d in demos:
+        by_multiset.setdefault(multiset(d["values"]), set()).add(d["solution"])
+        assert d["completion"] == f" formula: {d['solution']}=24"
+        assert canonical.verify(d, d["completion"]).reward == 5.0
+    assert all(len(solutions) == 1 for solutions in by_multiset.values())
+    assert any(len(s) > 1 for s in _solutions_per_multiset(get_task("general-points", template="compact")))
+
+
+def _solutions_per_multiset(task):
+    found: dict = {}
+    for d in task.demonstrations(400, seed=2):
+        found.setdefault(multiset(d["values"]), set()).add(d["solution"])
+    return found.values()

@@ -69,16 +69,20 @@ def test_compact_prompt_and_completion_golden():
     assert plain == " cards: A 3 K 6 ; number: 1 3 10 6 ; formula: 10*3-6*1=24"
     steps = compact_completion(CARDS, VALUES, "10*3-6*1=24", "steps")
     assert steps == " cards: A 3 K 6 ; number: 1 3 10 6 ; steps: 10*3=30 6*1=6 30-6=24 ; formula: 10*3-6*1=24"
+    assert compact_completion(CARDS, VALUES, "10*3-6*1=24", "short") == " number: 1 3 10 6 ; formula: 10*3-6*1=24"
+    assert compact_completion(CARDS, VALUES, "10*3-6*1=24", "formula") == " formula: 10*3-6*1=24"
     with pytest.raises(ValueError):
         compact_completion(CARDS, VALUES, "1", "bogus")
 
 
 def test_compact_completion_parses_back():
-    for fmt in ("plain", "steps"):
+    for fmt in ("plain", "steps", "short", "formula"):
         text = compact_completion(CARDS, VALUES, "10*3-6*1=24", fmt)
         fields = parse_compact(text)
-        assert fields["cards"].split() == CARDS
-        assert [int(x) for x in fields["number"].split()] == VALUES
+        if fmt in ("plain", "steps"):
+            assert fields["cards"].split() == CARDS
+        if fmt != "formula":
+            assert [int(x) for x in fields["number"].split()] == VALUES
         assert fields["formula"] == "10*3-6*1=24"
         assert extract_formula(text) == "10*3-6*1"
         assert verify_text(text, VALUES).reward == 5.0

@@ -95,6 +95,9 @@ class BalanceController(ABC):
 
     def __init__(self, mu: float) -> None:
         self._mu = _check_mu("mu", mu)
+        # Running sums of the two terms: how much of mu's movement came from each (D3).
+        self._meta_term_total = 0.0
+        self._entropy_term_total = 0.0
         self._last_terms = self._terms(entropy=None)
 
     @property
@@ -105,7 +108,7 @@ class BalanceController(ABC):
     @property
     def last_terms(self) -> dict[str, float | None]:
         """Terms of the latest update, for logging (D3): mu, meta_term, meta_gradient,
-        entropy_term, entropy, target_entropy."""
+        entropy_term, entropy, target_entropy, and the running sums meta_term_total and entropy_term_total."""
         return dict(self._last_terms)
 
     @property
@@ -128,12 +131,19 @@ class BalanceController(ABC):
 
     def state_dict(self) -> dict[str, Any]:
         """Plain-Python state (floats, ints, None) from which ``load_state_dict`` resumes exactly."""
-        return {"mu": self._mu, "last_terms": dict(self._last_terms)}
+        return {
+            "mu": self._mu,
+            "last_terms": dict(self._last_terms),
+            "meta_term_total": self._meta_term_total,
+            "entropy_term_total": self._entropy_term_total,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state produced by ``state_dict`` of a controller built with the same arguments."""
         self._mu = float(state["mu"])
         self._last_terms = dict(state["last_terms"])
+        self._meta_term_total = float(state["meta_term_total"])
+        self._entropy_term_total = float(state["entropy_term_total"])
 
     def _terms(
         self,
@@ -150,6 +160,8 @@ class BalanceController(ABC):
             "entropy_term": entropy_term,
             "entropy": entropy,
             "target_entropy": target_entropy,
+            "meta_term_total": self._meta_term_total,
+            "entropy_term_total": self._entropy_term_total,
         }
 
 
@@ -301,6 +313,8 @@ class MetaGradientController(BalanceController):
         base = self._mu if self._main_steps > 0 else self._clip(self.mu_init)
         self._mu = self._clip(base + meta_term + entropy_term)
         self._main_steps += 1
+        self._meta_term_total += meta_term
+        self._entropy_term_total += entropy_term
         self._last_terms = self._terms(
             entropy=stats.entropy,
             meta_gradient=meta_gradient,

@@ -104,11 +104,11 @@ def plot_training_dynamics(
     ax_mu, ax_entropy, ax_reward, ax_success = axes.flat
     steps, mu = _series(log_history, "amft/mu")
     ax_mu.plot(steps, mu, label="mu", color="black")
-    for key, label in (("amft/meta_term", "meta term (eta_mu * m)"), ("amft/entropy_term", "entropy term (eta_H * (H* - H))")):
-        term_steps, values = _series(log_history, key)
+    for key, label in (("amft/meta_term_total", "meta term (eta_mu * m), summed"),
+                       ("amft/entropy_term_total", "entropy term (eta_H * (H* - H)), summed")):
+        term_steps, totals = _series(log_history, key)
         if term_steps:
-            cumulative = [sum(values[: i + 1]) for i in range(len(values))]
-            ax_mu.plot(term_steps, cumulative, label=f"cumulative {label}", linestyle="--")
+            ax_mu.plot(term_steps, totals, label=label, linestyle="--")
     ax_mu.set_title("balance mu (1 = imitation, 0 = RL)")
     ax_mu.legend(fontsize=7)
     for key, label in (("amft/entropy", "H (sampled completions)"), ("amft/target_entropy", "H* (target)")):

@@ -8,6 +8,8 @@ from typing import Any, Sequence
 from .cards import ID_RULE, OOD_RULE, Rule, default_training_rules
 from .prompts import COMPLETION_FORMATS, TEMPLATES
 
+DEMO_SOLUTIONS = ("random", "canonical")
+
 __all__ = ["GeneralPointsConfig"]
 
 
@@ -26,8 +28,12 @@ class GeneralPointsConfig:
         template: ``"original"`` (the paper's ``Q_GeneralPoint_EQN_L`` text, for pretrained
             LLMs) or ``"compact"`` (``[rule] J=10 Q=10 K=10 [cards] A 3 K 6 [target] 24
             [answer]``, for tiny character-level models).
-        completion_format: compact only; ``"plain"`` (cards, number, formula) or ``"steps"``
-            (adds the three intermediate results before the formula).
+        completion_format: compact only; ``"plain"`` (cards, number, formula), ``"steps"``
+            (adds the three intermediate results before the formula) or ``"short"`` (number
+            and formula: the prompt already shows the cards).
+        demo_solution: which solver solution a demonstration shows: ``"random"`` (seeded
+            uniform choice, diverse targets) or ``"canonical"`` (the smallest solution
+            string of the multiset, so every deal of a multiset has the same target).
         chat_format: original only; if True, ``prompt`` / ``completion`` of the rows are
             chat message lists (``[{"role": "user", "content": ...}]``) for TRL's
             conversational format instead of plain strings.
@@ -66,6 +72,7 @@ class GeneralPointsConfig:
 
     template: str = "original"
     completion_format: str = "plain"
+    demo_solution: str = "random"
     chat_format: bool = False
     strict_format: bool = False
     target: int = 24
@@ -85,6 +92,8 @@ class GeneralPointsConfig:
             raise ValueError(f"template must be one of {TEMPLATES}, got {self.template!r}")
         if self.completion_format not in COMPLETION_FORMATS:
             raise ValueError(f"completion_format must be one of {COMPLETION_FORMATS}, got {self.completion_format!r}")
+        if self.demo_solution not in DEMO_SOLUTIONS:
+            raise ValueError(f"demo_solution must be one of {DEMO_SOLUTIONS}, got {self.demo_solution!r}")
         if self.chat_format and self.template != "original":
             raise ValueError("chat_format is only meaningful with template='original'")
         if not isinstance(self.target, int) or isinstance(self.target, bool) or not 1 <= self.target <= 9999:

@@ -64,7 +64,14 @@ __all__ = [
 ]
 
 TEMPLATES: tuple[str, ...] = ("original", "compact")
-COMPLETION_FORMATS: tuple[str, ...] = ("plain", "steps")
+# Fields before the formula in each compact completion format.
+COMPACT_FIELDS: dict[str, tuple[str, ...]] = {
+    "plain": ("cards", "number"),
+    "steps": ("cards", "number", "steps"),
+    "short": ("number",),
+    "formula": (),
+}
+COMPLETION_FORMATS: tuple[str, ...] = tuple(COMPACT_FIELDS)
 
 #: ``Q_GeneralPoint_EQN_L`` (fields: target_number, face_card_msg, cards).
 ORIGINAL_TEMPLATE = """
@@ -138,14 +145,18 @@ def solution_steps(formula: str) -> str:
 
 def compact_completion(cards: Sequence[str], values: Sequence[int], formula: str,
                        completion_format: str = "plain") -> str:
-    """`` cards: A 3 K 6 ; number: 1 3 10 6 ; formula: 10*3-6*1=24`` (``steps`` adds a field)."""
-    parts = [f" cards: {' '.join(cards)}", f"number: {' '.join(str(int(v)) for v in values)}"]
-    if completion_format == "steps":
-        parts.append(f"steps: {solution_steps(formula)}")
-    elif completion_format != "plain":
+    """`` cards: A 3 K 6 ; number: 1 3 10 6 ; formula: 10*3-6*1=24`` for ``plain``; the other
+    formats keep the fields that ``COMPACT_FIELDS`` lists (``steps`` adds the three
+    intermediate results, ``short`` drops the echo of the cards, ``formula`` keeps only it)."""
+    if completion_format not in COMPACT_FIELDS:
         raise ValueError(f"unknown completion_format {completion_format!r}; known: {COMPLETION_FORMATS}")
-    parts.append(f"formula: {formula}")
-    return " ; ".join(parts)
+    field_values = {
+        "cards": lambda: " ".join(cards),
+        "number": lambda: " ".join(str(int(v)) for v in values),
+        "steps": lambda: solution_steps(formula),
+    }
+    parts = [f"{name}: {field_values[name]()}" for name in COMPACT_FIELDS[completion_format]]
+    return " " + " ; ".join([*parts, f"formula: {formula}"])
 
 
 def parse_compact(text: str) -> dict[str, str]:

@@ -99,12 +99,13 @@ class GeneralPointsTask(Task):
         return self._sample(n, random.Random(f"gp-train:{seed}"), self.partition.training)
 
     def demonstrations(self, n: int, seed: int) -> list[dict]:
-        """SFT rows from ``demo`` multisets only: one uniformly chosen solver solution + ``=24``."""
+        """SFT rows from ``demo`` multisets only: one solver solution (seeded uniform choice, or the
+        canonical one, see ``demo_solution``) + ``=24``."""
         rng = random.Random(f"gp-demo:{seed}")
         rows = self._sample(n, rng, self.partition.demo)
         for row in rows:
             sols = solutions(row["values"], self.config.target)
-            formula = sols[rng.randrange(len(sols))]
+            formula = min(sols) if self.config.demo_solution == "canonical" else sols[rng.randrange(len(sols))]
             text = render_completion(self.config.template, row["cards"], row["values"],
                                      f"{formula}={self.config.target}", self.config.completion_format)
             row["completion"] = [{"role": "assistant", "content": text}] if self.config.chat_format else text

@@ -1,0 +1,99 @@
+"""The `amft` command: help texts, the embedded demo preset, a miniature demo run and `amft eval`."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from amft.cli import main, preset_path
+
+TINY_RUN = [
+    "--model_name_or_path", "tiny-test", "--max_steps", "6", "--amft_warmup_steps", "3",
+    "--entropy_calibration_steps", "1", "--meta_period", "2", "--per_device_train_batch_size", "16",
+    "--num_generations", "4", "--sft_batch_size", "8", "--meta_batch_size", "2", "--max_completion_length", "24",
+    "--num_train_prompts", "200", "--num_demonstrations", "200", "--num_meta_prompts", "8",
+    "--eval_limit", "4", "--eval_attempts", "2", "--eval_max_new_tokens", "24", "--progress_eval_steps", "3",
+    "--progress_eval_episodes", "4", "--save_steps", "3", "--threads", "1", "--disable_tqdm", "true",
+    "--report_to", "none",
+]
+
+
+def test_top_level_help_lists_the_commands(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("demo", "train", "eval"):
+        assert command in out
+
+
+def test_unknown_command_is_an_error(capsys):
+    assert main(["fly"]) == 2
+    assert "unknown command" in capsys.readouterr().err
+
+
+def test_train_help_explains_the_amft_options():
+    result = subprocess.run([sys.executable, "-m", "amft", "train", "--help"], capture_output=True, text=True, check=True)
+    text = " ".join(result.stdout.split())  # argparse wraps lines at the terminal width
+    for option, words in (("--meta_period", "meta term every K"), ("--entropy_lr", "eta_H"),
+                          ("--eval_attempts", "Verified tries"), ("--demo_fraction", "have demonstrations")):
+        assert option in text
+        assert words in text
+
+
+@pytest.mark.slow
+def test_miniature_demo_writes_summary_plot_and_model_then_eval_reads_it(tmp_path):
+    run_dir = tmp_path / "demo"
+    subprocess.run([sys.executable, "-m", "amft", "demo", "--output-dir", str(run_dir), *TINY_RUN],
+                   check=True, capture_output=True, text=True)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert set(summary["success_rate"]) == {"id", "rl-only", "unseen-deals", "ood-rule"}
+    assert summary["wall_time_seconds"] > 0
+    assert summary["run"]["steps"] == 6
+    assert (run_dir / "training_dynamics.png").stat().st_size > 10_000
+    assert "| id |" in (run_dir / "summary.md").read_text()
+    assert (run_dir / "progress_eval.jsonl").read_text().count("\n") == 2
+
+    out_file = tmp_path / "eval.json"
+    subprocess.run([sys.executable, "-m", "amft", "eval", "--model", str(run_dir), "--template", "compact",
+                    "--eval_splits", "ood-rule", "--eval_limit", "3", "--eval_attempts", "1",
+                    "--eval_max_new_tokens", "16", "--output_file", str(out_file)],
+                   check=True, capture_output=True, text=True)
+    result = json.loads(out_file.read_text())
+    assert result["ood-rule"]["episodes"] == 3
+    assert result["ood-rule"]["max_attempts"] == 1
+
+
+def test_demo_preset_is_packaged_and_parses():
+    from trl import TrlParser
+
+    from amft.cli.arguments import RunArguments
+    from amft.training import AMFTConfig
+
+    run, args = TrlParser((RunArguments, AMFTConfig)).parse_args_and_config(args=["--config", preset_path("demo-general-points.yaml")])
+    assert run.model_name_or_path == "tiny-gp"
+    assert args.controller == "meta"
+    assert args.use_cpu
+
+
+def test_malformed_demonstration_file_stops_with_file_row_and_field(tmp_path):
+    demo_file = tmp_path / "demos.jsonl"
+    demo_file.write_text(
+        '{"prompt": "[rule] J=10 Q=10 K=10 [cards] A 3 K 6 [target] 24 [answer]", "completion": " formula: (1+3)*6=24"}\n'
+        '{"prompt": "[rule] J=10 Q=10 K=10 [cards] 2 3 4 6 [target] 24 [answer]", "completion": 17}\n'
+    )
+    result = subprocess.run([sys.executable, "-m", "amft", "train", "--demo_file", str(demo_file), "--output_dir",
+                             str(tmp_path / "run"), "--use_cpu", "true", "--report_to", "none"],
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert f"{demo_file}: row 2: field 'completion'" in result.stderr
+
+
+def test_skip_invalid_rows_keeps_the_good_ones_and_counts_the_rest(tmp_path, caplog):
+    from amft.cli.pipeline import DEMO_FIELDS, read_rows
+
+    demo_file = tmp_path / "demos.jsonl"
+    demo_file.write_text('{"prompt": "a", "completion": "b"}\n{"prompt": "a"}\nnot json\n')
+    with caplog.at_level("WARNING"):
+        rows = read_rows(str(demo_file), DEMO_FIELDS, skip_invalid=True)
+    assert rows == [{"prompt": "a", "completion": "b"}]
+    assert "skipped 2 malformed row(s)" in caplog.text
