@@ -5,7 +5,7 @@ short shared SFT pre-training so completions look like real ones), the same prom
 generation settings and seed. AMFT is timed in its main phase, meta steps included; the
 first steps of each run are discarded as warm-up of the allocator and caches.
 
-    python benchmarks/step_overhead.py            # about 5 minutes on 2 cores
+    python benchmarks/step_overhead.py            # about 6 minutes on 2 cores
     python benchmarks/step_overhead.py --steps 20 --pretrain-steps 50   # a quick look
 
 The last line printed is a JSON object with both mean step times and "ratio".
@@ -65,17 +65,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=60, help="timed optimizer steps per trainer")
     parser.add_argument("--skip", type=int, default=5, help="first steps not timed")
-    parser.add_argument("--pretrain-steps", type=int, default=300, help="shared SFT steps before timing")
+    parser.add_argument("--pretrain-steps", type=int, default=200, help="shared SFT steps before timing")
     parser.add_argument("--meta-period", type=int, default=20, help="K of AMFT")
     parser.add_argument("--prompts", type=int, default=8, help="prompts per step")
     parser.add_argument("--generations", type=int, default=8, help="completions per prompt")
-    parser.add_argument("--max-completion-length", type=int, default=64)
+    parser.add_argument("--max-completion-length", type=int, default=40)
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    task = get_task("general-points")
+    task = get_task("general-points", template="compact", completion_format="formula", demo_solution="canonical")
     prompts = Dataset.from_list(task.train_prompts(4000, seed=0))
     demos = task.demonstrations(4000, seed=0)
     validation = task.validation_prompts(64, seed=1)
