@@ -50,6 +50,10 @@ class AMFTConfig(GRPOConfig):
         use_meta_term / use_entropy_term (`bool`, defaults to `True`):
             Ablation switches for the two terms of the controller.
 
+    Logging:
+        report_to (`str` or `list[str]`, defaults to `"tensorboard"`):
+            As in `TrainingArguments`, but TensorBoard by default (logs in `output_dir/runs`).
+
     Parameters of the side streams:
         sft_batch_size (`int`, defaults to `8`):
             Demonstrations per device per micro-step for L_SFT.
@@ -59,6 +63,10 @@ class AMFTConfig(GRPOConfig):
             Truncation of demonstration prompts (keep the end) and completions (keep the start).
     """
 
+    report_to: None | str | list[str] = field(
+        default="tensorboard",
+        metadata={"help": "Where logs go: 'tensorboard' (the default here), 'wandb', 'mlflow', a list, or 'none'."},
+    )
     controller: str = field(default="meta", metadata={"help": f"Balance controller: one of {CONTROLLERS}."})
     mu: float = field(default=0.5, metadata={"help": "Constant mu of the 'fixed' controller."})
     mu_init: float = field(default=0.8, metadata={"help": "mu right after the SFT warm-up."})

@@ -65,6 +65,13 @@ def controller_from_config(args: AMFTConfig) -> BalanceController:
     )
 
 
+def rollout_batch(rollouts: dict[str, Any]) -> CompletionBatch:
+    """The token layout of TRL's scored rollouts."""
+    return CompletionBatch(
+        rollouts["prompt_ids"], rollouts["prompt_mask"], rollouts["completion_ids"], rollouts["completion_mask"]
+    )
+
+
 class AMFTTrainer(GRPOTrainer):
     """GRPO plus imitation in one stage, with mu steered by a controller.
 
@@ -136,9 +143,10 @@ class AMFTTrainer(GRPOTrainer):
         if opens_step:
             entropy = None
             if self.controller.needs_entropy_sample:
-                rollouts = self._generate_and_score_completions(inputs)
+                batch = rollout_batch(self._generate_and_score_completions(inputs))
                 with torch.no_grad():
-                    entropy = self._rl_forward(model, rollouts, need_loss=False)[1]
+                    logits = self._completion_logits(model, batch) / self.temperature
+                    entropy = self._mean_over_processes(token_entropy(logits), batch.completion_mask)
             self.controller.update(ControllerStats(entropy=entropy))
             self._log_controller()
         loss = self._sft_forward(model)
@@ -211,21 +219,13 @@ class AMFTTrainer(GRPOTrainer):
         logits = self._completion_logits(model, batch)
         return sft_loss(token_log_probs(logits, batch.completion_ids), batch.completion_mask)
 
-    def _rl_forward(self, model, rollouts: dict[str, Any], need_loss: bool = True) -> tuple[torch.Tensor, float]:
+    def _rl_forward(self, model, rollouts: dict[str, Any]) -> tuple[torch.Tensor, float]:
         """L_RL (the clipped surrogate over the rollouts) and H, the mean token entropy of the sampled
         completions over all processes."""
-        batch = CompletionBatch(
-            rollouts["prompt_ids"], rollouts["prompt_mask"], rollouts["completion_ids"], rollouts["completion_mask"]
-        )
+        batch = rollout_batch(rollouts)
         logits = self._completion_logits(model, batch) / self.temperature
         mask = batch.completion_mask
         entropies = token_entropy(logits)
-        totals = self.accelerator.reduce(
-            torch.stack([(entropies.detach() * mask).sum(), mask.sum().float()]), reduction="sum"
-        )
-        entropy = (totals[0] / totals[1].clamp(min=1.0)).item()
-        if not need_loss:
-            return torch.zeros(()), entropy
         logps = token_log_probs(logits, batch.completion_ids)
         old_logps = rollouts.get("old_per_token_logps")
         loss = clipped_surrogate(
@@ -241,7 +241,11 @@ class AMFTTrainer(GRPOTrainer):
         )
         if self.entropy_coef:
             loss = loss - self.entropy_coef * (entropies * mask).sum() / mask.sum().clamp(min=1.0)
-        return loss, entropy
+        return loss, self._mean_over_processes(entropies.detach(), mask)
+
+    def _mean_over_processes(self, values: torch.Tensor, mask: torch.Tensor) -> float:
+        totals = self.accelerator.reduce(torch.stack([(values * mask).sum(), mask.sum().float()]), reduction="sum")
+        return (totals[0] / totals[1].clamp(min=1.0)).item()
 
     def _dapo_normalizer(self, rollouts: dict[str, Any]) -> torch.Tensor:
         # Active tokens of one micro-batch, averaged over processes: the loss of every micro-batch is
@@ -266,9 +270,7 @@ class AMFTTrainer(GRPOTrainer):
         if val_rewards:
             self._metrics["train"]["amft/val_reward"].append(val_rewards[-1])
         self._metrics["eval"].clear()  # these rollouts are the controller's, not an evaluation
-        batch = CompletionBatch(
-            rollouts["prompt_ids"], rollouts["prompt_mask"], rollouts["completion_ids"], rollouts["completion_mask"]
-        )
+        batch = rollout_batch(rollouts)
         logps = token_log_probs(self._completion_logits(model, batch) / self.temperature, batch.completion_ids)
         val_loss = clipped_surrogate(logps, logps.detach(), rollouts["advantages"], batch.completion_mask)
         return list(torch.autograd.grad(val_loss, params, allow_unused=True))
