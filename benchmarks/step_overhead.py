@@ -82,13 +82,13 @@ def main() -> None:
     model, tokenizer = build_tiny_model("tiny-gp", seed=0)
 
     with tempfile.TemporaryDirectory() as scratch:
-        # Shared pre-training: a constant mu of 1 is plain SFT.
+        # Shared pre-training: plain SFT.
         pretrain = AMFTTrainer(
             model=model,
             reward_funcs=task.reward,
             args=AMFTConfig(
                 **engine_settings(scratch, args.pretrain_steps, args) | {"learning_rate": 1e-3},
-                controller="fixed", mu=1.0, sft_batch_size=64,
+                method="sft", sft_batch_size=64,
             ),
             train_dataset=prompts,
             demo_dataset=demos,

@@ -257,3 +257,17 @@ def test_running_sums_of_the_two_terms_add_up_to_mus_movement_when_unclipped():
     assert terms["entropy_term_total"] == pytest.approx(0.1 * (0.1 + 0.2 - 0.1 + 0.05))
     assert terms["meta_term_total"] != 0.0
     assert controller.mu == pytest.approx(0.5 + terms["meta_term_total"] + terms["entropy_term_total"])
+
+
+def test_planned_mu_announces_scheduled_values_and_not_measured_ones():
+    from amft.algorithm import ChordScheduleController, TwoStageController
+
+    assert FixedMuController(0.0).planned_mu() == 0.0
+    two_stage = TwoStageController(switch_step=1)
+    assert two_stage.planned_mu() == 1.0
+    assert two_stage.update() == 1.0 and two_stage.planned_mu() == 0.0 and two_stage.update() == 0.0
+    chord = ChordScheduleController(mu_peak=0.8, mu_valley=0.2, warmup_steps=2, decay_steps=2)
+    for _ in range(5):
+        planned = chord.planned_mu()
+        assert chord.update() == planned
+    assert MetaGradientController(warmup_steps=0).planned_mu() is None  # depends on entropy and alignment

@@ -71,7 +71,7 @@ def test_demo_preset_is_packaged_and_parses():
 
     run, args = TrlParser((RunArguments, AMFTConfig)).parse_args_and_config(args=["--config", preset_path("demo-general-points.yaml")])
     assert run.model_name_or_path == "tiny-gp"
-    assert args.controller == "meta"
+    assert args.method == "amft"
     assert args.use_cpu
 
 

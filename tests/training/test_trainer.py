@@ -109,6 +109,41 @@ def test_meta_controller_requires_validation_prompts(tmp_path):
                     train_dataset=Dataset.from_list(PROMPTS), demo_dataset=DEMOS, processing_class=tokenizer)
 
 
-def test_config_rejects_unknown_controller(tmp_path):
-    with pytest.raises(ValueError, match="controller must be one of"):
-        AMFTConfig(output_dir=str(tmp_path), controller="magic")
+def test_config_rejects_unknown_method(tmp_path):
+    with pytest.raises(ValueError, match="method must be one of"):
+        AMFTConfig(output_dir=str(tmp_path), method="magic")
+
+
+@pytest.mark.parametrize(
+    ("method", "expected_mu"),
+    [
+        ("sft", [1.0] * 6),
+        ("grpo", [0.0] * 6),
+        ("fixed-mu", [0.3] * 6),
+        ("chord-phi", [0.3] * 6),
+        ("sft-then-rl", [1.0] * 3 + [0.0] * 3),
+        # CHORD: linear rise 0 -> 0.8 over 2 steps, cosine decay to 0.2 over 2 steps, then flat.
+        ("chord-mu", [0.0, 0.4, 0.8, 0.5, 0.2, 0.2]),
+    ],
+)
+def test_each_method_is_a_balance_schedule_of_the_same_trainer(tmp_path, method, expected_mu):
+    trainer = make_trainer(
+        tmp_path, method=method, max_steps=6, mu=0.3, switch_step=3, chord_mu_peak=0.8, chord_mu_valley=0.2,
+        chord_mu_warmup_steps=2, chord_mu_decay_steps=2,
+    )
+    trainer.train()
+    assert series(trainer, "amft/mu") == pytest.approx(expected_mu)
+    generated_steps = [row["step"] for row in trainer.state.log_history if "reward" in row]
+    assert generated_steps == [step for step, mu in enumerate(expected_mu, start=1) if mu < 1.0]
+    sft_steps = [row["step"] for row in trainer.state.log_history if "amft/sft_loss" in row]
+    assert sft_steps == [step for step, mu in enumerate(expected_mu, start=1) if mu > 0.0]
+
+
+def test_chord_phi_weights_the_demonstration_loss(tmp_path):
+    losses = {}
+    for method in ("fixed-mu", "chord-phi"):
+        trainer = make_trainer(tmp_path / method, method=method, mu=0.5, max_steps=1)
+        trainer.train()
+        losses[method] = series(trainer, "amft/sft_loss")[0]
+    # phi = p(1 - p) <= 1/4, so the weighted NLL of the same first batch is smaller.
+    assert 0.0 < losses["chord-phi"] < 0.25 * losses["fixed-mu"] + 1e-6

@@ -1,4 +1,5 @@
-"""Framework-independent AMFT math on torch tensors: losses, gradient alignment, mu controllers."""
+"""Framework-independent AMFT math on torch tensors: losses, gradient alignment, mu controllers,
+and the baselines' losses and state."""
 
 from .alignment import (
     Gradients,
@@ -11,10 +12,12 @@ from .alignment import (
 from .controllers import (
     CONTROLLERS,
     BalanceController,
+    ChordScheduleController,
     ControllerStats,
     FixedMuController,
     MetaAlignment,
     MetaGradientController,
+    TwoStageController,
     build_controller,
     meta_alignment_from_gradients,
 )
@@ -28,18 +31,33 @@ from .losses import (
     token_entropy,
     token_log_probs,
 )
+from .methods import (
+    HardPromptBuffer,
+    all_failed_groups,
+    chord_mu,
+    chord_phi,
+    luffy_surrogate,
+    srft_rl_loss,
+    srft_weights,
+)
 
 __all__ = [
     "ADVANTAGE_SCALES",
     "AGGREGATIONS",
     "CONTROLLERS",
     "BalanceController",
+    "ChordScheduleController",
     "ControllerStats",
     "FixedMuController",
     "Gradients",
+    "HardPromptBuffer",
     "MetaAlignment",
     "MetaGradientController",
+    "TwoStageController",
+    "all_failed_groups",
     "build_controller",
+    "chord_mu",
+    "chord_phi",
     "clipped_surrogate",
     "combine_gradients",
     "gradient_cosine",
@@ -47,9 +65,12 @@ __all__ = [
     "gradient_dots",
     "gradient_norm_sq",
     "group_advantages",
+    "luffy_surrogate",
     "masked_mean",
     "meta_alignment_from_gradients",
     "sft_loss",
+    "srft_rl_loss",
+    "srft_weights",
     "token_entropy",
     "token_log_probs",
 ]

@@ -22,14 +22,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from .alignment import Gradients, gradient_dots
+from .methods import chord_mu
 
 __all__ = [
     "CONTROLLERS",
     "BalanceController",
+    "ChordScheduleController",
     "ControllerStats",
     "FixedMuController",
     "MetaAlignment",
     "MetaGradientController",
+    "TwoStageController",
     "build_controller",
     "meta_alignment_from_gradients",
 ]
@@ -125,6 +128,11 @@ class BalanceController(ABC):
         """Whether main-phase step ``step`` (default: the next update's) is a meta step."""
         return False
 
+    def planned_mu(self) -> float | None:
+        """The mu the next update will return when it does not depend on measurements (a schedule),
+        else None. A planned 1 lets the trainer skip rollouts, a planned 0 the demonstrations."""
+        return None
+
     @abstractmethod
     def update(self, stats: ControllerStats | None = None) -> float:
         """Advance one step with this step's measurements and return the new mu."""
@@ -167,6 +175,9 @@ class BalanceController(ABC):
 
 class FixedMuController(BalanceController):
     """Constant mu (the fixed-mu baseline; mu = 1 is SFT, mu = 0 is RL)."""
+
+    def planned_mu(self) -> float:
+        return self._mu
 
     def update(self, stats: ControllerStats | None = None) -> float:
         self._last_terms = self._terms(entropy=stats.entropy if stats else None)
@@ -354,9 +365,96 @@ class MetaGradientController(BalanceController):
         self._target_entropy = None if target is None else float(target)
 
 
+class TwoStageController(BalanceController):
+    """SFT, then RL, in one run (the SFT->RL baseline): mu = 1 for the first
+    ``switch_step`` updates, then mu = 0.
+
+    The SFT stage reports ``in_warmup`` so that the trainer samples no rollouts during
+    it. Unlike two separate runs, the optimiser state and learning-rate schedule carry
+    over the switch.
+    """
+
+    def __init__(self, switch_step: int) -> None:
+        if switch_step < 0:
+            raise ValueError(f"switch_step must be >= 0, got {switch_step}")
+        self.switch_step = int(switch_step)
+        self._steps = 0
+        super().__init__(1.0 if self.switch_step > 0 else 0.0)
+
+    @property
+    def in_warmup(self) -> bool:
+        """Whether the next update is one of the first ``switch_step`` (mu = 1)."""
+        return self._steps < self.switch_step
+
+    def planned_mu(self) -> float:
+        return 1.0 if self.in_warmup else 0.0
+
+    def update(self, stats: ControllerStats | None = None) -> float:
+        self._mu = 1.0 if self.in_warmup else 0.0
+        self._steps += 1
+        self._last_terms = self._terms(entropy=stats.entropy if stats else None)
+        return self._mu
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state.update(steps=self._steps)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._steps = int(state["steps"])
+
+
+class ChordScheduleController(BalanceController):
+    """CHORD-mu: mu follows the schedule :func:`~amft.algorithm.methods.chord_mu`.
+
+    Update t = 1, 2, ... returns ``chord_mu(t - 1)``: the schedule's step counts the
+    updates done before this one, so the first update has mu = 0. CHORD's mu warm-up is
+    a ramp, not pure SFT: ``in_warmup`` stays false and RL runs from the first update.
+    """
+
+    def __init__(self, mu_peak: float, mu_valley: float, warmup_steps: int, decay_steps: int) -> None:
+        self.mu_peak = float(mu_peak)
+        self.mu_valley = float(mu_valley)
+        self.warmup_steps = int(warmup_steps)
+        self.decay_steps = int(decay_steps)
+        self._steps = 0
+        # chord_mu also validates the arguments.
+        super().__init__(self._scheduled(0))
+
+    def planned_mu(self) -> float:
+        return self._scheduled(self._steps)
+
+    def update(self, stats: ControllerStats | None = None) -> float:
+        self._mu = self._scheduled(self._steps)
+        self._steps += 1
+        self._last_terms = self._terms(entropy=stats.entropy if stats else None)
+        return self._mu
+
+    def _scheduled(self, step: int) -> float:
+        return chord_mu(
+            step,
+            mu_peak=self.mu_peak,
+            mu_valley=self.mu_valley,
+            warmup_steps=self.warmup_steps,
+            decay_steps=self.decay_steps,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state.update(steps=self._steps)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._steps = int(state["steps"])
+
+
 CONTROLLERS: dict[str, type[BalanceController]] = {
+    "chord": ChordScheduleController,
     "fixed": FixedMuController,
     "meta": MetaGradientController,
+    "two-stage": TwoStageController,
 }
 
 

@@ -89,10 +89,7 @@ def group_advantages(rewards: Tensor, group_size: int, scale: str = "group", eps
     """
     if scale not in ADVANTAGE_SCALES:
         raise ValueError(f"unknown advantage scale {scale!r}; valid: {', '.join(ADVANTAGE_SCALES)}")
-    if rewards.dim() != 1:
-        raise ValueError(f"rewards must be 1-D, got shape {tuple(rewards.shape)}")
-    if group_size < 1 or rewards.numel() % group_size != 0:
-        raise ValueError(f"{rewards.numel()} rewards cannot be split into groups of {group_size}")
+    _check_groups(rewards, group_size)
     rewards = rewards.float()
     grouped = rewards.view(-1, group_size)
     centered = (grouped - grouped.mean(dim=1, keepdim=True)).reshape(-1)
@@ -104,6 +101,14 @@ def group_advantages(rewards: Tensor, group_size: int, scale: str = "group", eps
     else:
         std = rewards.std() if rewards.numel() > 1 else rewards.new_zeros(())
     return centered / (std + eps)
+
+
+def _check_groups(rewards: Tensor, group_size: int) -> None:
+    """Raise ``ValueError`` unless ``rewards`` is 1-D and splits into groups of ``group_size``."""
+    if rewards.dim() != 1:
+        raise ValueError(f"rewards must be 1-D, got shape {tuple(rewards.shape)}")
+    if group_size < 1 or rewards.numel() % group_size != 0:
+        raise ValueError(f"{rewards.numel()} rewards cannot be split into groups of {group_size}")
 
 
 def clipped_surrogate(
@@ -137,11 +142,32 @@ def clipped_surrogate(
     ``rho = 1``, clipping is inactive and the gradient is ``-A * grad(log p)``,
     aggregated as above.
     """
+    _check_aggregation(aggregation, max_completion_length)
+    active = mask.bool()
+    per_token = _clipped_token_losses(token_logps, old_token_logps, advantages, active, epsilon_low, epsilon_high)
+    return _aggregate_token_losses(per_token, active, aggregation, max_completion_length, normalizer)
+
+
+def _check_aggregation(aggregation: str, max_completion_length: int | None) -> None:
+    """Raise ``ValueError`` unless ``aggregation`` is known and has the arguments it needs."""
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"unknown aggregation {aggregation!r}; valid: {', '.join(AGGREGATIONS)}")
     if aggregation == "dr_grpo" and max_completion_length is None:
         raise ValueError("aggregation 'dr_grpo' requires max_completion_length")
-    active = mask.bool()
+
+
+def _clipped_token_losses(
+    token_logps: Tensor,
+    old_token_logps: Tensor,
+    advantages: Tensor,
+    active: Tensor,
+    epsilon_low: float,
+    epsilon_high: float,
+) -> Tensor:
+    """Per-token ``-min(rho * A, clip(rho, 1 - epsilon_low, 1 + epsilon_high) * A)``, ``(B, T)``.
+
+    At inactive positions rho is 1, so no inf/NaN arises there; the caller masks them out.
+    """
     if advantages.dim() == 1:
         advantages = advantages.unsqueeze(-1)
     # Padding positions may hold arbitrary old log-probs; a zero log-ratio there keeps
@@ -149,7 +175,18 @@ def clipped_surrogate(
     log_ratio = torch.where(active, token_logps - old_token_logps, torch.zeros_like(token_logps))
     ratio = torch.exp(log_ratio)
     clipped_ratio = torch.clamp(ratio, 1.0 - epsilon_low, 1.0 + epsilon_high)
-    per_token = -torch.min(ratio * advantages, clipped_ratio * advantages)
+    return -torch.min(ratio * advantages, clipped_ratio * advantages)
+
+
+def _aggregate_token_losses(
+    per_token: Tensor,
+    active: Tensor,
+    aggregation: str,
+    max_completion_length: int | None,
+    normalizer: float | Tensor | None,
+) -> Tensor:
+    """Reduce ``(B, T)`` per-token losses over the ``active`` tokens as ``aggregation`` says
+    (see :func:`clipped_surrogate`); call :func:`_check_aggregation` first."""
     per_token = torch.where(active, per_token, torch.zeros_like(per_token))
     if aggregation == "grpo":
         per_sequence = per_token.sum(dim=-1) / active.sum(dim=-1).clamp(min=1)

@@ -219,7 +219,7 @@ def run_training(run: RunArguments, args: AMFTConfig) -> dict[str, Any]:
         history,
         read_progress(args.output_dir),
         os.path.join(args.output_dir, "training_dynamics.png"),
-        title=f"{args.controller} controller on {task.name}",
+        title=f"{args.method} on {task.name}",
     )
     with open(os.path.join(args.output_dir, "eval_results.json"), "w") as handle:
         json.dump({split: [asdict(r) for r in result.records] for split, result in final.items()}, handle)
@@ -231,7 +231,7 @@ def run_training(run: RunArguments, args: AMFTConfig) -> dict[str, Any]:
         run_info={
             "task": task.name,
             "model": run.model_name_or_path,
-            "method": "amft" if args.controller == "meta" else f"fixed-mu ({args.mu})",
+            "method": args.method,
             "steps": trainer.state.global_step,
             "resumed_from": checkpoint,
         },

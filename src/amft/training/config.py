@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
-CONTROLLERS = ("meta", "fixed")
+# Every method is the same trainer with a different balance controller (and, for CHORD-phi, a
+# per-token weight on the SFT loss), so comparisons differ only in the balancing.
+METHODS = ("amft", "sft", "grpo", "fixed-mu", "sft-then-rl", "chord-mu", "chord-phi")
 META_NORMALIZATIONS = ("raw", "cosine")
 
 
@@ -14,17 +16,27 @@ META_NORMALIZATIONS = ("raw", "cosine")
 class AMFTConfig(GRPOConfig):
     r"""
     Configuration for [`AMFTTrainer`]: every [`~trl.GRPOConfig`] field, plus the SFT stream and the
-    controller of the balance mu in loss = (1 - mu) * L_RL + mu * L_SFT.
+    method that sets the balance mu in loss = (1 - mu) * L_RL + mu * L_SFT.
 
-    Defaults of the controller follow the official AMFT configuration (see the project's method
-    spec, section 3); the tiny CPU presets in `configs/` override them with tuned values.
+    Defaults of the AMFT controller follow the official AMFT configuration (mu_init, bounds,
+    step sizes, K); the tiny CPU demo preset (`amft/cli/presets/`) overrides them.
 
     Parameters that control the balance:
-        controller (`str`, defaults to `"meta"`):
-            `"meta"`: AMFT's meta-gradient controller (warm-up, entropy term, meta term every
-            `meta_period` steps). `"fixed"`: a constant `mu`.
+        method (`str`, defaults to `"amft"`):
+            `"amft"`: the meta-gradient controller (warm-up, entropy term, meta term every
+            `meta_period` steps). `"sft"`: mu = 1. `"grpo"`: mu = 0. `"fixed-mu"`: a constant
+            `mu`. `"sft-then-rl"`: mu = 1 for `switch_step` steps, then 0 (two stages in one
+            run). `"chord-mu"`: CHORD's global schedule (linear rise to `chord_mu_peak`, cosine
+            decay to `chord_mu_valley`). `"chord-phi"`: a constant `mu` with CHORD's per-token
+            weight p(1 - p) on the SFT loss.
         mu (`float`, defaults to `0.5`):
-            The constant mu of the `"fixed"` controller.
+            The constant mu of `"fixed-mu"` and `"chord-phi"`.
+        switch_step (`int`, defaults to `300`):
+            The optimizer step at which `"sft-then-rl"` switches from SFT to RL.
+        chord_mu_peak / chord_mu_valley (`float`, defaults to `0.9` / `0.05`):
+            The CHORD schedule's peak and final mu (the paper's values).
+        chord_mu_warmup_steps / chord_mu_decay_steps (`int`, defaults to `200` / `400`):
+            Steps of the CHORD schedule's linear rise and cosine decay.
         mu_init (`float`, defaults to `0.8`):
             mu right after the SFT warm-up.
         mu_min / mu_max (`float`, defaults to `0.05` / `0.95`):
@@ -67,8 +79,13 @@ class AMFTConfig(GRPOConfig):
         default="tensorboard",
         metadata={"help": "Where logs go: 'tensorboard' (the default here), 'wandb', 'mlflow', a list, or 'none'."},
     )
-    controller: str = field(default="meta", metadata={"help": f"Balance controller: one of {CONTROLLERS}."})
-    mu: float = field(default=0.5, metadata={"help": "Constant mu of the 'fixed' controller."})
+    method: str = field(default="amft", metadata={"help": f"How SFT and RL are balanced: one of {METHODS}."})
+    mu: float = field(default=0.5, metadata={"help": "Constant mu of 'fixed-mu' and 'chord-phi'."})
+    switch_step: int = field(default=300, metadata={"help": "Step at which 'sft-then-rl' switches from SFT to RL."})
+    chord_mu_peak: float = field(default=0.9, metadata={"help": "Peak mu of the 'chord-mu' schedule."})
+    chord_mu_valley: float = field(default=0.05, metadata={"help": "Final mu of the 'chord-mu' schedule."})
+    chord_mu_warmup_steps: int = field(default=200, metadata={"help": "Linear rise of the 'chord-mu' schedule, in steps."})
+    chord_mu_decay_steps: int = field(default=400, metadata={"help": "Cosine decay of the 'chord-mu' schedule, in steps."})
     mu_init: float = field(default=0.8, metadata={"help": "mu right after the SFT warm-up."})
     mu_min: float = field(default=0.05, metadata={"help": "Lower bound of mu."})
     mu_max: float = field(default=0.95, metadata={"help": "Upper bound of mu."})
@@ -97,8 +114,8 @@ class AMFTConfig(GRPOConfig):
     )
 
     def __post_init__(self) -> None:
-        if self.controller not in CONTROLLERS:
-            raise ValueError(f"controller must be one of {CONTROLLERS}, got {self.controller!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.meta_normalization not in META_NORMALIZATIONS:
             raise ValueError(f"meta_normalization must be one of {META_NORMALIZATIONS}, got {self.meta_normalization!r}")
         if not 0.0 <= self.mu_min <= self.mu_max <= 1.0:

@@ -30,9 +30,12 @@ from trl import GRPOTrainer
 
 from amft.algorithm import (
     BalanceController,
+    ChordScheduleController,
     ControllerStats,
     FixedMuController,
     MetaGradientController,
+    TwoStageController,
+    chord_phi,
     clipped_surrogate,
     combine_gradients,
     meta_alignment_from_gradients,
@@ -46,9 +49,19 @@ from amft.training.data import CompletionBatch, RowStream, tokenize_demonstratio
 
 
 def controller_from_config(args: AMFTConfig) -> BalanceController:
-    """The balance controller that the config describes."""
-    if args.controller == "fixed":
-        return FixedMuController(args.mu)
+    """The balance controller of the config's method."""
+    constant_mu = {"sft": 1.0, "grpo": 0.0, "fixed-mu": args.mu, "chord-phi": args.mu}
+    if args.method in constant_mu:
+        return FixedMuController(constant_mu[args.method])
+    if args.method == "sft-then-rl":
+        return TwoStageController(args.switch_step)
+    if args.method == "chord-mu":
+        return ChordScheduleController(
+            mu_peak=args.chord_mu_peak,
+            mu_valley=args.chord_mu_valley,
+            warmup_steps=args.chord_mu_warmup_steps,
+            decay_steps=args.chord_mu_decay_steps,
+        )
     return MetaGradientController(
         mu_init=args.mu_init,
         mu_min=args.mu_min,
@@ -126,10 +139,12 @@ class AMFTTrainer(GRPOTrainer):
         model.train()
         accumulation = self.current_gradient_accumulation_steps
         opens_step = self._step % accumulation == 0
-        if self.controller.in_warmup or not self._uses_rollouts:
+        # A planned mu of 1 is plain SFT (no rollouts), a planned 0 plain RL (no demonstrations).
+        planned_mu = self._step_mu(opens_step)
+        if self.controller.in_warmup or planned_mu == 1.0:
             loss = self._sft_micro_step(model, inputs, accumulation, opens_step)
         else:
-            loss = self._mixed_micro_step(model, inputs, accumulation, opens_step)
+            loss = self._mixed_micro_step(model, inputs, accumulation, opens_step, uses_demonstrations=planned_mu != 0.0)
         self._step += 1
         self._current_train_step_time += time.perf_counter() - started
         if self._step % accumulation == 0:
@@ -154,17 +169,13 @@ class AMFTTrainer(GRPOTrainer):
         self._metrics["train"]["amft/sft_loss"].append(loss.item())
         return loss
 
-    @property
-    def _uses_rollouts(self) -> bool:
-        # A constant mu of 1 is plain SFT: no rollouts to generate.
-        return not (isinstance(self.controller, FixedMuController) and self.controller.mu == 1.0)
+    def _step_mu(self, opens_step: bool) -> float | None:
+        """The mu this micro-step will use when it is known before measuring anything (a schedule)."""
+        return self.controller.planned_mu() if opens_step else self.controller.mu
 
-    @property
-    def _uses_demonstrations(self) -> bool:
-        # A constant mu of 0 is plain GRPO: no demonstration forward pass.
-        return not (isinstance(self.controller, FixedMuController) and self.controller.mu == 0.0)
-
-    def _mixed_micro_step(self, model, inputs, accumulation: int, opens_step: bool) -> torch.Tensor:
+    def _mixed_micro_step(
+        self, model, inputs, accumulation: int, opens_step: bool, uses_demonstrations: bool
+    ) -> torch.Tensor:
         rollouts = self._prepare_inputs(inputs)
         is_meta_step = opens_step and self.controller.is_meta_step()
         if is_meta_step:
@@ -187,13 +198,14 @@ class AMFTTrainer(GRPOTrainer):
             loss = ((1.0 - mu) * rl_loss + mu * demo_loss).detach()
         else:
             rl_loss, entropy = self._rl_forward(model, rollouts)
-            demo_loss = self._sft_forward(model) if self._uses_demonstrations else torch.zeros((), device=rl_loss.device)
+            demo_loss = self._sft_forward(model) if uses_demonstrations else torch.zeros((), device=rl_loss.device)
             mu = self.controller.update(ControllerStats(entropy=entropy)) if opens_step else self.controller.mu
             loss = (1.0 - mu) * rl_loss + mu * demo_loss
             self.accelerator.backward(loss / accumulation)
         if opens_step:
             self._log_controller()
-        self._metrics["train"]["amft/sft_loss"].append(demo_loss.item())
+        if uses_demonstrations:
+            self._metrics["train"]["amft/sft_loss"].append(demo_loss.item())
         self._metrics["train"]["amft/rl_loss"].append(rl_loss.item())
         return loss
 
@@ -216,8 +228,10 @@ class AMFTTrainer(GRPOTrainer):
             self.args.max_demo_prompt_length,
             self.args.max_demo_completion_length,
         ).to(self.accelerator.device)
-        logits = self._completion_logits(model, batch)
-        return sft_loss(token_log_probs(logits, batch.completion_ids), batch.completion_mask)
+        logps = token_log_probs(self._completion_logits(model, batch), batch.completion_ids)
+        # CHORD-phi down-weights demonstration tokens the policy is already sure of or finds implausible.
+        weights = chord_phi(logps) if self.args.method == "chord-phi" else None
+        return sft_loss(logps, batch.completion_mask, token_weights=weights)
 
     def _rl_forward(self, model, rollouts: dict[str, Any]) -> tuple[torch.Tensor, float]:
         """L_RL (the clipped surrogate over the rollouts) and H, the mean token entropy of the sampled
