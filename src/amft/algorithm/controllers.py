@@ -365,7 +365,24 @@ class MetaGradientController(BalanceController):
         self._target_entropy = None if target is None else float(target)
 
 
-class TwoStageController(BalanceController):
+class _ScheduledController(BalanceController):
+    """A controller whose mu depends only on how many updates it has made."""
+
+    def __init__(self, mu: float) -> None:
+        self._steps = 0
+        super().__init__(mu)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state.update(steps=self._steps)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._steps = int(state["steps"])
+
+
+class TwoStageController(_ScheduledController):
     """SFT, then RL, in one run (the SFT->RL baseline): mu = 1 for the first
     ``switch_step`` updates, then mu = 0.
 
@@ -378,7 +395,6 @@ class TwoStageController(BalanceController):
         if switch_step < 0:
             raise ValueError(f"switch_step must be >= 0, got {switch_step}")
         self.switch_step = int(switch_step)
-        self._steps = 0
         super().__init__(1.0 if self.switch_step > 0 else 0.0)
 
     @property
@@ -395,17 +411,8 @@ class TwoStageController(BalanceController):
         self._last_terms = self._terms(entropy=stats.entropy if stats else None)
         return self._mu
 
-    def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
-        state.update(steps=self._steps)
-        return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self._steps = int(state["steps"])
-
-
-class ChordScheduleController(BalanceController):
+class ChordScheduleController(_ScheduledController):
     """CHORD-mu: mu follows the schedule :func:`~amft.algorithm.methods.chord_mu`.
 
     Update t = 1, 2, ... returns ``chord_mu(t - 1)``: the schedule's step counts the
@@ -418,7 +425,6 @@ class ChordScheduleController(BalanceController):
         self.mu_valley = float(mu_valley)
         self.warmup_steps = int(warmup_steps)
         self.decay_steps = int(decay_steps)
-        self._steps = 0
         # chord_mu also validates the arguments.
         super().__init__(self._scheduled(0))
 
@@ -440,14 +446,6 @@ class ChordScheduleController(BalanceController):
             decay_steps=self.decay_steps,
         )
 
-    def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
-        state.update(steps=self._steps)
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self._steps = int(state["steps"])
 
 
 CONTROLLERS: dict[str, type[BalanceController]] = {
