@@ -147,3 +147,10 @@ def test_chord_phi_weights_the_demonstration_loss(tmp_path):
         losses[method] = series(trainer, "amft/sft_loss")[0]
     # phi = p(1 - p) <= 1/4, so the weighted NLL of the same first batch is smaller.
     assert 0.0 < losses["chord-phi"] < 0.25 * losses["fixed-mu"] + 1e-6
+
+
+def test_config_rejects_loss_types_and_vllm_correction_the_trainer_does_not_apply(tmp_path):
+    with pytest.raises(ValueError, match="loss_type"):
+        AMFTConfig(output_dir=str(tmp_path), use_cpu=True, loss_type="cispo")
+    with pytest.raises(ValueError, match="vllm_importance_sampling_correction=False"):
+        AMFTConfig(output_dir=str(tmp_path), use_cpu=True, use_vllm=True)

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from amft.algorithm import AGGREGATIONS
+
 # Every method is the same trainer with a different balance controller (and, for CHORD-phi, a
 # per-token weight on the SFT loss), so comparisons differ only in the balancing.
 METHODS = ("amft", "sft", "grpo", "fixed-mu", "sft-then-rl", "chord-mu", "chord-phi")
@@ -122,6 +124,13 @@ class AMFTConfig(GRPOConfig):
             raise ValueError(f"need 0 <= mu_min <= mu_max <= 1, got {self.mu_min}, {self.mu_max}")
         if self.meta_period < 1:
             raise ValueError(f"meta_period must be >= 1, got {self.meta_period}")
+        if self.loss_type not in AGGREGATIONS:
+            raise ValueError(f"AMFTTrainer's L_RL supports loss_type in {AGGREGATIONS}, got {self.loss_type!r}")
+        if self.use_vllm and self.vllm_importance_sampling_correction:
+            raise ValueError(
+                "AMFTTrainer does not apply vLLM's importance-sampling correction yet: "
+                "set vllm_importance_sampling_correction=False to use vLLM rollouts"
+            )
         if self.use_adaptive_entropy:
             raise ValueError("use_adaptive_entropy is not supported by AMFTTrainer: the controller steers entropy")
         super().__post_init__()
