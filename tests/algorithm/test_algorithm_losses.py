@@ -117,17 +117,6 @@ def test_group_advantages_errors():
         group_advantages(REWARDS, 3)
 
 
-def _surrogate_inputs():
-    # seq 0 (A = +1): rho 1.5 (clipped high), 0.5, 1.0; seq 1 (A = -1): rho 0.5 (clipped low), 1.5, padding.
-    ratios = torch.tensor([[1.5, 0.5, 1.0], [0.5, 1.5, 1.0]], dtype=torch.float64)
-    logps = ratios.log().requires_grad_(True)
-    # The padding position gets an absurd old log-prob: exp(logp - old) would overflow.
-    old = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, -1e30]], dtype=torch.float64)
-    advantages = torch.tensor([1.0, -1.0], dtype=torch.float64)
-    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
-    return logps, old, advantages, mask
-
-
 # per-token losses: seq 0 -> [-1.2, -0.5, -1.0] (sum -2.7), seq 1 -> [0.8, 1.5] (sum 2.3)
 @pytest.mark.parametrize(
     ("aggregation", "kwargs", "expected"),
@@ -139,22 +128,22 @@ def _surrogate_inputs():
         ("dapo", {"normalizer": 10.0}, -0.4 / 10),
     ],
 )
-def test_clipped_surrogate_aggregations(aggregation, kwargs, expected):
-    logps, old, advantages, mask = _surrogate_inputs()
+def test_clipped_surrogate_aggregations(aggregation, kwargs, expected, surrogate_inputs):
+    logps, old, advantages, mask = surrogate_inputs
     loss = clipped_surrogate(logps, old, advantages, mask, aggregation=aggregation, **kwargs)
     assert loss.item() == pytest.approx(expected, abs=1e-12)
 
 
-def test_clipped_surrogate_clipping_zeroes_gradient_on_both_sides():
-    logps, old, advantages, mask = _surrogate_inputs()
+def test_clipped_surrogate_clipping_zeroes_gradient_on_both_sides(surrogate_inputs):
+    logps, old, advantages, mask = surrogate_inputs
     clipped_surrogate(logps, old, advantages, mask, aggregation="grpo").backward()
     # unclipped tokens: d/dlogp (-rho A) = -rho A, then / tokens-in-sequence / B
     expected = torch.tensor([[0.0, -0.5 / 3 / 2, -1.0 / 3 / 2], [0.0, 1.5 / 2 / 2, 0.0]], dtype=torch.float64)
     torch.testing.assert_close(logps.grad, expected)
 
 
-def test_clipped_surrogate_asymmetric_epsilons_and_token_advantages():
-    logps, old, advantages, mask = _surrogate_inputs()
+def test_clipped_surrogate_asymmetric_epsilons_and_token_advantages(surrogate_inputs):
+    logps, old, advantages, mask = surrogate_inputs
     # range [0.4, 1.2]: rho = 1.5 with A > 0 is still clipped, rho = 0.5 with A < 0 no longer is
     loss = clipped_surrogate(logps, old, advantages, mask, epsilon_low=0.6, epsilon_high=0.2, aggregation="bnpo")
     assert loss.item() == pytest.approx((-1.2 - 0.5 - 1.0 + 0.5 + 1.5) / 5)
@@ -173,8 +162,8 @@ def test_clipped_surrogate_with_detached_old_is_policy_gradient():
     torch.testing.assert_close(logps.grad, expected)
 
 
-def test_clipped_surrogate_errors():
-    logps, old, advantages, mask = _surrogate_inputs()
+def test_clipped_surrogate_errors(surrogate_inputs):
+    logps, old, advantages, mask = surrogate_inputs
     with pytest.raises(ValueError, match="grpo, bnpo, dr_grpo, dapo"):
         clipped_surrogate(logps, old, advantages, mask, aggregation="sum")
     with pytest.raises(ValueError, match="max_completion_length"):

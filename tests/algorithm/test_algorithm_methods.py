@@ -102,22 +102,12 @@ def test_luffy_off_policy_row_value_and_gradient():
     torch.testing.assert_close(logps.grad, expected)
 
 
-def _on_policy_inputs():
-    # seq 0 (A = +1): rho 1.5 (clipped high), 0.5, 1.0; seq 1 (A = -1): rho 0.5 (clipped low), 1.5, padding.
-    ratios = torch.tensor([[1.5, 0.5, 1.0], [0.5, 1.5, 1.0]], dtype=torch.float64)
-    logps = ratios.log().requires_grad_(True)
-    old = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, -1e30]], dtype=torch.float64)
-    advantages = torch.tensor([1.0, -1.0], dtype=torch.float64)
-    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
-    return logps, old, advantages, mask
-
-
 @pytest.mark.parametrize(
     ("aggregation", "kwargs"),
     [("grpo", {}), ("bnpo", {}), ("dr_grpo", {"max_completion_length": 4}), ("dapo", {"normalizer": 10.0})],
 )
-def test_luffy_on_policy_rows_equal_clipped_surrogate(aggregation, kwargs):
-    logps, old, advantages, mask = _on_policy_inputs()
+def test_luffy_on_policy_rows_equal_clipped_surrogate(aggregation, kwargs, surrogate_inputs):
+    logps, old, advantages, mask = surrogate_inputs
     off_policy = torch.tensor([False, False])
     loss = luffy_surrogate(logps, old, advantages, mask, off_policy, aggregation=aggregation, **kwargs)
     (grad,) = torch.autograd.grad(loss, logps)
@@ -127,8 +117,8 @@ def test_luffy_on_policy_rows_equal_clipped_surrogate(aggregation, kwargs):
     torch.testing.assert_close(grad, reference_grad)
 
 
-def test_luffy_on_policy_hand_value():
-    logps, old, advantages, mask = _on_policy_inputs()
+def test_luffy_on_policy_hand_value(surrogate_inputs):
+    logps, old, advantages, mask = surrogate_inputs
     loss = luffy_surrogate(logps, old, advantages, mask, torch.tensor([False, False]))
     # per token: seq 0 -> -1.2, -0.5, -1.0; seq 1 -> 0.8, 1.5
     assert loss.item() == pytest.approx((-2.7 / 3 + 2.3 / 2) / 2)
