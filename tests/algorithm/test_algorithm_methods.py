@@ -12,6 +12,7 @@ from amft.algorithm import (
     ControllerStats,
     FixedMuController,
     HardPromptBuffer,
+    ReliftController,
     TwoStageController,
     all_failed_groups,
     build_controller,
@@ -305,6 +306,22 @@ def test_two_stage_controller_state_round_trip():
     assert [restored.update() for _ in range(2)] == [1.0, 0.0]
     assert [controller.update() for _ in range(2)] == [1.0, 0.0]
     assert restored.state_dict() == controller.state_dict()
+
+
+def test_relift_controller_takes_an_sft_step_once_the_buffer_is_full_and_resumes_it():
+    controller = build_controller("relift", buffer_size=3)
+    assert isinstance(controller, ReliftController)
+    rows = [{"prompt": f"p{i}", "completion": f"c{i}"} for i in range(4)]
+    assert controller.planned_mu() == 0.0 and controller.update() == 0.0
+    controller.collect(rows[:2])
+    assert controller.planned_mu() == 0.0 and controller.update() == 0.0
+    controller.collect(rows[2:])  # the fourth row is dropped: the buffer holds 3
+    restored = ReliftController(3)
+    restored.load_state_dict(json.loads(json.dumps(controller.state_dict())))
+    for c in (controller, restored):
+        assert c.planned_mu() == 1.0 and c.update() == 1.0 and c.sft_steps == 1
+        assert c.drain() == rows[:3]
+        assert c.planned_mu() == 0.0 and c.update() == 0.0
 
 
 def test_chord_controller_follows_chord_mu():

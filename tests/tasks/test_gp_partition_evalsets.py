@@ -72,6 +72,15 @@ def test_train_prompts_never_unseen_and_follow_rules(task, part):
         assert r["prompt"].startswith(f"[rule] J={r['rule'][0]} Q={r['rule'][1]} K={r['rule'][2]} [cards] ")
 
 
+def test_train_prompts_carry_a_demonstration_only_for_demo_multisets(task, part):
+    rows = task.train_prompts(300, seed=2)
+    for r in rows:
+        if part.role(r["values"]) == "demo":
+            assert task.verify(r, r["demonstration"]).success
+        else:
+            assert r["demonstration"] is None
+
+
 def test_unseen_multisets_never_appear_under_any_rule(part):
     task = get_task("general-points", template="compact", id_rule_fraction=0.0)
     rows = task.train_prompts(800, seed=0) + task.demonstrations(300, seed=0)

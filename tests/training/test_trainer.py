@@ -1,5 +1,7 @@
 """End-to-end checks of AMFTTrainer on a toy task: single-digit sums, reward 1 for the right answer."""
 
+import math
+
 import pytest
 import torch
 from datasets import Dataset
@@ -120,10 +122,11 @@ def test_config_rejects_unknown_method(tmp_path):
         ("sft", [1.0] * 6),
         ("grpo", [0.0] * 6),
         ("fixed-mu", [0.3] * 6),
-        ("chord-phi", [0.3] * 6),
+        ("luffy", [0.0] * 6),
+        ("srft", [0.0] * 6),
         ("sft-then-rl", [1.0] * 3 + [0.0] * 3),
         # CHORD: linear rise 0 -> 0.8 over 2 steps, cosine decay to 0.2 over 2 steps, then flat.
-        ("chord-mu", [0.0, 0.4, 0.8, 0.5, 0.2, 0.2]),
+        ("chord", [0.0, 0.4, 0.8, 0.5, 0.2, 0.2]),
     ],
 )
 def test_each_method_is_a_balance_schedule_of_the_same_trainer(tmp_path, method, expected_mu):
@@ -141,12 +144,65 @@ def test_each_method_is_a_balance_schedule_of_the_same_trainer(tmp_path, method,
 
 def test_chord_phi_weights_the_demonstration_loss(tmp_path):
     losses = {}
-    for method in ("fixed-mu", "chord-phi"):
-        trainer = make_trainer(tmp_path / method, method=method, mu=0.5, max_steps=1)
+    for method in ("fixed-mu", "chord"):
+        # A flat CHORD schedule at 0.5 (CHORD-phi): the same mu as fixed-mu, only phi differs.
+        trainer = make_trainer(tmp_path / method, method=method, mu=0.5, max_steps=1, chord_mu_peak=0.5,
+                               chord_mu_valley=0.5, chord_mu_warmup_steps=0, chord_mu_decay_steps=0)
         trainer.train()
+        assert series(trainer, "amft/mu") == [0.5]
         losses[method] = series(trainer, "amft/sft_loss")[0]
     # phi = p(1 - p) <= 1/4, so the weighted NLL of the same first batch is smaller.
-    assert 0.0 < losses["chord-phi"] < 0.25 * losses["fixed-mu"] + 1e-6
+    assert 0.0 < losses["chord"] < 0.25 * losses["fixed-mu"] + 1e-6
+
+
+def first_rollouts(trainer):
+    """The scored rollouts of the first training batch, as the training step sees them before shuffling."""
+    trainer.model.train()
+    batch = next(iter(trainer.get_train_dataloader()))
+    return batch, trainer._generate_and_score_completions(batch)
+
+
+@pytest.mark.parametrize("method", ["luffy", "srft"])
+def test_in_group_methods_place_the_demonstration_last_in_each_group(tmp_path, method):
+    trainer = make_trainer(tmp_path, method=method)
+    batch, rollouts = first_rollouts(trainer)
+    group = trainer.num_generations
+    off_policy = rollouts["off_policy"]
+    assert off_policy.tolist() == [i % group == group - 1 for i in range(len(batch))]
+    tokenizer = trainer.processing_class
+    for row in off_policy.nonzero().flatten().tolist():
+        ids = rollouts["completion_ids"][row][rollouts["completion_mask"][row].bool()].tolist()
+        assert tokenizer.decode(ids, skip_special_tokens=True) == batch[row]["answer"]
+    # The untrained model fails, so each correct demonstration holds its group's whole positive advantage.
+    advantages = rollouts["advantages"].view(-1, group)
+    assert (advantages[:, -1] > 1.0).all()
+    assert torch.allclose(advantages.sum(dim=1), torch.zeros(advantages.size(0)), atol=1e-4)
+
+
+def test_luffy_and_srft_train_on_the_mixed_groups(tmp_path):
+    for method in ("luffy", "srft"):
+        trainer = make_trainer(tmp_path / method, method=method, max_steps=2)
+        trainer.train()
+        assert series(trainer, "demonstrations_in_groups") == [8.0, 8.0]
+        assert all(loss == loss for loss in series(trainer, "amft/rl_loss"))
+    weights = series(trainer, "srft/demo_weight")
+    entropies = series(trainer, "amft/entropy")
+    assert weights == pytest.approx([0.5 * math.exp(-h) for h in entropies], rel=1e-4)
+
+
+def test_relift_interleaves_an_sft_step_when_the_hard_prompt_buffer_fills(tmp_path):
+    # 8 prompts per step; the untrained model fails all of them, so every RL step fills the buffer.
+    trainer = make_trainer(tmp_path, method="relift", max_steps=4, relift_buffer_size=8, success_reward=1.0)
+    trainer.train()
+    assert series(trainer, "amft/mu") == [0.0, 1.0, 0.0, 1.0]
+    assert [row["step"] for row in trainer.state.log_history if "reward" in row] == [1, 3]
+    assert [row["step"] for row in trainer.state.log_history if "amft/sft_loss" in row] == [2, 4]
+    assert trainer.controller.sft_steps == 2 and len(trainer.controller.buffer) == 0
+
+
+def test_relift_needs_a_success_reward(tmp_path):
+    with pytest.raises(ValueError, match="success_reward"):
+        make_trainer(tmp_path, method="relift")
 
 
 def test_config_rejects_loss_types_and_vllm_correction_the_trainer_does_not_apply(tmp_path):

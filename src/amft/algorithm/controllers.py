@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .alignment import Gradients, gradient_dots
-from .methods import chord_mu
+from .methods import HardPromptBuffer, chord_mu
 
 __all__ = [
     "CONTROLLERS",
@@ -32,6 +32,7 @@ __all__ = [
     "FixedMuController",
     "MetaAlignment",
     "MetaGradientController",
+    "ReliftController",
     "TwoStageController",
     "build_controller",
     "meta_alignment_from_gradients",
@@ -447,11 +448,57 @@ class ChordScheduleController(_ScheduledController):
         )
 
 
+class ReliftController(BalanceController):
+    """ReLIFT: RL (mu = 0) until the buffer of hard prompts is full, then one SFT step (mu = 1) on it.
+
+    The trainer calls :meth:`collect` after each RL step's update with the demonstrations of
+    the prompts whose rollouts all failed, and :meth:`drain` on the SFT step to get the rows
+    to train on. The buffer is part of the state, so a resumed run keeps what it had collected.
+    """
+
+    def __init__(self, buffer_size: int) -> None:
+        self.buffer = HardPromptBuffer(buffer_size)
+        self._sft_steps = 0
+        super().__init__(0.0)
+
+    def planned_mu(self) -> float:
+        return 1.0 if self.buffer.full else 0.0
+
+    def update(self, stats: ControllerStats | None = None) -> float:
+        self._mu = self.planned_mu()
+        self._sft_steps += int(self._mu == 1.0)
+        self._last_terms = self._terms(entropy=stats.entropy if stats else None)
+        return self._mu
+
+    @property
+    def sft_steps(self) -> int:
+        """How many interleaved SFT steps have been taken."""
+        return self._sft_steps
+
+    def collect(self, rows: list[dict[str, Any]]) -> None:
+        """Add demonstration rows (``prompt``, ``completion``) of hard prompts."""
+        self.buffer.add(rows)
+
+    def drain(self) -> list[dict[str, Any]]:
+        """The collected rows, oldest first; empties the buffer."""
+        return self.buffer.drain()
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state.update(buffer=self.buffer.state_dict(), sft_steps=self._sft_steps)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.buffer.load_state_dict(state["buffer"])
+        self._sft_steps = int(state["sft_steps"])
+
 
 CONTROLLERS: dict[str, type[BalanceController]] = {
     "chord": ChordScheduleController,
     "fixed": FixedMuController,
     "meta": MetaGradientController,
+    "relift": ReliftController,
     "two-stage": TwoStageController,
 }
 

@@ -8,9 +8,12 @@ from trl import GRPOConfig
 
 from amft.algorithm import AGGREGATIONS
 
-# Every method is the same trainer with a different balance controller (and, for CHORD-phi, a
-# per-token weight on the SFT loss), so comparisons differ only in the balancing.
-METHODS = ("amft", "sft", "grpo", "fixed-mu", "sft-then-rl", "chord-mu", "chord-phi")
+# Every method is the same trainer with a different balance controller, plus, for some, a
+# different weighting of the same tokens (CHORD's phi, LUFFY's shaping, SRFT's entropy weights),
+# so comparisons differ only in the balancing.
+METHODS = ("amft", "sft", "grpo", "sft-then-rl", "fixed-mu", "luffy", "srft", "chord", "relift")
+# Methods that place a demonstration in each rollout group whose prompt has one.
+IN_GROUP_METHODS = ("luffy", "srft")
 META_NORMALIZATIONS = ("raw", "cosine")
 
 
@@ -28,17 +31,41 @@ class AMFTConfig(GRPOConfig):
             `"amft"`: the meta-gradient controller (warm-up, entropy term, meta term every
             `meta_period` steps). `"sft"`: mu = 1. `"grpo"`: mu = 0. `"fixed-mu"`: a constant
             `mu`. `"sft-then-rl"`: mu = 1 for `switch_step` steps, then 0 (two stages in one
-            run). `"chord-mu"`: CHORD's global schedule (linear rise to `chord_mu_peak`, cosine
-            decay to `chord_mu_valley`). `"chord-phi"`: a constant `mu` with CHORD's per-token
-            weight p(1 - p) on the SFT loss.
+            run). `"luffy"`: each rollout group whose prompt has a demonstration gets it in
+            place of one rollout, with advantages over the mixed group and the shaped,
+            unclipped importance term p / (p + `luffy_gamma`) on its tokens. `"srft"`: the
+            same groups; the demonstrations get an SFT loss weighted `srft_sft_coef` *
+            exp(-H) and the positive rollouts an RL weight `srft_rl_coef` * exp(H).
+            `"chord"`: CHORD's global schedule (linear rise to `chord_mu_peak`, cosine decay
+            to `chord_mu_valley`) and, with `chord_phi`, the per-token weight p(1 - p) on the
+            SFT loss. `"relift"`: RL; prompts whose rollouts all fail are collected with their
+            demonstrations, and every `relift_buffer_size` of them make one SFT step.
+            Demonstrations for a prompt come from its `demonstration` column, or else from the
+            demonstration rows with the same prompt.
         mu (`float`, defaults to `0.5`):
-            The constant mu of `"fixed-mu"` and `"chord-phi"`.
+            The constant mu of `"fixed-mu"`.
         switch_step (`int`, defaults to `300`):
             The optimizer step at which `"sft-then-rl"` switches from SFT to RL.
         chord_mu_peak / chord_mu_valley (`float`, defaults to `0.9` / `0.05`):
             The CHORD schedule's peak and final mu (the paper's values).
         chord_mu_warmup_steps / chord_mu_decay_steps (`int`, defaults to `200` / `400`):
             Steps of the CHORD schedule's linear rise and cosine decay.
+        chord_phi (`bool`, defaults to `True`):
+            CHORD's per-token SFT weight p(1 - p); `False` gives CHORD-mu (the schedule alone).
+            CHORD-phi (a small constant mu with the weight) is `chord_mu_peak` =
+            `chord_mu_valley` = 0.1 with `chord_mu_warmup_steps` = 0.
+        luffy_gamma (`float`, defaults to `0.1`):
+            gamma of LUFFY's policy shaping f(p) = p / (p + gamma) (the paper's value).
+        srft_sft_coef / srft_rl_coef (`float`, defaults to `0.5` / `0.1`):
+            SRFT's coefficients of the demonstration and positive-rollout weights.
+        srft_sft_entropy_sign (`int`, defaults to `-1`):
+            Sign of H in SRFT's demonstration weight exp(sign * H): -1 is the paper's Eq. 8,
+            +1 what the released code reportedly does.
+        relift_buffer_size (`int` or `None`, defaults to `None`):
+            Hard prompts per ReLIFT SFT step; `None` uses `sft_batch_size`.
+        success_reward (`float` or `None`, defaults to `None`):
+            A rollout with at least this reward counts as solved (ReLIFT's "all failed");
+            `amft train` sets it from the task when left `None`.
         mu_init (`float`, defaults to `0.8`):
             mu right after the SFT warm-up.
         mu_min / mu_max (`float`, defaults to `0.05` / `0.95`):
@@ -82,12 +109,27 @@ class AMFTConfig(GRPOConfig):
         metadata={"help": "Where logs go: 'tensorboard' (the default here), 'wandb', 'mlflow', a list, or 'none'."},
     )
     method: str = field(default="amft", metadata={"help": f"How SFT and RL are balanced: one of {METHODS}."})
-    mu: float = field(default=0.5, metadata={"help": "Constant mu of 'fixed-mu' and 'chord-phi'."})
+    mu: float = field(default=0.5, metadata={"help": "Constant mu of 'fixed-mu'."})
     switch_step: int = field(default=300, metadata={"help": "Step at which 'sft-then-rl' switches from SFT to RL."})
-    chord_mu_peak: float = field(default=0.9, metadata={"help": "Peak mu of the 'chord-mu' schedule."})
-    chord_mu_valley: float = field(default=0.05, metadata={"help": "Final mu of the 'chord-mu' schedule."})
-    chord_mu_warmup_steps: int = field(default=200, metadata={"help": "Linear rise of the 'chord-mu' schedule, in steps."})
-    chord_mu_decay_steps: int = field(default=400, metadata={"help": "Cosine decay of the 'chord-mu' schedule, in steps."})
+    chord_mu_peak: float = field(default=0.9, metadata={"help": "Peak mu of the 'chord' schedule."})
+    chord_mu_valley: float = field(default=0.05, metadata={"help": "Final mu of the 'chord' schedule."})
+    chord_mu_warmup_steps: int = field(default=200, metadata={"help": "Linear rise of the 'chord' schedule, in steps."})
+    chord_mu_decay_steps: int = field(default=400, metadata={"help": "Cosine decay of the 'chord' schedule, in steps."})
+    chord_phi: bool = field(
+        default=True, metadata={"help": "'chord': weight demonstration tokens by p(1 - p) (False: CHORD-mu, the schedule alone)."}
+    )
+    luffy_gamma: float = field(default=0.1, metadata={"help": "gamma of LUFFY's shaping p / (p + gamma)."})
+    srft_sft_coef: float = field(default=0.5, metadata={"help": "SRFT: demonstration weight coef * exp(sign * H)."})
+    srft_rl_coef: float = field(default=0.1, metadata={"help": "SRFT: positive-rollout weight coef * exp(H)."})
+    srft_sft_entropy_sign: int = field(
+        default=-1, metadata={"help": "SRFT: sign of H in the demonstration weight (-1: paper's Eq. 8, +1: released code)."}
+    )
+    relift_buffer_size: int | None = field(
+        default=None, metadata={"help": "ReLIFT: hard prompts per interleaved SFT step (None: sft_batch_size)."}
+    )
+    success_reward: float | None = field(
+        default=None, metadata={"help": "Reward at which a rollout counts as solved (ReLIFT); None: the task's."}
+    )
     mu_init: float = field(default=0.8, metadata={"help": "mu right after the SFT warm-up."})
     mu_min: float = field(default=0.05, metadata={"help": "Lower bound of mu."})
     mu_max: float = field(default=0.95, metadata={"help": "Upper bound of mu."})
@@ -131,6 +173,10 @@ class AMFTConfig(GRPOConfig):
                 "AMFTTrainer does not apply vLLM's importance-sampling correction yet: "
                 "set vllm_importance_sampling_correction=False to use vLLM rollouts"
             )
+        if self.method in IN_GROUP_METHODS and self.beta != 0.0:
+            raise ValueError(f"method {self.method!r} places demonstrations in rollout groups and needs beta=0 (no KL term)")
+        if self.srft_sft_entropy_sign not in (-1, 1):
+            raise ValueError(f"srft_sft_entropy_sign must be -1 or 1, got {self.srft_sft_entropy_sign}")
         if self.use_adaptive_entropy:
             raise ValueError("use_adaptive_entropy is not supported by AMFTTrainer: the controller steers entropy")
         super().__post_init__()

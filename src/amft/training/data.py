@@ -93,3 +93,40 @@ def tokenize_demonstrations(
     completion_ids = torch.tensor([ids + [pad_id] * (completion_len - len(ids)) for ids in completions])
     completion_mask = torch.tensor([[1] * len(ids) + [0] * (completion_len - len(ids)) for ids in completions])
     return CompletionBatch(prompt_ids, prompt_mask, completion_ids, completion_mask)
+
+
+# Per-token tensors of TRL's rollout dict that line up with `completion_ids`.
+PER_TOKEN_KEYS = ("completion_ids", "completion_mask", "old_per_token_logps", "sampling_per_token_logps")
+
+
+def replace_completions(
+    rollouts: dict[str, Any], rows: Sequence[int], token_ids: Sequence[Sequence[int]], pad_id: int
+) -> dict[str, Any]:
+    """A copy of TRL's rollout dict in which completion row ``rows[k]`` becomes ``token_ids[k]``.
+
+    The per-token tensors are widened with padding when a new completion is longer than the
+    batch's. Per-token log-probabilities of a replaced row are zeroed: they belong to the
+    sampled completion it replaces, and the losses that read them ignore off-policy rows.
+    """
+    if len(rows) != len(token_ids):
+        raise ValueError(f"{len(rows)} rows but {len(token_ids)} completions")
+    out = dict(rollouts)
+    width = max([out["completion_ids"].size(1), *(len(ids) for ids in token_ids)])
+    for key in PER_TOKEN_KEYS:
+        if out.get(key) is None:
+            continue
+        tensor = out[key]
+        fill = pad_id if key == "completion_ids" else 0
+        if tensor.size(1) < width:
+            padding = tensor.new_full((tensor.size(0), width - tensor.size(1)), fill)
+            tensor = torch.cat([tensor, padding], dim=1)
+        else:
+            tensor = tensor.clone()
+        for row, ids in zip(rows, token_ids):
+            tensor[row] = fill
+            if key == "completion_ids":
+                tensor[row, : len(ids)] = torch.tensor(ids, dtype=tensor.dtype, device=tensor.device)
+            elif key == "completion_mask":
+                tensor[row, : len(ids)] = 1
+        out[key] = tensor
+    return out

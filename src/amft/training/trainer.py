@@ -34,28 +34,38 @@ from amft.algorithm import (
     ControllerStats,
     FixedMuController,
     MetaGradientController,
+    ReliftController,
     TwoStageController,
+    all_failed_groups,
     chord_phi,
     clipped_surrogate,
     combine_gradients,
+    group_advantages,
+    luffy_surrogate,
+    masked_mean,
     meta_alignment_from_gradients,
     sft_loss,
+    srft_rl_loss,
+    srft_weights,
     token_entropy,
     token_log_probs,
 )
 from amft.training.checkpoint import AMFT_STATE_FILE, atomic_write_json, mark_checkpoint_complete
-from amft.training.config import AMFTConfig
-from amft.training.data import CompletionBatch, RowStream, tokenize_demonstrations
+from amft.training.config import IN_GROUP_METHODS, AMFTConfig
+from amft.training.data import CompletionBatch, RowStream, replace_completions, tokenize_demonstrations
 
 
 def controller_from_config(args: AMFTConfig) -> BalanceController:
     """The balance controller of the config's method."""
-    constant_mu = {"sft": 1.0, "grpo": 0.0, "fixed-mu": args.mu, "chord-phi": args.mu}
+    # LUFFY and SRFT put the demonstrations inside L_RL's groups, so their mu is 0.
+    constant_mu = {"sft": 1.0, "grpo": 0.0, "fixed-mu": args.mu, "luffy": 0.0, "srft": 0.0}
     if args.method in constant_mu:
         return FixedMuController(constant_mu[args.method])
     if args.method == "sft-then-rl":
         return TwoStageController(args.switch_step)
-    if args.method == "chord-mu":
+    if args.method == "relift":
+        return ReliftController(args.relift_buffer_size or args.sft_batch_size)
+    if args.method == "chord":
         return ChordScheduleController(
             mu_peak=args.chord_mu_peak,
             mu_valley=args.chord_mu_valley,
@@ -85,6 +95,11 @@ def rollout_batch(rollouts: dict[str, Any]) -> CompletionBatch:
     )
 
 
+def prompt_key(prompt: Any) -> str:
+    """A hashable key of a prompt (a string or a list of chat messages)."""
+    return prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True)
+
+
 class AMFTTrainer(GRPOTrainer):
     """GRPO plus imitation in one stage, with mu steered by a controller.
 
@@ -93,7 +108,9 @@ class AMFTTrainer(GRPOTrainer):
         reward_funcs: reward function(s), as for `GRPOTrainer`.
         args: an [`AMFTConfig`].
         train_dataset: RL prompts (a `prompt` column plus whatever the reward functions read).
-        demo_dataset: demonstrations, rows with `prompt` and `completion` (plain text).
+        demo_dataset: demonstrations, rows with `prompt` and `completion` (plain text). LUFFY, SRFT
+            and ReLIFT also look up a prompt's demonstration here when its row has no
+            `demonstration` column.
         meta_dataset: held-out validation prompts for the meta term, same columns as
             `train_dataset`; required when the controller uses the meta term.
         controller: a ready controller; by default the one `args` describes.
@@ -130,6 +147,12 @@ class AMFTTrainer(GRPOTrainer):
         self.meta_stream = (
             RowStream(list(meta_dataset), batch_size=args.meta_batch_size, seed=args.seed + 1) if meta_dataset else None
         )
+        self._demonstration_of = {prompt_key(row["prompt"]): row["completion"] for row in demo_dataset}
+        if isinstance(self.controller, ReliftController) and args.success_reward is None:
+            raise ValueError("ReLIFT needs success_reward: the reward at which a rollout counts as solved")
+        self._scored_rewards: torch.Tensor | None = None
+        self._hard_prompt_rows: list[dict[str, Any]] = []
+        self._relift_rows: list[list[dict[str, Any]]] = []
 
     # ----------------------------------------------------------------------------------------------
     # One micro-step
@@ -145,6 +168,10 @@ class AMFTTrainer(GRPOTrainer):
             loss = self._sft_micro_step(model, inputs, accumulation, opens_step)
         else:
             loss = self._mixed_micro_step(model, inputs, accumulation, opens_step, uses_demonstrations=planned_mu != 0.0)
+        if isinstance(self.controller, ReliftController) and self._hard_prompt_rows:
+            # Collected after this step's update, so the step that found them stays an RL step.
+            self.controller.collect(self._hard_prompt_rows)
+            self._hard_prompt_rows = []
         self._step += 1
         self._current_train_step_time += time.perf_counter() - started
         if self._step % accumulation == 0:
@@ -164,7 +191,11 @@ class AMFTTrainer(GRPOTrainer):
                     entropy = self._mean_over_processes(token_entropy(logits), batch.completion_mask)
             self.controller.update(ControllerStats(entropy=entropy))
             self._log_controller()
-        loss = self._sft_forward(model)
+            if isinstance(self.controller, ReliftController):
+                rows = self.controller.drain()
+                self._relift_rows = [rows[i::accumulation] for i in range(accumulation)]
+        rows = self._relift_rows.pop(0) if self._relift_rows else None
+        loss = self._sft_forward(model, rows)
         self.accelerator.backward(loss / accumulation)
         self._metrics["train"]["amft/sft_loss"].append(loss.item())
         return loss
@@ -210,6 +241,88 @@ class AMFTTrainer(GRPOTrainer):
         return loss
 
     # ----------------------------------------------------------------------------------------------
+    # Rollouts: LUFFY and SRFT place demonstrations in the groups, ReLIFT collects hard prompts
+    # ----------------------------------------------------------------------------------------------
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        self._scored_rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        return self._scored_rewards
+
+    def _generate_and_score_completions(self, inputs):
+        rollouts = super()._generate_and_score_completions(inputs)
+        uses_groups = self.args.method in IN_GROUP_METHODS or isinstance(self.controller, ReliftController)
+        if not (self.model.training and uses_groups):  # validation and evaluation rollouts stay as sampled
+            return rollouts
+        group = self.num_generations
+        if len(inputs) % group:
+            raise ValueError(
+                f"{self.args.method} needs whole rollout groups on each process: {len(inputs)} local rollouts "
+                f"are not a multiple of num_generations={group}"
+            )
+        # TRL gathers the rewards of all processes; this process's rows are its slice.
+        start = self.accelerator.process_index * len(inputs)
+        scored = self._scored_rewards[start : start + len(inputs)]
+        rewards = (scored * self.reward_weights.to(scored.device)).nansum(dim=1)
+        if isinstance(self.controller, ReliftController):
+            failed = all_failed_groups(rewards, group, self.args.success_reward)
+            for first in (index * group for index in failed):
+                demonstration = self._demonstration_for(inputs[first])
+                if demonstration is not None:
+                    self._hard_prompt_rows.append({"prompt": inputs[first]["prompt"], "completion": demonstration})
+            return rollouts
+        return self._place_demonstrations(inputs, rollouts, rewards)
+
+    def _demonstration_for(self, row: dict[str, Any]) -> str | None:
+        demonstration = row.get("demonstration")
+        return demonstration if demonstration else self._demonstration_of.get(prompt_key(row["prompt"]))
+
+    def _place_demonstrations(
+        self, inputs: list[dict[str, Any]], rollouts: dict[str, Any], rewards: torch.Tensor
+    ) -> dict[str, Any]:
+        """The last rollout of each group whose prompt has a demonstration becomes that demonstration
+        (scored by the same reward functions); advantages are recomputed over the mixed groups."""
+        group = self.num_generations
+        rows, texts = [], []
+        for first in range(0, len(inputs), group):
+            demonstration = self._demonstration_for(inputs[first])
+            if demonstration is not None:
+                rows.append(first + group - 1)
+                texts.append(demonstration)
+        off_policy = torch.zeros(len(inputs), dtype=torch.bool, device=rewards.device)
+        if rows:
+            tokenizer = self.processing_class
+            token_ids = [
+                (tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])[
+                    : self.max_completion_length
+                ]
+                for text in texts
+            ]
+            rollouts = replace_completions(rollouts, rows, token_ids, tokenizer.pad_token_id)
+            rewards = rewards.clone()
+            rewards[rows] = self._score_locally([inputs[row] for row in rows], texts, token_ids).to(rewards.device)
+            off_policy[rows] = True
+        rollouts["advantages"] = group_advantages(rewards, group, scale=self.scale_rewards)
+        rollouts["off_policy"] = off_policy
+        tokens = rollouts["completion_mask"].sum().float()
+        rollouts["num_items_in_batch"] = self.accelerator.gather(tokens.unsqueeze(0)).sum()
+        self._metrics["train"]["demonstrations_in_groups"].append(float(len(rows)))
+        return rollouts
+
+    def _score_locally(self, rows: list[dict[str, Any]], completions: list[str], token_ids: list[list[int]]) -> torch.Tensor:
+        """Weighted reward of completions for rows on this process only (no gathering)."""
+        columns = {key: [row.get(key) for row in rows] for key in rows[0] if key not in ("prompt", "completion")}
+        scores = []
+        for reward_func in self.reward_funcs:
+            if not callable(reward_func) or isinstance(reward_func, torch.nn.Module):
+                raise ValueError(f"{self.args.method} scores demonstrations with reward functions, not reward models")
+            output = reward_func(
+                prompts=[row["prompt"] for row in rows], completions=completions, completion_ids=token_ids,
+                trainer_state=self.state, **columns,
+            )
+            scores.append([float("nan") if value is None else float(value) for value in output])
+        per_func = torch.tensor(scores, dtype=torch.float32).T
+        return (per_func * self.reward_weights.cpu()).nansum(dim=1)
+
+    # ----------------------------------------------------------------------------------------------
     # Losses
     # ----------------------------------------------------------------------------------------------
     def _completion_logits(self, model, batch: CompletionBatch) -> torch.Tensor:
@@ -220,42 +333,61 @@ class AMFTTrainer(GRPOTrainer):
         logits = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=completion_length + 1).logits
         return logits[:, :-1, :]
 
-    def _sft_forward(self, model) -> torch.Tensor:
-        """L_SFT on the next demonstration batch: token-mean NLL of the completions."""
+    def _sft_forward(self, model, rows: Sequence[dict[str, Any]] | None = None) -> torch.Tensor:
+        """L_SFT on `rows` or the next demonstration batch: token-mean NLL of the completions."""
         batch = tokenize_demonstrations(
-            self.demo_stream.next_batch(),
+            rows or self.demo_stream.next_batch(),
             self.processing_class,
             self.args.max_demo_prompt_length,
             self.args.max_demo_completion_length,
         ).to(self.accelerator.device)
         logps = token_log_probs(self._completion_logits(model, batch), batch.completion_ids)
         # CHORD-phi down-weights demonstration tokens the policy is already sure of or finds implausible.
-        weights = chord_phi(logps) if self.args.method == "chord-phi" else None
+        weights = chord_phi(logps) if self.args.method == "chord" and self.args.chord_phi else None
         return sft_loss(logps, batch.completion_mask, token_weights=weights)
 
     def _rl_forward(self, model, rollouts: dict[str, Any]) -> tuple[torch.Tensor, float]:
-        """L_RL (the clipped surrogate over the rollouts) and H, the mean token entropy of the sampled
-        completions over all processes."""
+        """L_RL over the rollouts (the method's form of it) and H, the mean token entropy of the
+        sampled completions over all processes (demonstrations placed in the groups excluded)."""
         batch = rollout_batch(rollouts)
         logits = self._completion_logits(model, batch) / self.temperature
         mask = batch.completion_mask
         entropies = token_entropy(logits)
         logps = token_log_probs(logits, batch.completion_ids)
+        off_policy = rollouts.get("off_policy")
+        sampled = mask if off_policy is None else mask * (~off_policy).unsqueeze(-1)
+        entropy = self._mean_over_processes(entropies.detach(), sampled)
         old_logps = rollouts.get("old_per_token_logps")
-        loss = clipped_surrogate(
-            logps,
-            logps.detach() if old_logps is None else old_logps,
-            rollouts["advantages"],
-            mask,
-            epsilon_low=self.epsilon_low,
-            epsilon_high=self.epsilon_high,
+        old_logps = logps.detach() if old_logps is None else old_logps
+        aggregation = dict(
             aggregation=self.loss_type,
             max_completion_length=self.max_completion_length,
             normalizer=self._dapo_normalizer(rollouts) if self.loss_type == "dapo" else None,
         )
+        clipping = dict(epsilon_low=self.epsilon_low, epsilon_high=self.epsilon_high)
+        if self.args.method == "luffy":
+            loss = luffy_surrogate(
+                logps, old_logps, rollouts["advantages"], mask, off_policy, gamma=self.args.luffy_gamma,
+                **clipping, **aggregation,
+            )
+        elif self.args.method == "srft":
+            demo_weight, positive_weight = srft_weights(
+                entropy,
+                sft_coef=self.args.srft_sft_coef,
+                rl_coef=self.args.srft_rl_coef,
+                sft_entropy_sign=self.args.srft_sft_entropy_sign,
+            )
+            demonstrations = mask * off_policy.unsqueeze(-1)
+            loss = srft_rl_loss(logps, rollouts["advantages"], sampled, positive_weight=positive_weight, **aggregation)
+            if demonstrations.any():
+                loss = loss + demo_weight * sft_loss(logps, demonstrations)
+            self._metrics["train"]["srft/demo_weight"].append(demo_weight)
+            self._metrics["train"]["srft/positive_weight"].append(positive_weight)
+        else:
+            loss = clipped_surrogate(logps, old_logps, rollouts["advantages"], mask, **clipping, **aggregation)
         if self.entropy_coef:
-            loss = loss - self.entropy_coef * (entropies * mask).sum() / mask.sum().clamp(min=1.0)
-        return loss, self._mean_over_processes(entropies.detach(), mask)
+            loss = loss - self.entropy_coef * masked_mean(entropies, sampled)
+        return loss, entropy
 
     def _mean_over_processes(self, values: torch.Tensor, mask: torch.Tensor) -> float:
         totals = self.accelerator.reduce(torch.stack([(values * mask).sum(), mask.sum().float()]), reduction="sum")

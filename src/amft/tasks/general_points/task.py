@@ -95,8 +95,18 @@ class GeneralPointsTask(Task):
         return rows
 
     def train_prompts(self, n: int, seed: int) -> list[dict]:
-        """RL prompts: training rules, ID-style sampling, multisets in ``demo | rl-only``."""
-        return self._sample(n, random.Random(f"gp-train:{seed}"), self.partition.training)
+        """RL prompts: training rules, ID-style sampling, multisets in ``demo | rl-only``.
+
+        Prompts from ``demo`` multisets carry a ``demonstration`` (a solution completion, drawn as
+        for :meth:`demonstrations`) for the methods that use one per prompt (LUFFY, SRFT,
+        ReLIFT); the others have ``None`` there: the data regime gives them none.
+        """
+        rows = self._sample(n, random.Random(f"gp-train:{seed}"), self.partition.training)
+        rng = random.Random(f"gp-train-demo:{seed}")
+        for row in rows:
+            has_demo = multiset(row["values"]) in self.partition.demo
+            row["demonstration"] = self._solution_completion(row, rng)[0] if has_demo else None
+        return rows
 
     def demonstrations(self, n: int, seed: int) -> list[dict]:
         """SFT rows from ``demo`` multisets only: one solver solution (seeded uniform choice, or the
@@ -104,13 +114,17 @@ class GeneralPointsTask(Task):
         rng = random.Random(f"gp-demo:{seed}")
         rows = self._sample(n, rng, self.partition.demo)
         for row in rows:
-            sols = solutions(row["values"], self.config.target)
-            formula = min(sols) if self.config.demo_solution == "canonical" else sols[rng.randrange(len(sols))]
-            text = render_completion(self.config.template, row["cards"], row["values"],
-                                     f"{formula}={self.config.target}", self.config.completion_format)
+            text, row["solution"] = self._solution_completion(row, rng)
             row["completion"] = [{"role": "assistant", "content": text}] if self.config.chat_format else text
-            row["solution"] = formula
         return rows
+
+    def _solution_completion(self, row: Mapping[str, Any], rng: random.Random) -> tuple[str, str]:
+        """(completion text, formula) of one solver solution of the row's deal."""
+        sols = solutions(row["values"], self.config.target)
+        formula = min(sols) if self.config.demo_solution == "canonical" else sols[rng.randrange(len(sols))]
+        text = render_completion(self.config.template, row["cards"], row["values"],
+                                 f"{formula}={self.config.target}", self.config.completion_format)
+        return text, formula
 
     def validation_prompts(self, n: int, seed: int) -> list[dict]:
         """Training-distribution prompts (own seed stream) whose deal (ranks + rule) is in no eval split."""

@@ -1,0 +1,24 @@
+"""The trainer's data helpers on hand-made tensors."""
+
+import torch
+
+from amft.training.data import replace_completions
+
+
+def test_replace_completions_widens_and_overwrites_only_the_given_rows():
+    rollouts = {
+        "completion_ids": torch.tensor([[5, 6, 0], [7, 0, 0]]),
+        "completion_mask": torch.tensor([[1, 1, 0], [1, 0, 0]]),
+        "old_per_token_logps": torch.tensor([[-0.1, -0.2, 0.0], [-0.3, 0.0, 0.0]]),
+        "advantages": torch.tensor([1.0, -1.0]),
+    }
+    out = replace_completions(rollouts, rows=[1], token_ids=[[9, 8, 7, 2]], pad_id=0)
+    assert out["completion_ids"].tolist() == [[5, 6, 0, 0], [9, 8, 7, 2]]
+    assert out["completion_mask"].tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
+    assert torch.equal(out["old_per_token_logps"], torch.tensor([[-0.1, -0.2, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]))
+    assert out["advantages"] is rollouts["advantages"]
+    assert rollouts["completion_ids"].tolist() == [[5, 6, 0], [7, 0, 0]]  # the input is left as it was
+
+    shorter = replace_completions(rollouts, rows=[0], token_ids=[[4]], pad_id=0)
+    assert shorter["completion_ids"].tolist() == [[4, 0, 0], [7, 0, 0]]
+    assert shorter["completion_mask"].tolist() == [[1, 0, 0], [1, 0, 0]]
