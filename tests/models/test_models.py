@@ -2,7 +2,6 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from transformers import AutoTokenizer
 
 from amft.models import TINY_MODELS, build_char_tokenizer, build_tiny_model, load_model
 
@@ -43,10 +42,11 @@ def test_load_model_reads_a_saved_local_folder(tmp_path):
     assert (tmp_path / "model.safetensors").exists()  # safe serialisation, no pickle
     loaded, loaded_tokenizer = load_model(str(tmp_path))
     ids = tokenizer("[cards] A 3 K 6", return_tensors="pt", add_special_tokens=False)["input_ids"]
+    # The loaded tokenizer encodes exactly as the one that was saved (spaces included).
+    assert loaded_tokenizer("[cards] A 3 K 6", return_tensors="pt", add_special_tokens=False)["input_ids"].equal(ids)
     with torch.no_grad():
         assert torch.allclose(model(ids).logits, loaded(ids).logits)
     assert loaded_tokenizer.decode(ids[0]) == "[cards] A 3 K 6"
     assert loaded.generation_config.eos_token_id == tokenizer.eos_token_id
-    reloaded = AutoTokenizer.from_pretrained(tmp_path)
-    assert reloaded.pad_token == "<pad>"
-    assert len(reloaded("<eos>", add_special_tokens=False)["input_ids"]) == 5
+    assert loaded_tokenizer.pad_token == "<pad>"
+    assert len(loaded_tokenizer("<eos>", add_special_tokens=False)["input_ids"]) == 5

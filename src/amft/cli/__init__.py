@@ -1,4 +1,4 @@
-"""The `amft` command: `train`, `eval` and `demo`.
+"""The `amft` command: `train`, `compare`, `eval` and `demo`.
 
 Options come as flags or as keys of a YAML file given with `--config`, as in TRL's scripts;
 flags override the file. `amft COMMAND --help` lists every option with its explanation.
@@ -17,7 +17,8 @@ USAGE = """usage: amft COMMAND [options]
 commands:
   demo    the embedded default: a tiny model learns GeneralPoints-L with AMFT on CPU
           (progress bar, success table per split, plot and summary in the run folder)
-  train   train with AMFT (or a fixed mu) from a YAML config (--config) and/or flags
+  train   train with AMFT or a baseline (--method) from a YAML config (--config) and/or flags
+  compare run methods x seeds under one budget from a study file; tables and plots
   eval    evaluate a trained model on task splits, single- or multi-turn; writes JSON
 
 `amft COMMAND --help` explains every option of COMMAND.
@@ -70,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         summary = run_training(run, args)
         print(f"Run folder: {args.output_dir} (summary.md, summary.json, training_dynamics.png)")
         print(json.dumps({"success_rate": summary["success_rate"], "wall_time_seconds": summary["wall_time_seconds"]}))
+    elif command == "compare":
+        from amft.cli.compare import main as compare_main
+
+        compare_main(rest)
     elif command == "eval":
         _run_eval(rest)
     else:

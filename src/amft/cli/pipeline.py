@@ -22,10 +22,11 @@ from amft.models import load_model
 from amft.tasks import get_task
 from amft.tasks.base import DataError, Task, load_rows
 from amft.training import AMFTConfig, AMFTTrainer
-from amft.training.checkpoint import last_complete_checkpoint
+from amft.training.checkpoint import atomic_write_json, last_complete_checkpoint
 
 logger = logging.getLogger(__name__)
 PROGRESS_FILE = "progress_eval.jsonl"
+LOG_HISTORY_FILE = "log_history.json"
 
 
 def build_task(run: RunArguments) -> Task:
@@ -181,6 +182,8 @@ def run_training(run: RunArguments, args: AMFTConfig) -> dict[str, Any]:
         if split not in task.splits:
             raise ValueError(f"unknown split {split!r} for task {task.name}; known: {', '.join(task.splits)}")
 
+    if args.success_reward is None:
+        args.success_reward = task.success_reward
     checkpoint = last_complete_checkpoint(args.output_dir) if run.resume else None
     if run.resume and checkpoint is None:
         logger.warning("--resume: no complete checkpoint in %s, starting from scratch", args.output_dir)
@@ -215,6 +218,7 @@ def run_training(run: RunArguments, args: AMFTConfig) -> dict[str, Any]:
     final = evaluate_splits(trainer.model, tokenizer, task, splits, run, bf16=args.bf16, seed=args.seed)
     print_results(f"After training ({trainer.state.global_step} steps)", final, initial)
     history = trainer.state.log_history
+    atomic_write_json(os.path.join(args.output_dir, LOG_HISTORY_FILE), history)
     plot_training_dynamics(
         history,
         read_progress(args.output_dir),

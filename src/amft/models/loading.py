@@ -7,10 +7,19 @@ the character tokenizer, so everything runs offline on a CPU; any other name is 
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase, Qwen2Config
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+)
 
 from amft.models.tokenizer import build_char_tokenizer
 
@@ -71,12 +80,31 @@ def load_model(
     """
     if name_or_path in TINY_MODELS:
         return build_tiny_model(name_or_path, seed=seed)
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    tokenizer = load_tokenizer(name_or_path)
     model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype or "auto")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     _align_generation_config(model, tokenizer)
     return model, tokenizer
+
+
+# Tokenizers saved as a plain `tokenizer.json` pipeline (the character tokenizer) record these classes.
+_PLAIN_TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
+
+
+def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    """The tokenizer of a Hub id or local folder.
+
+    A folder whose tokenizer was saved as a plain `tokenizer.json` pipeline loads exactly that
+    pipeline: `AutoTokenizer` would pick the class of the model type (Qwen2's for a tiny
+    Qwen2) and rebuild that class's own pre-tokenizer, which drops the spaces of our prompts.
+    """
+    config_path = os.path.join(name_or_path, "tokenizer_config.json")
+    if os.path.isfile(config_path):
+        with open(config_path) as handle:
+            if json.load(handle).get("tokenizer_class") in _PLAIN_TOKENIZER_CLASSES:
+                return PreTrainedTokenizerFast.from_pretrained(name_or_path)
+    return AutoTokenizer.from_pretrained(name_or_path)
 
 
 def _align_generation_config(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:

@@ -67,6 +67,8 @@ class Task(ABC):
     name: str = ""
     #: names accepted by :meth:`eval_episodes`
     splits: tuple[str, ...] = ()
+    #: the reward of a solved episode: a rollout with at least this reward counts as solved
+    success_reward: float = 1.0
 
     @abstractmethod
     def train_prompts(self, n: int, seed: int) -> list[dict]:

@@ -19,7 +19,7 @@ from .prompts import (
     render_prompt,
 )
 from .solver import solutions
-from .verifier import verify_text
+from .verifier import REWARDS, verify_text
 
 __all__ = ["GeneralPointsTask", "GeneralPointsEnv"]
 
@@ -47,6 +47,7 @@ class GeneralPointsTask(Task):
     name = "general-points"
     #: evaluation splits (same as ``eval_sets.EVAL_SPLITS``)
     splits: tuple[str, ...] = ("id", "rl-only", "unseen-deals", "ood-rule")
+    success_reward = REWARDS["CORRECT_SOLUTION"]
 
     def __init__(self, config: GeneralPointsConfig | None = None, **overrides: Any):
         if config is None:

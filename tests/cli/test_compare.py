@@ -1,0 +1,89 @@
+"""`amft compare` end to end in miniature: every method and ablation, one seed, a few steps."""
+
+import json
+
+import pytest
+import yaml
+
+from amft.cli import main
+from amft.cli.compare import load_study
+
+VARIANTS = {
+    "sft": {"method": "sft"},
+    "grpo": {"method": "grpo"},
+    "sft-then-rl": {"method": "sft-then-rl", "switch_step": 1},
+    "fixed-mu": {"method": "fixed-mu", "mu": 0.5},
+    "luffy": {"method": "luffy"},
+    "srft": {"method": "srft"},
+    "chord": {"method": "chord", "chord_mu_warmup_steps": 1, "chord_mu_decay_steps": 1},
+    "relift": {"method": "relift", "relift_buffer_size": 2},
+    **{
+        name: {"method": "amft", "amft_warmup_steps": warmup, "entropy_calibration_steps": 1, "meta_period": 1,
+               "meta_batch_size": 2, "meta_normalization": normalization, **switches}
+        for name, warmup, normalization, switches in (
+            ("amft", 1, "cosine", {}),
+            ("amft-no-meta", 1, "cosine", {"use_meta_term": False}),
+            ("amft-no-entropy", 1, "cosine", {"use_entropy_term": False}),
+            ("amft-no-warmup", 0, "cosine", {}),
+            ("amft-raw", 1, "raw", {}),
+        )
+    },
+}
+
+TRAINING = {
+    "model_name_or_path": "tiny-test", "template": "compact", "completion_format": "formula",
+    "demo_solution": "canonical", "revision_keep_last": 0, "num_train_prompts": 64, "num_demonstrations": 64,
+    "num_meta_prompts": 8, "eval_before": False, "eval_limit": 3, "eval_attempts": 1, "eval_max_new_tokens": 16,
+    "progress_eval_steps": 2, "progress_eval_episodes": 3, "use_cpu": True, "bf16": False, "max_steps": 3,
+    "learning_rate": 1e-3, "per_device_train_batch_size": 8, "num_generations": 4, "sft_batch_size": 4,
+    "max_completion_length": 16, "logging_steps": 1, "save_steps": 2, "report_to": "none", "disable_tqdm": True,
+    "threads": 1,
+}
+
+
+def write_study(tmp_path, **changes):
+    study = {"output_dir": str(tmp_path / "study"), "seeds": [0], "base_sft_steps": 2, "base": {"progress_eval_steps": 2},
+             "target_split": "rl-only", "target_success": 0.5, "reference_variant": "sft-then-rl",
+             "training": TRAINING, "variants": VARIANTS, **changes}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    return path
+
+
+@pytest.mark.slow
+def test_miniature_comparison_of_every_method_then_a_rerun_skips_them(tmp_path, capsys):
+    path = write_study(tmp_path)
+    assert main(["compare", "--config", str(path)]) == 0
+    out_dir = tmp_path / "study"
+    results = json.loads((out_dir / "results.json").read_text())
+    assert [row["variant"] for row in results["variants"]] == list(VARIANTS)
+    for row in results["variants"]:
+        summary = json.loads((out_dir / "runs" / row["variant"] / "seed0" / "summary.json").read_text())
+        assert summary["run"]["steps"] == 3 and summary["run"]["method"] == VARIANTS[row["variant"]]["method"]
+        assert set(row) >= {"id", "rl-only", "unseen-deals", "ood-rule", "steps_to_target", "steps_to_reference"}
+    # Every variant of the seed started from the same SFT model.
+    assert json.loads((out_dir / "base" / "seed0" / "summary.json").read_text())["run"]["steps"] == 2
+    table = (out_dir / "results.md").read_text()
+    assert all(f"| {name} | 1 |" in table for name in VARIANTS)
+    assert (out_dir / "results.csv").read_text().count("\n") == len(VARIANTS) + 1
+    for plot in ("success_vs_step.png", "mu.png", "entropy.png"):
+        assert (out_dir / plot).stat().st_size > 10_000
+
+    capsys.readouterr()
+    stamp = (out_dir / "runs" / "amft" / "seed0" / "summary.json").stat().st_mtime_ns
+    assert main(["compare", "--config", str(path), "--variants", "amft,grpo"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("finished earlier, skipped") == 2
+    assert (out_dir / "runs" / "amft" / "seed0" / "summary.json").stat().st_mtime_ns == stamp
+
+
+def test_a_variant_may_not_change_the_budget(tmp_path):
+    path = write_study(tmp_path, variants={"greedy": {"method": "grpo", "max_steps": 10}})
+    with pytest.raises(ValueError, match=r"study.yaml: variant 'greedy' overrides budget settings \['max_steps'\]"):
+        load_study(str(path))
+
+
+def test_unknown_study_keys_name_the_file(tmp_path):
+    path = write_study(tmp_path, seedz=[1])
+    with pytest.raises(ValueError, match="study.yaml: .*seedz"):
+        load_study(str(path))
