@@ -46,7 +46,7 @@ def write_study(tmp_path, **changes):
              "target_split": "rl-only", "target_success": 0.5, "reference_variant": "sft-then-rl",
              "training": TRAINING, "variants": VARIANTS, **changes}
     path = tmp_path / "study.yaml"
-    path.write_text(yaml.safe_dump(study))
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
     return path
 
 
