@@ -17,7 +17,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallba
 
 from amft.cli.arguments import RunArguments
 from amft.evaluation.evaluate import SplitResult, evaluate
-from amft.evaluation.report import plot_training_dynamics, print_results, write_summary
+from amft.evaluation.report import PROGRESS_FILE, plot_training_dynamics, print_results, read_progress, write_summary
 from amft.models import load_model
 from amft.tasks import get_task
 from amft.tasks.base import DataError, Task, load_rows
@@ -25,7 +25,6 @@ from amft.training import AMFTConfig, AMFTTrainer
 from amft.training.checkpoint import atomic_write_json, last_complete_checkpoint
 
 logger = logging.getLogger(__name__)
-PROGRESS_FILE = "progress_eval.jsonl"
 LOG_HISTORY_FILE = "log_history.json"
 
 
@@ -139,19 +138,6 @@ class ProgressEvalCallback(TrainerCallback):
         with open(self.path, "a") as handle:
             handle.write(json.dumps({"step": state.global_step, **{s: r.success_rate for s, r in results.items()}}) + "\n")
         return control
-
-
-def read_progress(run_dir: str) -> dict[str, list[tuple[int, float]]]:
-    path = os.path.join(run_dir, PROGRESS_FILE)
-    curves: dict[str, list[tuple[int, float]]] = {}
-    if os.path.exists(path):
-        with open(path) as handle:
-            for line in handle:
-                row = json.loads(line)
-                for split, value in row.items():
-                    if split != "step":
-                        curves.setdefault(split, []).append((row["step"], value))
-    return curves
 
 
 def controller_summary(log_history: list[Mapping[str, Any]], final_terms: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from amft.evaluation.report import read_progress  # noqa: E402
 from amft.training.checkpoint import atomic_write_json  # noqa: E402
 
 Curve = list[tuple[int, float]]
@@ -47,14 +48,8 @@ def read_run(run_dir: str, variant: str, seed: int, start: Mapping[str, float] |
     with open(os.path.join(run_dir, "summary.json")) as handle:
         summary = json.load(handle)
     curves: dict[str, Curve] = {split: [(0, value)] for split, value in (start or {}).items()}
-    progress = os.path.join(run_dir, "progress_eval.jsonl")
-    if os.path.exists(progress):
-        with open(progress) as handle:
-            for line in handle:
-                row = json.loads(line)
-                for split, value in row.items():
-                    if split != "step":
-                        curves.setdefault(split, []).append((row["step"], value))
+    for split, curve in read_progress(run_dir).items():
+        curves.setdefault(split, []).extend(curve)
     history_path = os.path.join(run_dir, "log_history.json")
     history = []
     if os.path.exists(history_path):

@@ -3,6 +3,7 @@ PNG of the training dynamics (mu, entropy, reward, success over steps)."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -16,6 +17,23 @@ from rich.table import Table  # noqa: E402
 
 from amft.evaluation.evaluate import SplitResult  # noqa: E402
 from amft.training.checkpoint import atomic_write_json  # noqa: E402
+
+
+PROGRESS_FILE = "progress_eval.jsonl"
+
+
+def read_progress(run_dir: str) -> dict[str, list[tuple[int, float]]]:
+    """The quick-evaluation curves of a run folder: split -> [(step, success)] (empty without any)."""
+    path = os.path.join(run_dir, PROGRESS_FILE)
+    curves: dict[str, list[tuple[int, float]]] = {}
+    if os.path.exists(path):
+        with open(path) as handle:
+            for line in handle:
+                row = json.loads(line)
+                for split, value in row.items():
+                    if split != "step":
+                        curves.setdefault(split, []).append((row["step"], value))
+    return curves
 
 
 def results_table(title: str, results: Mapping[str, SplitResult], initial: Mapping[str, SplitResult] | None = None) -> Table:
