@@ -35,7 +35,7 @@ def test_train_help_explains_the_amft_options():
     result = subprocess.run([sys.executable, "-m", "amft", "train", "--help"], capture_output=True, text=True, check=True)
     text = " ".join(result.stdout.split())  # argparse wraps lines at the terminal width
     for option, words in (("--meta_period", "meta term every K"), ("--entropy_lr", "eta_H"),
-                          ("--eval_attempts", "Verified tries"), ("--demo_fraction", "have demonstrations")):
+                          ("--eval_attempts", "verified tries per episode"), ("--eval_samples", "avg@k and pass@k"), ("--demo_fraction", "have demonstrations")):
         assert option in text
         assert words in text
 

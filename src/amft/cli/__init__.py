@@ -98,7 +98,7 @@ def _run_eval(argv: list[str]) -> None:
         parser.error("--model is required")
     task = build_task(run)
     model, tokenizer = load_model(eval_args.model)
-    splits = [s for s in run.eval_splits.split(",") if s]
+    splits = run.splits(task.default_splits)
     results = evaluate_splits(model, tokenizer, task, splits, run, bf16=eval_args.bf16, seed=eval_args.seed)
     print_results(f"{eval_args.model} on {task.name}", results)
     output = eval_args.output_file or os.path.join(eval_args.model, f"eval-{'-'.join(splits)}.json")

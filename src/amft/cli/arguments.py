@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-ALL_SPLITS = "id,rl-only,unseen-deals,ood-rule"
 
 
 @dataclass
 class RunArguments:
     """What to train and how to evaluate it. Every field is also a YAML key of `--config`."""
 
-    task: str = field(default="general-points", metadata={"help": "Task name (see `amft.tasks`)."})
+    task: str = field(default="general-points", metadata={"help": "Task name: 'general-points' or 'math'."})
     model_name_or_path: str = field(
         default="tiny-gp",
         metadata={"help": "A tiny model name built from scratch (tiny-test, tiny-gp, tiny-6m), a Hub id or a local folder."},
@@ -39,6 +38,22 @@ class RunArguments:
     id_rule_fraction: float = field(
         default=0.5, metadata={"help": "Share of training deals under the ID rule J=Q=K=10 (the rest use other mappings)."}
     )
+    dataset: str | None = field(
+        default=None,
+        metadata={"help": "Math: training problems from a .jsonl/.json/.parquet file or a Hub dataset (default: generated word problems)."},
+    )
+    dataset_split: str = field(default="train", metadata={"help": "Math: split of a Hub dataset."})
+    problem_column: str | None = field(default=None, metadata={"help": "Math: column of the problem (default: detected)."})
+    answer_column: str | None = field(default=None, metadata={"help": "Math: column of the final answer (default: detected)."})
+    solution_column: str | None = field(
+        default=None, metadata={"help": "Math: column of the worked solution or trace to imitate (default: detected)."}
+    )
+    prompt_style: str = field(
+        default="plain", metadata={"help": "Math: 'plain' text prompts (base and tiny models) or 'chat' messages (instruct models)."}
+    )
+    benchmark_dir: str | None = field(
+        default=None, metadata={"help": "Math: folder of local benchmark files <name>.jsonl/.json/.parquet (else the Hub)."}
+    )
     num_train_prompts: int = field(default=20000, metadata={"help": "RL prompts generated for training."})
     num_demonstrations: int = field(default=20000, metadata={"help": "Demonstrations generated for the SFT stream."})
     num_meta_prompts: int = field(default=256, metadata={"help": "Held-out validation prompts for the meta term."})
@@ -57,8 +72,18 @@ class RunArguments:
         default=False,
         metadata={"help": "Skip and count malformed rows of the files above instead of stopping with an error naming file, row and field."},
     )
-    eval_splits: str = field(default=ALL_SPLITS, metadata={"help": "Comma-separated splits to evaluate at the end."})
-    eval_attempts: int = field(default=5, metadata={"help": "Verified tries per episode (1 = single turn)."})
+    eval_splits: str | None = field(
+        default=None,
+        metadata={"help": "Comma-separated splits to evaluate at the end; default: the task's own (general-points: "
+                  "id,rl-only,unseen-deals,ood-rule; math: id,longer, or the five math benchmarks with --dataset). Math benchmarks: "
+                  "aime24, amc, math500, minerva, olympiad, arc-c, gpqa-diamond, mmlu-pro."},
+    )
+    benchmarks: str | None = field(default=None, metadata={"help": "Same as --eval_splits (the usual name for math)."})
+    eval_samples: int = field(
+        default=1, metadata={"help": "Math: completions per problem; avg@k and pass@k are reported for k = this."}
+    )
+    use_vllm_eval: bool = field(default=False, metadata={"help": "Math: generate evaluation samples with vLLM (needs the vllm extra)."})
+    eval_attempts: int = field(default=5, metadata={"help": "GeneralPoints: verified tries per episode (1 = single turn)."})
     eval_temperature: float = field(default=0.6, metadata={"help": "Sampling temperature of evaluation (0 = greedy)."})
     eval_max_new_tokens: int = field(default=96, metadata={"help": "Token limit of each evaluation attempt."})
     eval_limit: int | None = field(default=None, metadata={"help": "Evaluate only the first N episodes per split."})
@@ -75,3 +100,8 @@ class RunArguments:
     )
     resume: bool = field(default=False, metadata={"help": "Continue from the last complete checkpoint in output_dir."})
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: all cores)."})
+
+    def splits(self, task_default: tuple[str, ...]) -> list[str]:
+        """The splits to evaluate: `benchmarks` if given, else `eval_splits`, else ``task_default``."""
+        chosen = self.benchmarks or self.eval_splits
+        return [s for s in chosen.split(",") if s] if chosen else list(task_default)

@@ -70,9 +70,12 @@ class Study:
 
     @property
     def splits(self) -> list[str]:
-        from amft.cli.arguments import ALL_SPLITS
+        """The evaluated splits: the training settings' `eval_splits`, else the task's own."""
+        from amft.cli.arguments import RunArguments
+        from amft.cli.pipeline import build_task
 
-        return [s for s in self.training.get("eval_splits", ALL_SPLITS).split(",") if s]
+        run = RunArguments(**{k: v for k, v in self.training.items() if k in RunArguments.__dataclass_fields__})
+        return run.splits(build_task(run).default_splits)
 
 
 def load_study(path: str, **overrides: Any) -> Study:

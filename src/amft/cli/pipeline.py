@@ -16,10 +16,11 @@ from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
 from amft.cli.arguments import RunArguments
-from amft.evaluation.evaluate import SplitResult, evaluate
-from amft.evaluation.report import PROGRESS_FILE, plot_training_dynamics, print_results, read_progress, write_summary
+from amft.evaluation.evaluate import evaluate
+from amft.evaluation.sampling import evaluate_samples
+from amft.evaluation.report import PROGRESS_FILE, EvalResult, plot_training_dynamics, print_results, read_progress, write_summary
 from amft.models import load_model
-from amft.tasks import get_task
+from amft.tasks import get_task, task_options
 from amft.tasks.base import DataError, Task, load_rows
 from amft.training import AMFTConfig, AMFTTrainer
 from amft.training.checkpoint import atomic_write_json, last_complete_checkpoint
@@ -29,15 +30,9 @@ LOG_HISTORY_FILE = "log_history.json"
 
 
 def build_task(run: RunArguments) -> Task:
-    return get_task(
-        run.task,
-        template=run.template,
-        completion_format=run.completion_format,
-        demo_solution=run.demo_solution,
-        revision_keep_last=run.revision_keep_last,
-        demo_fraction=run.demo_fraction,
-        id_rule_fraction=run.id_rule_fraction,
-    )
+    """The task of the run, configured by the run's options that the task knows."""
+    options = {name: getattr(run, name) for name in task_options(run.task) if hasattr(run, name)}
+    return get_task(run.task, **options)
 
 
 PROMPT_FIELDS = {"prompt": str}
@@ -89,19 +84,24 @@ def evaluate_splits(
     attempts: int | None = None,
     temperature: float | None = None,
     limit: int | None = None,
-) -> dict[str, SplitResult]:
+) -> dict[str, EvalResult]:
+    """Each split evaluated as its task is: episodes with verified retries (``attempts`` of them),
+    or ``run.eval_samples`` independent samples per problem (one when ``attempts`` is given)."""
+    temperature = run.eval_temperature if temperature is None else temperature
+    limit = run.eval_limit if limit is None else limit
     with bf16_autocast(bf16):
+        if not task.multi_turn:
+            return {
+                split: evaluate_samples(
+                    model, tokenizer, task, split, samples=run.eval_samples if attempts is None else 1,
+                    temperature=temperature, max_new_tokens=run.eval_max_new_tokens, seed=seed, limit=limit,
+                )
+                for split in splits
+            }
         return {
             split: evaluate(
-                model,
-                tokenizer,
-                task,
-                split,
-                max_attempts=run.eval_attempts if attempts is None else attempts,
-                temperature=run.eval_temperature if temperature is None else temperature,
-                max_new_tokens=run.eval_max_new_tokens,
-                seed=seed,
-                limit=run.eval_limit if limit is None else limit,
+                model, tokenizer, task, split, max_attempts=run.eval_attempts if attempts is None else attempts,
+                temperature=temperature, max_new_tokens=run.eval_max_new_tokens, seed=seed, limit=limit,
             )
             for split in splits
         }
@@ -163,7 +163,7 @@ def run_training(run: RunArguments, args: AMFTConfig) -> dict[str, Any]:
     task = build_task(run)
     prompts, demonstrations, validation = training_rows(run, task)  # bad files fail here, before any work
     model, tokenizer = load_model(run.model_name_or_path, seed=run.model_seed)
-    splits = [s for s in run.eval_splits.split(",") if s]
+    splits = run.splits(task.default_splits)
     for split in splits:
         if split not in task.splits:
             raise ValueError(f"unknown split {split!r} for task {task.name}; known: {', '.join(task.splits)}")

@@ -38,6 +38,15 @@ class SplitResult:
     def summary(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k != "records"}
 
+    def display_row(self) -> dict[str, str]:
+        """Column -> formatted value, for tables."""
+        return {
+            f"success within {self.max_attempts} tries": f"{self.success_rate:.1%}",
+            "first-try success": f"{self.first_attempt_success_rate:.1%}",
+            "mean tries": f"{self.mean_attempts:.2f}",
+            "episodes": str(self.episodes),
+        }
+
 
 @torch.no_grad()
 def generate_texts(

@@ -16,9 +16,12 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from amft.evaluation.evaluate import SplitResult  # noqa: E402
+from amft.evaluation.sampling import SampledResult  # noqa: E402
 from amft.training.checkpoint import atomic_write_json  # noqa: E402
 
 
+#: Multi-turn episode results (GeneralPoints) or independent-sample results (math benchmarks).
+EvalResult = SplitResult | SampledResult
 PROGRESS_FILE = "progress_eval.jsonl"
 
 
@@ -36,37 +39,30 @@ def read_progress(run_dir: str) -> dict[str, list[tuple[int, float]]]:
     return curves
 
 
-def results_table(title: str, results: Mapping[str, SplitResult], initial: Mapping[str, SplitResult] | None = None) -> Table:
+def results_table(title: str, results: Mapping[str, EvalResult], initial: Mapping[str, EvalResult] | None = None) -> Table:
+    """A rich table of per-split results (episode or sampled results: each gives its own columns)."""
     table = Table(title=title)
+    columns = list(next(iter(results.values())).display_row()) if results else []
     table.add_column("split")
     if initial:
         table.add_column("success before", justify="right")
-    table.add_column("success (within budget)", justify="right")
-    table.add_column("first-try success", justify="right")
-    table.add_column("mean tries", justify="right")
-    table.add_column("episodes", justify="right")
+    for column in columns:
+        table.add_column(column, justify="right")
     for split, result in results.items():
-        before = [f"{initial[split].success_rate:.1%}"] if initial and split in initial else ([] if not initial else ["-"])
-        table.add_row(
-            split,
-            *before,
-            f"{result.success_rate:.1%}",
-            f"{result.first_attempt_success_rate:.1%}",
-            f"{result.mean_attempts:.2f}",
-            str(result.episodes),
-        )
+        before = [f"{initial[split].success_rate:.1%}" if split in initial else "-"] if initial else []
+        table.add_row(split, *before, *result.display_row().values())
     return table
 
 
-def print_results(title: str, results: Mapping[str, SplitResult], initial: Mapping[str, SplitResult] | None = None) -> None:
+def print_results(title: str, results: Mapping[str, EvalResult], initial: Mapping[str, EvalResult] | None = None) -> None:
     Console().print(results_table(title, results, initial))
 
 
 def write_summary(
     run_dir: str,
     *,
-    results: Mapping[str, SplitResult],
-    initial: Mapping[str, SplitResult] | None,
+    results: Mapping[str, EvalResult],
+    initial: Mapping[str, EvalResult] | None,
     wall_time_seconds: float,
     run_info: Mapping[str, Any],
     controller_summary: Mapping[str, Any] | None = None,
@@ -75,7 +71,9 @@ def write_summary(
     payload = {
         "wall_time_seconds": round(wall_time_seconds, 1),
         "success_rate": {split: r.success_rate for split, r in results.items()},
-        "first_attempt_success_rate": {split: r.first_attempt_success_rate for split, r in results.items()},
+        "first_attempt_success_rate": {
+            split: r.first_attempt_success_rate for split, r in results.items() if hasattr(r, "first_attempt_success_rate")
+        },
         "initial_success_rate": {split: r.success_rate for split, r in (initial or {}).items()},
         "splits": {split: r.summary() for split, r in results.items()},
         "run": dict(run_info),
@@ -88,15 +86,12 @@ def write_summary(
         f"Model `{run_info.get('model', '')}`, {run_info.get('steps', '?')} optimizer steps, "
         f"wall time {wall_time_seconds / 60:.1f} min.",
         "",
-        "| split | success before | success within budget | first-try success | mean tries | episodes |",
-        "|---|---|---|---|---|---|",
     ]
+    columns = list(next(iter(results.values())).display_row()) if results else []
+    lines += ["| split | success before | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
     for split, r in results.items():
         before = f"{initial[split].success_rate:.1%}" if initial and split in initial else "-"
-        lines.append(
-            f"| {split} | {before} | {r.success_rate:.1%} | {r.first_attempt_success_rate:.1%} | "
-            f"{r.mean_attempts:.2f} | {r.episodes} |"
-        )
+        lines.append(f"| {split} | {before} | " + " | ".join(r.display_row().values()) + " |")
     if controller_summary:
         lines += ["", "## Controller", ""] + [f"- {key}: {value}" for key, value in controller_summary.items()]
     lines += ["", "![training dynamics](training_dynamics.png)", ""]

@@ -24,15 +24,28 @@ __all__ = [
     "get_task",
     "register_task",
     "available_tasks",
+    "task_options",
 ]
 
 _REGISTRY: dict[str, Callable[..., Task]] = {}
+_OPTIONS: dict[str, Callable[[], tuple[str, ...]]] = {}
 
 
-def register_task(name: str, factory: Callable[..., Task], *aliases: str) -> None:
-    """Register ``factory(**config_overrides) -> Task`` under ``name`` (and ``aliases``)."""
+def register_task(
+    name: str, factory: Callable[..., Task], *aliases: str, options: Callable[[], tuple[str, ...]] = tuple
+) -> None:
+    """Register ``factory(**config_overrides) -> Task`` under ``name`` (and ``aliases``);
+    ``options()`` names the config overrides it accepts."""
     for key in (name, *aliases):
         _REGISTRY[key] = factory
+        _OPTIONS[key] = options
+
+
+def task_options(name: str) -> tuple[str, ...]:
+    """The config options the task ``name`` accepts."""
+    if name not in _OPTIONS:
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(available_tasks())}")
+    return _OPTIONS[name]()
 
 
 def available_tasks() -> tuple[str, ...]:
@@ -50,7 +63,32 @@ def _general_points(**overrides: Any) -> Task:
     return GeneralPointsTask(config, **overrides)
 
 
-register_task("general-points", _general_points, "gp-l", "general_points")
+def _general_points_options() -> tuple[str, ...]:
+    from .general_points import GeneralPointsConfig
+
+    return tuple(GeneralPointsConfig.field_names())
+
+
+register_task("general-points", _general_points, "gp-l", "general_points", options=_general_points_options)
+
+
+def _math(**overrides: Any) -> Task:
+    from .math import MathConfig, MathTask
+
+    known = set(MathConfig.field_names())
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown math option(s) {unknown}; known: {sorted(known)}")
+    return MathTask(**overrides)
+
+
+def _math_options() -> tuple[str, ...]:
+    from .math import MathConfig
+
+    return MathConfig.field_names()
+
+
+register_task("math", _math, options=_math_options)
 
 
 def get_task(name: str, **config_overrides: Any) -> Task:

@@ -69,6 +69,13 @@ class Task(ABC):
     splits: tuple[str, ...] = ()
     #: the reward of a solved episode: a rollout with at least this reward counts as solved
     success_reward: float = 1.0
+    #: evaluated in episodes with verified retries (True), or by independent samples (avg@k, pass@k)
+    multi_turn: bool = True
+
+    @property
+    def default_splits(self) -> tuple[str, ...]:
+        """The splits a run evaluates when none are named."""
+        return self.splits
 
     @abstractmethod
     def train_prompts(self, n: int, seed: int) -> list[dict]:

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from amft.tasks.base import completion_text
+
 
 class RowStream:
     """An endless, seeded stream of batches over rows: a fresh permutation every epoch.
@@ -55,6 +57,13 @@ class RowStream:
         self._order = self._permutation(self.epoch)
 
 
+def prompt_text(prompt: Any, tokenizer: PreTrainedTokenizerBase) -> str:
+    """A prompt as text: strings as they are, chat messages through the chat template."""
+    if isinstance(prompt, str):
+        return prompt
+    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+
+
 @dataclass
 class CompletionBatch:
     """Prompt tokens (left-padded) followed by completion tokens (right-padded), as TRL lays out rollouts."""
@@ -77,10 +86,14 @@ def tokenize_demonstrations(
     """Tokenise (prompt, completion) rows; the completion ends with EOS so the model learns to stop.
 
     Long prompts keep their end (the question is at the end of a chat prompt); long completions
-    are cut at the end.
+    are cut at the end. Chat prompts (message lists) go through the tokenizer's chat template,
+    as TRL renders them for generation; a chat completion contributes its message's text.
     """
-    prompts = [tokenizer(row["prompt"], add_special_tokens=False)["input_ids"] for row in rows]
-    completions = [tokenizer(row["completion"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for row in rows]
+    prompts = [tokenizer(prompt_text(row["prompt"], tokenizer), add_special_tokens=False)["input_ids"] for row in rows]
+    completions = [
+        tokenizer(completion_text(row["completion"]), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        for row in rows
+    ]
     if max_prompt_length is not None:
         prompts = [ids[-max_prompt_length:] for ids in prompts]
     if max_completion_length is not None:

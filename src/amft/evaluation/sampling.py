@@ -1,0 +1,111 @@
+"""Benchmark evaluation by independent samples: k completions per problem, scored by the task's
+verifier, reported as avg@k (mean accuracy over all samples) and pass@k (share of problems
+with at least one correct sample). Generation runs through vLLM when asked and installed,
+else through `generate` of the Hugging Face model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from amft.evaluation.evaluate import generate_texts
+from amft.tasks.base import Task
+from amft.training.data import prompt_text
+
+__all__ = ["SampledResult", "evaluate_samples", "sample_metrics", "vllm_generate"]
+
+
+@dataclass
+class SampledResult:
+    """avg@k and pass@k of one split, with every problem's samples."""
+
+    split: str
+    problems: int
+    samples: int
+    temperature: float
+    avg_at_k: float
+    pass_at_k: float
+    correct: list[list[bool]] = field(default_factory=list, repr=False)
+    completions: list[list[str]] = field(default_factory=list, repr=False)
+
+    @property
+    def success_rate(self) -> float:
+        return self.avg_at_k
+
+    def summary(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k not in ("correct", "completions")}
+
+    def display_row(self) -> dict[str, str]:
+        """Column -> formatted value, for tables."""
+        return {
+            f"avg@{self.samples}": f"{self.avg_at_k:.1%}",
+            f"pass@{self.samples}": f"{self.pass_at_k:.1%}",
+            "problems": str(self.problems),
+        }
+
+
+def vllm_generate(model_path: str, prompts: list[str], *, samples: int, temperature: float, max_new_tokens: int,
+                  seed: int) -> list[list[str]]:
+    """``samples`` completions per prompt from vLLM (the `vllm` extra)."""
+    try:
+        from vllm import LLM, SamplingParams
+    except ImportError as error:
+        raise ImportError("generation with vLLM needs the vllm package: pip install 'amft[vllm]'") from error
+    llm = LLM(model=model_path, seed=seed)
+    params = SamplingParams(n=samples, temperature=temperature, max_tokens=max_new_tokens, seed=seed)
+    return [[choice.text for choice in output.outputs] for output in llm.generate(prompts, params)]
+
+
+def evaluate_samples(
+    model: PreTrainedModel | str,
+    tokenizer: PreTrainedTokenizerBase,
+    task: Task,
+    split: str,
+    *,
+    samples: int = 1,
+    temperature: float = 0.6,
+    max_new_tokens: int = 1024,
+    seed: int = 0,
+    limit: int | None = None,
+    use_vllm: bool = False,
+    batch_size: int = 256,
+) -> SampledResult:
+    """k = ``samples`` completions per problem of ``split``. With ``use_vllm``, ``model`` is the
+    model's path; otherwise a loaded model."""
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    rows = task.eval_episodes(split)[:limit]
+    prompts = [prompt_text(row["prompt"], tokenizer) for row in rows]
+    if use_vllm:
+        if not isinstance(model, str):
+            raise ValueError("vLLM generation needs the model's path, not a loaded model")
+        grouped = vllm_generate(model, prompts, samples=samples, temperature=temperature,
+                                max_new_tokens=max_new_tokens, seed=seed)
+    else:
+        was_training = model.training
+        model.eval()
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            flat = generate_texts(model, tokenizer, [p for p in prompts for _ in range(samples)],
+                                  max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size)
+        model.train(was_training)
+        grouped = [flat[i * samples : (i + 1) * samples] for i in range(len(rows))]
+    correct = [[task.verify(row, text).success for text in texts] for row, texts in zip(rows, grouped)]
+    avg_at_k, pass_at_k = sample_metrics(correct)
+    return SampledResult(
+        split=split, problems=len(rows), samples=samples, temperature=temperature, avg_at_k=avg_at_k,
+        pass_at_k=pass_at_k, correct=correct, completions=grouped,
+    )
+
+
+def sample_metrics(correct: list[list[bool]]) -> tuple[float, float]:
+    """(avg@k, pass@k) of k verdicts per problem: mean accuracy over all samples, and the share of
+    problems with at least one correct sample (0 for no problems)."""
+    if not correct:
+        return 0.0, 0.0
+    avg = sum(sum(c) / len(c) for c in correct) / len(correct)
+    return avg, sum(any(c) for c in correct) / len(correct)
