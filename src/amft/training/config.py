@@ -99,7 +99,7 @@ class AMFTConfig(GRPOConfig):
         sft_batch_size (`int`, defaults to `8`):
             Demonstrations per device per micro-step for L_SFT.
         meta_batch_size (`int`, defaults to `8`):
-            Validation prompts per meta step; each gets `num_generations` completions.
+            Validation prompts per device per meta step; each gets `num_generations` completions.
         max_demo_prompt_length / max_demo_completion_length (`int` or `None`):
             Truncation of demonstration prompts (keep the end) and completions (keep the start).
     """
@@ -149,7 +149,7 @@ class AMFTConfig(GRPOConfig):
     use_meta_term: bool = field(default=True, metadata={"help": "Ablation switch for the meta term."})
     use_entropy_term: bool = field(default=True, metadata={"help": "Ablation switch for the entropy term."})
     sft_batch_size: int = field(default=8, metadata={"help": "Demonstrations per device per micro-step."})
-    meta_batch_size: int = field(default=8, metadata={"help": "Validation prompts per meta step."})
+    meta_batch_size: int = field(default=8, metadata={"help": "Validation prompts per device per meta step."})
     max_demo_prompt_length: int | None = field(
         default=None, metadata={"help": "Truncate demonstration prompts to this many tokens (keep the end)."}
     )

@@ -20,15 +20,24 @@ class RowStream:
     """An endless, seeded stream of batches over rows: a fresh permutation every epoch.
 
     The permutation of epoch e depends only on (seed, e), so the stream's state is three integers.
+    With several processes, every process walks the same permutation and takes its share of each
+    global batch of ``batch_size * num_processes`` rows (rows ``process_index::num_processes``),
+    so together they see what one process with the global batch size would.
     """
 
-    def __init__(self, rows: Sequence[dict[str, Any]], batch_size: int, seed: int) -> None:
+    def __init__(
+        self, rows: Sequence[dict[str, Any]], batch_size: int, seed: int, process_index: int = 0, num_processes: int = 1
+    ) -> None:
         if len(rows) == 0:
             raise ValueError("RowStream needs at least one row")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0 <= process_index < num_processes:
+            raise ValueError(f"need 0 <= process_index < num_processes, got {process_index}, {num_processes}")
         self.rows = rows
         self.batch_size = batch_size
+        self.process_index = process_index
+        self.num_processes = num_processes
         self.seed = seed
         self.epoch = 0
         self.position = 0
@@ -40,14 +49,14 @@ class RowStream:
 
     def next_batch(self) -> list[dict[str, Any]]:
         batch = []
-        while len(batch) < self.batch_size:
+        while len(batch) < self.batch_size * self.num_processes:
             if self.position == len(self._order):
                 self.epoch += 1
                 self.position = 0
                 self._order = self._permutation(self.epoch)
             batch.append(self.rows[self._order[self.position]])
             self.position += 1
-        return batch
+        return batch[self.process_index :: self.num_processes]
 
     def state_dict(self) -> dict[str, int]:
         return {"seed": self.seed, "epoch": self.epoch, "position": self.position}

@@ -140,12 +140,15 @@ class AMFTTrainer(GRPOTrainer):
             **kwargs,
         )
         self.controller = controller if controller is not None else controller_from_config(args)
-        self.demo_stream = RowStream(list(demo_dataset), batch_size=args.sft_batch_size, seed=args.seed)
+        shard = dict(process_index=self.accelerator.process_index, num_processes=self.accelerator.num_processes)
+        self.demo_stream = RowStream(list(demo_dataset), batch_size=args.sft_batch_size, seed=args.seed, **shard)
         needs_meta = isinstance(self.controller, MetaGradientController) and self.controller.use_meta
         if needs_meta and not meta_dataset:
             raise ValueError("the meta term needs validation prompts: pass meta_dataset (or set use_meta_term=False)")
         self.meta_stream = (
-            RowStream(list(meta_dataset), batch_size=args.meta_batch_size, seed=args.seed + 1) if meta_dataset else None
+            RowStream(list(meta_dataset), batch_size=args.meta_batch_size, seed=args.seed + 1, **shard)
+            if meta_dataset
+            else None
         )
         self._demonstration_of = {prompt_key(row["prompt"]): row["completion"] for row in demo_dataset}
         if isinstance(self.controller, ReliftController) and args.success_reward is None:
