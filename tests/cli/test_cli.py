@@ -63,16 +63,30 @@ def test_miniature_demo_writes_summary_plot_and_model_then_eval_reads_it(tmp_pat
     assert result["ood-rule"]["max_attempts"] == 1
 
 
-def test_demo_preset_is_packaged_and_parses():
+@pytest.mark.parametrize(("preset", "task"), [("demo-general-points.yaml", "general-points"), ("demo-math.yaml", "math")])
+def test_demo_presets_are_packaged_and_parse(preset, task):
     from trl import TrlParser
 
     from amft.cli.arguments import RunArguments
+    from amft.cli.pipeline import build_task
     from amft.training import AMFTConfig
 
-    run, args = TrlParser((RunArguments, AMFTConfig)).parse_args_and_config(args=["--config", preset_path("demo-general-points.yaml")])
+    run, args = TrlParser((RunArguments, AMFTConfig)).parse_args_and_config(args=["--config", preset_path(preset)])
     assert run.model_name_or_path == "tiny-gp"
     assert args.method == "amft"
     assert args.use_cpu
+    assert build_task(run).name == task
+
+
+@pytest.mark.slow
+def test_miniature_math_demo_reports_accuracy_on_held_out_problems(tmp_path):
+    run_dir = tmp_path / "math"
+    subprocess.run([sys.executable, "-m", "amft", "demo", "--task", "math", "--output-dir", str(run_dir), *TINY_RUN],
+                   check=True, capture_output=True, text=True)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert set(summary["success_rate"]) == {"id", "longer"}
+    assert summary["splits"]["id"]["problems"] == 4 and summary["splits"]["id"]["samples"] == 1
+    assert "| id |" in (run_dir / "summary.md").read_text() and "avg@1" in (run_dir / "summary.md").read_text()
 
 
 def test_malformed_demonstration_file_stops_with_file_row_and_field(tmp_path):

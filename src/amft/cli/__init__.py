@@ -16,7 +16,8 @@ USAGE = """usage: amft COMMAND [options]
 
 commands:
   demo    the embedded default: a tiny model learns GeneralPoints-L with AMFT on CPU
-          (progress bar, success table per split, plot and summary in the run folder)
+          (progress bar, success table per split, plot and summary in the run folder);
+          `amft demo --task math`: the same for small arithmetic word problems
   train   train with AMFT or a baseline (--method) from a YAML config (--config) and/or flags
   compare run methods x seeds under one budget from a study file; tables and plots
   eval    evaluate a trained model on task splits, single- or multi-turn; writes JSON
@@ -24,7 +25,7 @@ commands:
 `amft COMMAND --help` explains every option of COMMAND.
 """
 
-DEMO_PRESET = "demo-general-points.yaml"
+DEMO_PRESETS = {"general-points": "demo-general-points.yaml", "math": "demo-math.yaml"}
 
 
 @dataclass
@@ -67,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     elif command == "demo":
         from amft.cli.pipeline import run_training
 
-        run, args = _parse_training_args(["--config", preset_path(DEMO_PRESET), *rest], "amft demo")
+        task = rest[rest.index("--task") + 1] if "--task" in rest[:-1] else "general-points"
+        if task not in DEMO_PRESETS:
+            print(f"amft demo: no demo for task {task!r}; demos: {', '.join(DEMO_PRESETS)}", file=sys.stderr)
+            return 2
+        run, args = _parse_training_args(["--config", preset_path(DEMO_PRESETS[task]), *rest], "amft demo")
         summary = run_training(run, args)
         print(f"Run folder: {args.output_dir} (summary.md, summary.json, training_dynamics.png)")
         print(json.dumps({"success_rate": summary["success_rate"], "wall_time_seconds": summary["wall_time_seconds"]}))

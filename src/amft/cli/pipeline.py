@@ -8,7 +8,6 @@ import os
 import time
 from collections.abc import Mapping
 from contextlib import nullcontext
-from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -212,7 +211,7 @@ def run_training(run: RunArguments, args: AMFTConfig) -> dict[str, Any]:
         title=f"{args.method} on {task.name}",
     )
     with open(os.path.join(args.output_dir, "eval_results.json"), "w") as handle:
-        json.dump({split: [asdict(r) for r in result.records] for split, result in final.items()}, handle)
+        json.dump({split: result.details() for split, result in final.items()}, handle)
     return write_summary(
         args.output_dir,
         results=final,

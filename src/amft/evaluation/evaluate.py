@@ -38,6 +38,10 @@ class SplitResult:
     def summary(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k != "records"}
 
+    def details(self) -> list[dict[str, Any]]:
+        """Every episode, JSON-ready."""
+        return [asdict(record) for record in self.records]
+
     def display_row(self) -> dict[str, str]:
         """Column -> formatted value, for tables."""
         return {

@@ -39,6 +39,11 @@ class SampledResult:
     def summary(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k not in ("correct", "completions")}
 
+    def details(self) -> list[dict[str, Any]]:
+        """Every problem's samples and verdicts, JSON-ready."""
+        return [{"index": i, "correct": c, "completions": texts}
+                for i, (c, texts) in enumerate(zip(self.correct, self.completions))]
+
     def display_row(self) -> dict[str, str]:
         """Column -> formatted value, for tables."""
         return {
