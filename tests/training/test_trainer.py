@@ -210,3 +210,31 @@ def test_config_rejects_loss_types_and_vllm_correction_the_trainer_does_not_appl
         AMFTConfig(output_dir=str(tmp_path), use_cpu=True, loss_type="cispo")
     with pytest.raises(ValueError, match="vllm_importance_sampling_correction=False"):
         AMFTConfig(output_dir=str(tmp_path), use_cpu=True, use_vllm=True)
+
+
+def test_lora_adapters_train_through_the_meta_step_and_leave_the_base_weights(tmp_path):
+    from peft import LoraConfig
+
+    torch.set_num_threads(2)
+    model, tokenizer = build_tiny_model("tiny-test", seed=0)
+    base = {name: p.detach().clone() for name, p in model.named_parameters()}
+    trainer = AMFTTrainer(
+        model=model, reward_funcs=sum_reward, processing_class=tokenizer,
+        args=AMFTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, seed=0, max_steps=2, learning_rate=1e-2,
+                        per_device_train_batch_size=16, num_generations=4, max_completion_length=4, logging_steps=1,
+                        report_to="none", save_strategy="no", gradient_checkpointing=False, disable_tqdm=True,
+                        amft_warmup_steps=0, meta_period=1, meta_batch_size=2, sft_batch_size=8,
+                        meta_normalization="cosine", meta_lr=0.05, use_entropy_term=False),
+        train_dataset=Dataset.from_list(PROMPTS), demo_dataset=DEMOS, meta_dataset=PROMPTS[:8],
+        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"),
+    )
+    trainer.train()
+    assert len(series(trainer, "amft/val_reward")) == 2  # both steps were meta steps
+    trained = dict(trainer.model.named_parameters())
+    lora = [name for name in trained if "lora_" in name]
+    assert lora and all(trained[name].requires_grad for name in lora)
+    for name, value in base.items():
+        module, _, leaf = name.rpartition(".")
+        wrapped = trained.get(f"base_model.model.{name}", trained.get(f"base_model.model.{module}.base_layer.{leaf}"))
+        assert torch.equal(wrapped.detach(), value), name
+    assert any(not torch.all(trained[name] == 0) for name in lora if "lora_B" in name)

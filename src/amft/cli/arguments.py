@@ -98,8 +98,33 @@ class RunArguments:
     time_budget_minutes: float | None = field(
         default=None, metadata={"help": "Stop training after this many minutes of wall time (evaluation comes after)."}
     )
+    use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of all weights (needs the peft extra)."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_target_modules: str = field(
+        default="all-linear", metadata={"help": "Modules that get adapters: 'all-linear' or comma-separated names."}
+    )
+    dry_run: bool = field(
+        default=False,
+        metadata={"help": "Print the resolved plan (model, data, devices, rollout engine, budget) and exit without loading anything."},
+    )
     resume: bool = field(default=False, metadata={"help": "Continue from the last complete checkpoint in output_dir."})
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: all cores)."})
+
+    def peft_config(self):
+        """The LoRA config asked for, or None."""
+        if not self.use_peft:
+            return None
+        try:
+            from peft import LoraConfig
+        except ImportError as error:
+            raise ImportError("--use_peft needs the peft package: pip install 'amft[peft]'") from error
+        targets = self.lora_target_modules
+        return LoraConfig(
+            r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout, task_type="CAUSAL_LM",
+            target_modules=targets if targets == "all-linear" else [t for t in targets.split(",") if t],
+        )
 
     def splits(self, task_default: tuple[str, ...]) -> list[str]:
         """The splits to evaluate: `benchmarks` if given, else `eval_splits`, else ``task_default``."""

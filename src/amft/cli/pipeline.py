@@ -196,6 +196,7 @@ def run_training(run: RunArguments, args: AMFTConfig) -> dict[str, Any]:
         meta_dataset=validation,
         processing_class=tokenizer,
         callbacks=callbacks,
+        peft_config=run.peft_config(),
     )
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(args.output_dir)
