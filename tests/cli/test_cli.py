@@ -1,6 +1,8 @@
 """The `amft` command: help texts, the embedded demo preset, a miniature demo run and `amft eval`."""
 
 import json
+import os
+import pathlib
 import subprocess
 import sys
 
@@ -111,3 +113,14 @@ def test_skip_invalid_rows_keeps_the_good_ones_and_counts_the_rest(tmp_path, cap
         rows = read_rows(str(demo_file), DEMO_FIELDS, skip_invalid=True)
     assert rows == [{"prompt": "a", "completion": "b"}]
     assert "skipped 2 malformed row(s)" in caplog.text
+
+
+def test_the_7b_recipe_resolves_its_plan_without_a_gpu_or_downloads():
+    config = pathlib.Path(__file__).parents[2] / "configs" / "math-qwen2.5-math-7b.yaml"
+    result = subprocess.run([sys.executable, "-m", "amft", "train", "--config", str(config), "--dry-run"],
+                            capture_output=True, text=True, check=True, env={**os.environ, "COLUMNS": "200"})
+    out = result.stdout
+    for words in ("Qwen/Qwen2.5-Math-7B", "math (Elliott/Openr1-Math-46k-8192)", "vLLM (colocate mode)",
+                  "x 8 completions (<= 2048 tokens)", "500 optimizer steps", "aime24,amc,math500,minerva,olympiad",
+                  "mu_init 0.8 in [0.05, 0.95]"):
+        assert words in out, words

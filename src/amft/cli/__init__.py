@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     if command == "train":
         from amft.cli.pipeline import run_training
 
+        if "--dry-run" in rest or "--dry_run" in rest:
+            return _dry_run(rest)
         run, args = _parse_training_args(rest, "amft train")
         run_training(run, args)
     elif command == "demo":
@@ -85,6 +87,19 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"amft: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _dry_run(argv: list[str]) -> int:
+    import torch
+
+    from amft.cli.plan import print_plan
+
+    # Transformers refuses bf16 without a GPU unless told to use the CPU; the plan is still the
+    # recipe's, resolved on this machine.
+    without_gpu = not torch.cuda.is_available() and "--use_cpu" not in argv
+    run, args = _parse_training_args([*argv, "--use_cpu", "true"] if without_gpu else argv, "amft train")
+    print_plan(run, args, note="no GPU on this machine: resolved with use_cpu=True" if without_gpu else None)
     return 0
 
 
