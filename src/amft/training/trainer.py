@@ -151,8 +151,12 @@ class AMFTTrainer(GRPOTrainer):
             else None
         )
         self._demonstration_of = {prompt_key(row["prompt"]): row["completion"] for row in demo_dataset}
-        if isinstance(self.controller, ReliftController) and args.success_reward is None:
-            raise ValueError("ReLIFT needs success_reward: the reward at which a rollout counts as solved")
+        if isinstance(self.controller, ReliftController):
+            if args.success_reward is None:
+                raise ValueError("ReLIFT needs success_reward: the reward at which a rollout counts as solved")
+            if self.accelerator.num_processes > 1:
+                # Each process would fill its own buffer and reach its SFT step at a different time.
+                raise ValueError("method 'relift' runs in a single process for now")
         self._scored_rewards: torch.Tensor | None = None
         self._hard_prompt_rows: list[dict[str, Any]] = []
         self._relift_rows: list[list[dict[str, Any]]] = []
@@ -347,7 +351,15 @@ class AMFTTrainer(GRPOTrainer):
         logps = token_log_probs(self._completion_logits(model, batch), batch.completion_ids)
         # CHORD-phi down-weights demonstration tokens the policy is already sure of or finds implausible.
         weights = chord_phi(logps) if self.args.method == "chord" and self.args.chord_phi else None
-        return sft_loss(logps, batch.completion_mask, token_weights=weights)
+        return sft_loss(logps, batch.completion_mask, token_weights=weights, normalizer=self._shared_normalizer(batch.completion_mask))
+
+    def _shared_normalizer(self, mask: torch.Tensor) -> torch.Tensor | None:
+        """The token count that makes a token mean global: gradients are averaged over processes, so
+        each process divides by the global count over the number of processes (None: one process)."""
+        if self.accelerator.num_processes == 1:
+            return None
+        total = self.accelerator.reduce(mask.sum().float(), reduction="sum")
+        return (total / self.accelerator.num_processes).clamp(min=1.0)
 
     def _rl_forward(self, model, rollouts: dict[str, Any]) -> tuple[torch.Tensor, float]:
         """L_RL over the rollouts (the method's form of it) and H, the mean token entropy of the
