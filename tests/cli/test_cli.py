@@ -1,5 +1,6 @@
 """The `amft` command: help texts, the embedded demo preset, a miniature demo run and `amft eval`."""
 
+import importlib.util
 import json
 import os
 import pathlib
@@ -124,3 +125,36 @@ def test_the_7b_recipe_resolves_its_plan_without_a_gpu_or_downloads():
                   "x 8 completions (<= 2048 tokens)", "500 optimizer steps", "aime24,amc,math500,minerva,olympiad",
                   "mu_init 0.8 in [0.05, 0.95]"):
         assert words in out, words
+
+
+def test_math_benchmark_evaluation_reports_avg_and_pass_at_k(tmp_path):
+    from amft.models import build_tiny_model
+
+    model, tokenizer = build_tiny_model("tiny-test", seed=0)
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    files = pathlib.Path(__file__).parents[1] / "tasks" / "math_files"
+    out_file = tmp_path / "bench.json"
+    subprocess.run([sys.executable, "-m", "amft", "eval", "--task", "math", "--model", str(tmp_path / "model"),
+                    "--benchmarks", "aime24,arc-c", "--benchmark_dir", str(files), "--eval_samples", "3",
+                    "--eval_max_new_tokens", "8", "--output_file", str(out_file)],
+                   check=True, capture_output=True, text=True)
+    result = json.loads(out_file.read_text())
+    assert set(result) == {"aime24", "arc-c"}
+    for split in result.values():
+        assert split["problems"] == 2 and split["samples"] == 3
+        assert 0.0 <= split["avg_at_k"] <= split["pass_at_k"] <= 1.0
+
+
+def test_vllm_evaluation_without_vllm_says_how_to_install_it(tmp_path):
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here")
+    from amft.models import build_tiny_model
+
+    model, tokenizer = build_tiny_model("tiny-test", seed=0)
+    tokenizer.save_pretrained(tmp_path / "model")
+    model.save_pretrained(tmp_path / "model")
+    result = subprocess.run([sys.executable, "-m", "amft", "eval", "--task", "math", "--model", str(tmp_path / "model"),
+                             "--benchmarks", "id", "--use_vllm_eval", "true"], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "pip install 'amft[vllm]'" in result.stderr

@@ -117,9 +117,23 @@ def _run_eval(argv: list[str]) -> None:
     if not eval_args.model:
         parser.error("--model is required")
     task = build_task(run)
-    model, tokenizer = load_model(eval_args.model)
     splits = run.splits(task.default_splits)
-    results = evaluate_splits(model, tokenizer, task, splits, run, bf16=eval_args.bf16, seed=eval_args.seed)
+    if run.use_vllm_eval:
+        if task.multi_turn:
+            parser.error("--use_vllm_eval applies to sampled evaluation (math), not to multi-turn episodes")
+        from amft.evaluation.sampling import evaluate_samples
+        from amft.models.loading import load_tokenizer
+
+        tokenizer = load_tokenizer(eval_args.model)
+        results = {
+            split: evaluate_samples(eval_args.model, tokenizer, task, split, samples=run.eval_samples,
+                                    temperature=run.eval_temperature, max_new_tokens=run.eval_max_new_tokens,
+                                    seed=eval_args.seed, limit=run.eval_limit, use_vllm=True)
+            for split in splits
+        }
+    else:
+        model, tokenizer = load_model(eval_args.model)
+        results = evaluate_splits(model, tokenizer, task, splits, run, bf16=eval_args.bf16, seed=eval_args.seed)
     print_results(f"{eval_args.model} on {task.name}", results)
     output = eval_args.output_file or os.path.join(eval_args.model, f"eval-{'-'.join(splits)}.json")
     atomic_write_json(output, {split: r.summary() for split, r in results.items()})
