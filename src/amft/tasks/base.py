@@ -144,16 +144,19 @@ def completion_text(completion: Any) -> str:
 
 
 class DataError(ValueError):
-    """A bad row in a data file; the message names the file, the 1-based row and the field."""
+    """A bad row in a data file; the message names the file, the 1-based row and the field.
 
-    def __init__(self, path: str | Path, row: int | None, field: str | None, problem: str):
+    ``unit`` names what is counted (``"row"``, or e.g. ``"route"`` for a file of routes).
+    """
+
+    def __init__(self, path: str | Path, row: int | None, field: str | None, problem: str, unit: str = "row"):
         self.path = str(path)
         self.row = row
         self.field = field
         self.problem = problem
         where = f"{self.path}"
         if row is not None:
-            where += f": row {row}"
+            where += f": {unit} {row}"
         if field is not None:
             where += f": field '{field}'"
         super().__init__(f"{where}: {problem}")
