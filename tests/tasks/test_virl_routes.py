@@ -1,5 +1,6 @@
 """V-IRL routes and rails on hand-written fixtures in the exact record layout (fictional places)."""
 
+import json
 import random
 from pathlib import Path
 
@@ -93,3 +94,29 @@ def test_instruction_and_rail_of_the_worked_example():
     assert all(p.absolute_action == "forward()" and p.sentence in (2, 4) for p in rail if p.kind == "point")
     # No drops at drop_rate 0: five points per segment.
     assert len(build_rail(route, random.Random(0), initial_heading=10, drop_rate=0.0)) == 1 + 5 + 1 + 5 + 1
+
+
+def test_synthetic_routes_are_deterministic_labelled_and_read_by_the_loader(tmp_path):
+    from amft.tasks.virl.synthetic import SOURCE, generate_routes
+
+    records = generate_routes(60, seed=3)
+    assert records == generate_routes(60, seed=3) and records != generate_routes(60, seed=4)
+    assert all(r["source"] == SOURCE and r["seed"] == 3 and r["region"].startswith("Synthetic City") for r in records)
+    path = tmp_path / "synthetic.json"
+    path.write_text(json.dumps([records, len(records)]))
+    routes = load_routes(path)
+    assert len({r.route_id for r in routes}) == 60
+    for route in routes:
+        assert 2 <= len(route.milestones) <= 3  # one or two turns, then the destination
+        assert all(compass_word(m.heading) == m.compass for m in route.milestones)
+        assert route.milestones[-1].landmarks.startswith("The destination ")
+        rail = build_rail(route, random.Random(0), initial_heading=0)
+        assert rail[-1].absolute_action == "stop()" and rail[0].kind == "start"
+
+
+def test_data_command_writes_a_synthetic_route_file(tmp_path):
+    from amft.cli import main
+
+    out = tmp_path / "routes.json"
+    assert main(["data", "virl-synthetic", "--n", "12", "--seed", "0", "--output", str(out)]) == 0
+    assert len(load_routes(out)) == 12

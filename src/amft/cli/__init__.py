@@ -21,6 +21,7 @@ commands:
   train   train with AMFT or a baseline (--method) from a YAML config (--config) and/or flags
   compare run methods x seeds under one budget from a study file; tables and plots
   eval    evaluate a trained model on task splits, single- or multi-turn; writes JSON
+  data    write task data files: `amft data virl-synthetic --n 1000 --seed 0 --output routes.json`
 
 `amft COMMAND --help` explains every option of COMMAND.
 """
@@ -84,9 +85,31 @@ def main(argv: list[str] | None = None) -> int:
         compare_main(rest)
     elif command == "eval":
         _run_eval(rest)
+    elif command == "data":
+        return _run_data(rest)
     else:
         print(f"amft: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _run_data(argv: list[str]) -> int:
+    import argparse
+
+    from amft.tasks.virl.synthetic import generate_routes
+    from amft.training.checkpoint import atomic_write_json
+
+    parser = argparse.ArgumentParser(prog="amft data", description="Write task data files.")
+    sub = parser.add_subparsers(dest="kind", required=True)
+    routes = sub.add_parser("virl-synthetic", help="V-IRL-L-synthetic routes in the route_infos.json format.")
+    routes.add_argument("--n", type=int, default=1000, help="Number of routes.")
+    routes.add_argument("--seed", type=int, default=0, help="Generator seed (the same seed gives the same file).")
+    routes.add_argument("--cities", type=int, default=4, help="Number of synthetic street grids.")
+    routes.add_argument("--output", required=True, help="The JSON file to write ([route_list, count], as the collector writes).")
+    options = parser.parse_args(argv)
+    records = generate_routes(options.n, options.seed, cities=options.cities)
+    atomic_write_json(options.output, [records, len(records)])
+    print(f"{len(records)} synthetic routes written to {options.output}")
     return 0
 
 
