@@ -1,0 +1,175 @@
+"""The on-rail navigation environment (spec §2.5-2.8): prompts, the verifier, retries and metrics.
+
+One episode walks a route's rail. At every position the agent answers with an action; a
+correct one (+1) moves it to the next position (or ends the episode at `stop()`), a wrong one
+costs -1 (-1.5 when its claimed observation contradicts whether it stands at an intersection,
+V4) and it may try again: 2 tries per position, the third call fails the episode.
+
+Two prompt forms: ``original`` (the paper's sections and JSON answer, for LLMs) and ``compact``
+(short sections with an action-space mode token ``[mode] abs|rel``, decision V5, for tiny
+models trained from scratch).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from amft.tasks.base import Env, Verification
+
+from .rail import Position, build_rail, instruction_sentences
+from .routes import COMPASS_WORDS, Route
+
+__all__ = ["ACTION_SPACES", "StepRecord", "VirlEnv", "parse_answer", "render_prompt", "render_target", "step_reward"]
+
+ACTION_SPACES = {"abs": COMPASS_WORDS, "rel": ("left", "right", "slightly left", "slightly right")}
+MAX_TRIES = 2
+CORRECT, WRONG, WRONG_OBSERVATION = 1.0, -1.0, -1.5
+OUTPUT_SKELETON = '{\n  "current observation": "",\n  "current instruction": "",\n  "action": "",\n}'
+
+
+def _history(rail: list[Position], index: int, mode: str) -> list[tuple[str, str]]:
+    return [(p.observation, p.action(mode)) for p in rail[:index]]
+
+
+def render_prompt(form: str, sentences: list[str], rail: list[Position], index: int, mode: str) -> str:
+    """The prompt at rail position ``index``: instruction, action space, history, current observation."""
+    if form == "compact":
+        history = " ".join(action for _, action in _history(rail, index, mode))
+        numbered = " ".join(f"{i}. {s}" for i, s in enumerate(sentences, start=1))
+        return f"[inst] {numbered}\n[mode] {mode}\n[hist] {history}\n[obs] {rail[index].observation}\n[answer]"
+    choices = ", ".join(ACTION_SPACES[mode])
+    lines = [f"O_{i}: {obs}\nA_{i}: {action}" for i, (obs, action) in enumerate(_history(rail, index, mode), start=1)]
+    lines.append(f"O_{index + 1}: {rail[index].observation}\nA_{index + 1}: ")
+    numbered = "\n".join(f"{i}. {s}" for i, s in enumerate(sentences, start=1))
+    return (
+        "[Task Description]\nYou are an expert in navigation. You will receive a sequence of instructions to follow "
+        "while observing your surrounding environment, and the sequence of your past observations and actions. "
+        "First identify which instruction you are executing now, then choose the next action.\n\n"
+        f"[Instruction]\n{numbered}\n\n"
+        "[Action space]\n"
+        '"forward()": move forward one step\n'
+        f'"turn_direction(x)": turn to direction x, where x is one of [{choices}]\n'
+        '"stop()": stop, the navigation is finished\n\n'
+        "[Observations and actions sequence]\n" + "\n".join(lines) + "\n\n"
+        f"[Output]\nYour answer should be in this JSON format:\n{OUTPUT_SKELETON}"
+    )
+
+
+def render_target(form: str, sentences: list[str], position: Position, mode: str) -> str:
+    """The expert answer at a position (the SFT target)."""
+    action = position.action(mode)
+    if form == "compact":
+        flag = "intersection" if position.at_intersection else "none"
+        return f" {flag} | {position.sentence} | {action}"
+    return json.dumps(
+        {"current observation": position.observation, "current instruction": sentences[position.sentence - 1],
+         "action": action}, indent=2)
+
+
+_JSON_FIELD = r'"{}"\s*:\s*"([^"]*)"'
+
+
+def parse_answer(form: str, text: str) -> tuple[str | None, str | None]:
+    """(action, claimed observation) of an answer; None for what cannot be read."""
+    if form == "compact":
+        parts = [part.strip() for part in text.strip().split("|")]
+        if len(parts) != 3:
+            return None, None
+        return parts[2] or None, parts[0]
+    try:
+        payload = json.loads(text.strip())
+        if isinstance(payload, dict):
+            action, observation = payload.get("action"), payload.get("current observation")
+            return (action if isinstance(action, str) else None, observation if isinstance(observation, str) else None)
+    except json.JSONDecodeError:
+        pass
+    found = [re.search(_JSON_FIELD.format(key), text) for key in ("action", "current observation")]
+    return tuple(match.group(1) if match else None for match in found)  # type: ignore[return-value]
+
+
+def step_reward(form: str, text: str, position: Position, mode: str) -> Verification:
+    """The verdict on one answer at one position (spec §2.8 with the V4 intersection check)."""
+    action, observation = parse_answer(form, text)
+    if action == position.action(mode):
+        return Verification(CORRECT, True, "Correct action")
+    claims_intersection = observation is not None and "intersection" in observation
+    if observation is not None and claims_intersection != position.at_intersection:
+        where = "not at any intersection" if not position.at_intersection else "at an intersection"
+        return Verification(WRONG_OBSERVATION, False, f"you are {where}. Please avoid this observation and try again.")
+    return Verification(WRONG, False, "you make incorrect action. Please avoid this action and try again.")
+
+
+@dataclass
+class StepRecord:
+    """Counts of one episode: model calls, correct calls, and whether the whole rail was solved."""
+
+    calls: int = 0
+    correct: int = 0
+    success: bool = False
+    rewards: list[float] = field(default_factory=list)
+
+
+class VirlEnv(Env):
+    """One route, one episode at a time: ``reset()`` returns the first prompt, ``step(text)`` scores an
+    answer and returns the next prompt (the same position on a retry, with the feedback appended)."""
+
+    def __init__(self, route: Route, *, form: str = "compact", mode: str = "abs", seed: int = 0,
+                 drop_rate: float = 0.5, wrap: bool = True) -> None:
+        if form not in ("compact", "original"):
+            raise ValueError(f"form must be 'compact' or 'original', got {form!r}")
+        if mode not in ACTION_SPACES:
+            raise ValueError(f"mode must be one of {tuple(ACTION_SPACES)}, got {mode!r}")
+        self.route, self.form, self.mode, self.drop_rate, self.wrap = route, form, mode, drop_rate, wrap
+        self._rng = random.Random(f"virl-episode:{route.route_id}:{seed}")
+        self.rail: list[Position] = []
+        self.sentences: list[str] = []
+        self.index = 0
+        self.tries = 0
+        self.record = StepRecord()
+        self._done = True
+
+    def reset(self) -> str:
+        # init_heading 0 means "random at each reset", as in the original environment.
+        heading = self.route.init_heading or self._rng.randrange(360)
+        self.rail = build_rail(self.route, self._rng, heading, drop_rate=self.drop_rate, wrap=self.wrap)
+        self.sentences = instruction_sentences(self.route, heading, wrap=self.wrap)
+        self.index, self.tries, self.record, self._done = 0, 0, StepRecord(), False
+        return self.prompt()
+
+    def prompt(self) -> str:
+        return render_prompt(self.form, self.sentences, self.rail, self.index, self.mode)
+
+    def expert_answer(self) -> str:
+        return render_target(self.form, self.sentences, self.rail[self.index], self.mode)
+
+    def step(self, text: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        if self._done:
+            raise RuntimeError("episode ended; call reset()")
+        position = self.rail[self.index]
+        if self.tries >= MAX_TRIES:
+            self._done = True
+            verification = Verification(WRONG, False, "Exceed maximum verify steps")
+            return self.prompt(), WRONG, False, True, self._info(verification, position)
+        verification = step_reward(self.form, text, position, self.mode)
+        self.tries += 1
+        self.record.calls += 1
+        self.record.rewards.append(verification.reward)
+        if verification.success:
+            self.record.correct += 1
+            self.tries = 0
+            if position.kind == "destination":
+                self._done = True
+                self.record.success = True
+                return self.prompt(), verification.reward, True, False, self._info(verification, position)
+            self.index += 1
+            return self.prompt(), verification.reward, False, False, self._info(verification, position)
+        retry = f"{self.prompt()}{text}\nYou failed this trial because {verification.message}\n"
+        return retry, verification.reward, False, False, self._info(verification, position)
+
+    def _info(self, verification: Verification, position: Position) -> dict[str, Any]:
+        return {"verification": verification, "attempts": self.record.calls, "gt_action": position.action(self.mode),
+                "is_success": self.record.success, "position": self.index}

@@ -1,0 +1,90 @@
+"""The on-rail environment: prompts, answers, each reward case and the retry rule, on the
+hand-checked fixture route (no dropped points, initial heading 10)."""
+
+from pathlib import Path
+
+import pytest
+
+from amft.tasks.virl import load_routes
+from amft.tasks.virl.env import VirlEnv, parse_answer
+
+(ROUTE,) = load_routes(Path(__file__).parent / "virl_files" / "route_bare.json")
+
+
+def make_env(form="compact", mode="abs"):
+    env = VirlEnv(ROUTE, form=form, mode=mode, drop_rate=0.0)
+    env.reset()
+    return env
+
+
+def test_compact_prompt_and_expert_answers_along_the_rail():
+    env = make_env()
+    prompt = env.prompt()
+    assert prompt.startswith("[inst] 1. First, turn left to face west. 2. Move forward")
+    assert "\n[mode] abs\n[hist] \n[obs] No landmarks nearby; \n[answer]" in prompt
+    answers = []
+    while True:
+        answers.append(env.expert_answer())
+        _, reward, terminated, truncated, info = env.step(answers[-1])
+        assert reward == 1.0 and not truncated
+        if terminated:
+            break
+    assert answers == [" none | 1 | turn_direction(west)", *[" none | 2 | forward()"] * 5,
+                       " intersection | 3 | turn_direction(south)", *[" none | 4 | forward()"] * 5, " none | 4 | stop()"]
+    assert info["is_success"] and env.record.calls == env.record.correct == 13
+    assert "[hist] turn_direction(west) forward() forward()" in make_env_at(3).prompt()
+
+
+def make_env_at(index):
+    env = make_env()
+    for _ in range(index):
+        env.step(env.expert_answer())
+    return env
+
+
+def test_each_reward_case_and_the_retry_rule():
+    env = make_env()
+    observation, reward, *_ , info = env.step(" none | 1 | turn_direction(east)")
+    assert reward == -1.0 and env.index == 0
+    assert observation.endswith("turn_direction(east)\nYou failed this trial because you make incorrect action. "
+                                "Please avoid this action and try again.\n")
+    # A correct retry still advances, and the tries start again at the next position.
+    assert env.step(" none | 1 | turn_direction(west)")[1] == 1.0 and env.index == 1
+    # Claiming an intersection where there is none: -1.5.
+    assert env.step(" intersection | 2 | stop()")[1] == -1.5
+    assert env.step(" none | 2 | stop()")[1] == -1.0
+    # A third call at the same position is not evaluated: the episode fails.
+    _, reward, terminated, truncated, info = env.step(" none | 2 | forward()")
+    assert (reward, terminated, truncated, info["is_success"]) == (-1.0, False, True, False)
+    assert info["verification"].message == "Exceed maximum verify steps"
+    with pytest.raises(RuntimeError):
+        env.step("anything")
+
+    at_intersection = make_env_at(6)
+    assert at_intersection.rail[6].kind == "intersection"
+    _, reward, *_, info = at_intersection.step(" none | 3 | forward()")
+    assert reward == -1.5 and "you are at an intersection" in info["verification"].message
+    assert at_intersection.step(" intersection | 3 | forward()")[1] == -1.0
+    assert make_env().step("gibberish")[1] == -1.0
+
+
+def test_relative_mode_asks_for_relative_turns():
+    env = make_env(mode="rel")
+    assert "[mode] rel" in env.prompt()
+    assert env.expert_answer() == " none | 1 | turn_direction(left)"
+    assert env.step(" none | 1 | turn_direction(west)")[1] == -1.0
+
+
+def test_original_prompt_and_json_answers():
+    env = make_env(form="original")
+    prompt = env.prompt()
+    assert "[Instruction]\n1. First, turn left to face west.\n2. Move forward" in prompt
+    assert "where x is one of [north, northeast, east, southeast, south, southwest, west, northwest]" in prompt
+    assert prompt.split("[Observations and actions sequence]\n")[1].startswith("O_1: No landmarks nearby; \nA_1: \n")
+    target = env.expert_answer()
+    assert parse_answer("original", target) == ("turn_direction(west)", "No landmarks nearby; ")
+    # The skeleton's trailing commas are not JSON: the regex still reads the fields.
+    loose = '{\n  "current observation": "x; You observe an intersection",\n  "current instruction": "3",\n  "action": "stop()",\n}'
+    assert parse_answer("original", loose) == ("stop()", "x; You observe an intersection")
+    assert env.step(target)[1] == 1.0
+    assert "O_1: No landmarks nearby; \nA_1: turn_direction(west)\nO_2:" in env.prompt()
