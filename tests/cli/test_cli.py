@@ -66,7 +66,10 @@ def test_miniature_demo_writes_summary_plot_and_model_then_eval_reads_it(tmp_pat
     assert result["ood-rule"]["max_attempts"] == 1
 
 
-@pytest.mark.parametrize(("preset", "task"), [("demo-general-points.yaml", "general-points"), ("demo-math.yaml", "math")])
+@pytest.mark.parametrize(
+    ("preset", "task"),
+    [("demo-general-points.yaml", "general-points"), ("demo-math.yaml", "math"), ("demo-virl.yaml", "virl")],
+)
 def test_demo_presets_are_packaged_and_parse(preset, task):
     from trl import TrlParser
 
@@ -79,6 +82,17 @@ def test_demo_presets_are_packaged_and_parse(preset, task):
     assert args.method == "amft"
     assert args.use_cpu
     assert build_task(run).name == task
+
+
+@pytest.mark.slow
+def test_miniature_virl_demo_reports_route_success_and_per_call_accuracy(tmp_path):
+    run_dir = tmp_path / "virl"
+    subprocess.run([sys.executable, "-m", "amft", "demo", "--task", "virl", "--output-dir", str(run_dir), *TINY_RUN,
+                    "--synthetic_routes", "200", "--eval_routes", "10"], check=True, capture_output=True, text=True)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert set(summary["success_rate"]) == {"id", "ood-rule", "unseen-routes"}
+    assert all("call_accuracy" in split for split in summary["splits"].values())
+    assert (run_dir / "progress_eval.jsonl").read_text().count("\n") == 2
 
 
 @pytest.mark.slow

@@ -88,3 +88,31 @@ def test_original_prompt_and_json_answers():
     assert parse_answer("original", loose) == ("stop()", "x; You observe an intersection")
     assert env.step(target)[1] == 1.0
     assert "O_1: No landmarks nearby; \nA_1: turn_direction(west)\nO_2:" in env.prompt()
+
+
+def test_virl_task_rows_splits_and_expert_episodes():
+    from amft.tasks import get_task
+
+    task = get_task("virl", synthetic_routes=300, eval_routes=20, validation_routes=20)
+    splits = task.route_splits()
+    assert len(splits["train"]) == 260 and len(splits["test"]) == len(splits["validation"]) == 20
+    train_ids = {r.route_id for r in splits["train"]}
+    assert not train_ids & {r.route_id for r in splits["test"] + splits["validation"]}
+    demos = task.demonstrations(200, seed=0)
+    assert demos == task.demonstrations(200, seed=0)
+    assert all(task.verify(d, d["completion"]).reward == 1.0 for d in demos)
+    relative = [d for d in demos if d["mode"] == "rel"]
+    assert relative and all("[mode] rel" in d["prompt"] for d in relative)
+    assert all(d["completion"].count("|") == 2 for d in demos)
+    prompts = task.train_prompts(50, seed=0)
+    assert all(task.verify(p, " none | 1 | nonsense").reward < 0 for p in prompts)
+    ood = task.eval_episodes("ood-rule")
+    assert ood and all(row["mode"] == "rel" for row in ood)
+    for row in (*task.eval_episodes("id")[:5], *ood[:5], *task.eval_episodes("unseen-routes")[:5]):
+        env = task.make_env(row)
+        env.reset()
+        while True:
+            *_, terminated, truncated, info = env.step(env.expert_answer())
+            if terminated or truncated:
+                break
+        assert info["episode_success"]

@@ -17,7 +17,7 @@ USAGE = """usage: amft COMMAND [options]
 commands:
   demo    the embedded default: a tiny model learns GeneralPoints-L with AMFT on CPU
           (progress bar, success table per split, plot and summary in the run folder);
-          `amft demo --task math`: the same for small arithmetic word problems
+          `amft demo --task math` / `--task virl`: the same for arithmetic word problems / street navigation
   train   train with AMFT or a baseline (--method) from a YAML config (--config) and/or flags
   compare run methods x seeds under one budget from a study file; tables and plots
   eval    evaluate a trained model on task splits, single- or multi-turn; writes JSON
@@ -26,7 +26,7 @@ commands:
 `amft COMMAND --help` explains every option of COMMAND.
 """
 
-DEMO_PRESETS = {"general-points": "demo-general-points.yaml", "math": "demo-math.yaml"}
+DEMO_PRESETS = {"general-points": "demo-general-points.yaml", "math": "demo-math.yaml", "virl": "demo-virl.yaml"}
 
 
 @dataclass

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 class RunArguments:
     """What to train and how to evaluate it. Every field is also a YAML key of `--config`."""
 
-    task: str = field(default="general-points", metadata={"help": "Task name: 'general-points' or 'math'."})
+    task: str = field(default="general-points", metadata={"help": "Task name: 'general-points', 'math' or 'virl'."})
     model_name_or_path: str = field(
         default="tiny-gp",
         metadata={"help": "A tiny model name built from scratch (tiny-test, tiny-gp, tiny-6m), a Hub id or a local folder."},
@@ -54,6 +54,19 @@ class RunArguments:
     benchmark_dir: str | None = field(
         default=None, metadata={"help": "Math: folder of local benchmark files <name>.jsonl/.json/.parquet (else the Hub)."}
     )
+    routes: str | None = field(
+        default=None, metadata={"help": "V-IRL: a route_infos.json file (default: V-IRL-L-synthetic routes)."}
+    )
+    synthetic_routes: int = field(default=1200, metadata={"help": "V-IRL: number of synthetic routes to generate."})
+    synthetic_seed: int = field(default=0, metadata={"help": "V-IRL: seed of the synthetic street grids and routes."})
+    prompt_form: str = field(
+        default="compact",
+        metadata={"help": "V-IRL: 'compact' prompts with an action-space mode token (tiny models) or the paper's 'original' ones."},
+    )
+    relative_fraction: float = field(
+        default=0.5, metadata={"help": "V-IRL: share of one-turn training routes shown in the relative action space."}
+    )
+    eval_routes: int = field(default=100, metadata={"help": "V-IRL: routes per evaluation split."})
     num_train_prompts: int = field(default=20000, metadata={"help": "RL prompts generated for training."})
     num_demonstrations: int = field(default=20000, metadata={"help": "Demonstrations generated for the SFT stream."})
     num_meta_prompts: int = field(default=256, metadata={"help": "Held-out validation prompts for the meta term."})

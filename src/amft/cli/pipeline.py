@@ -132,7 +132,7 @@ class ProgressEvalCallback(TrainerCallback):
             return control
         results = evaluate_splits(
             model, processing_class, self.task, self.splits, self.run,
-            bf16=self.amft_args.bf16, seed=self.amft_args.seed, attempts=1, temperature=0.0, limit=self.run.progress_eval_episodes,
+            bf16=self.amft_args.bf16, seed=self.amft_args.seed, attempts=self.task.quick_eval_attempts, temperature=0.0, limit=self.run.progress_eval_episodes,
         )
         with open(self.path, "a") as handle:
             handle.write(json.dumps({"step": state.global_step, **{s: r.success_rate for s, r in results.items()}}) + "\n")

@@ -20,6 +20,8 @@ class EpisodeRecord:
     attempts: int
     rewards: list[float]
     completions: list[str]
+    correct_calls: int = 0
+    truncated: bool = False
 
 
 @dataclass
@@ -33,6 +35,8 @@ class SplitResult:
     mean_attempts: float
     max_attempts: int
     temperature: float
+    #: correct answers over evaluated model calls (a call refused for exceeding the tries is not evaluated)
+    call_accuracy: float = 0.0
     records: list[EpisodeRecord] = field(default_factory=list, repr=False)
 
     def summary(self) -> dict[str, Any]:
@@ -48,6 +52,7 @@ class SplitResult:
             f"success within {self.max_attempts} tries": f"{self.success_rate:.1%}",
             "first-try success": f"{self.first_attempt_success_rate:.1%}",
             "mean tries": f"{self.mean_attempts:.2f}",
+            "per-call accuracy": f"{self.call_accuracy:.1%}",
             "episodes": str(self.episodes),
         }
 
@@ -98,7 +103,11 @@ def evaluate(
     seed: int = 0,
     limit: int | None = None,
 ) -> SplitResult:
-    """Run every episode of `split` with up to `max_attempts` verified tries (1 = single turn)."""
+    """Run every episode of `split` with up to `max_attempts` model calls (1 = single turn).
+
+    An episode succeeds when its environment says so (``info["episode_success"]``, for tasks whose
+    episodes span several decisions), else at its first verified success.
+    """
     rows = task.eval_episodes(split)
     if limit is not None:
         rows = rows[:limit]
@@ -128,7 +137,10 @@ def evaluate(
                 record.attempts += 1
                 record.rewards.append(float(reward))
                 record.completions.append(text)
-                record.success = record.success or info["verification"].success
+                verification = info["verification"]
+                record.correct_calls += int(verification.success)
+                record.truncated = record.truncated or truncated
+                record.success = info.get("episode_success", record.success or verification.success)
                 observations[i] = observation
                 if not (terminated or truncated):
                     still_active.append(i)
@@ -142,6 +154,7 @@ def evaluate(
         # The environment ends an episode at its first success, so one attempt + success = first-try success.
         first_attempt_success_rate=sum(r.success and r.attempts == 1 for r in records) / count,
         mean_attempts=sum(r.attempts for r in records) / count,
+        call_accuracy=sum(r.correct_calls for r in records) / max(sum(r.attempts - r.truncated for r in records), 1),
         max_attempts=max_attempts,
         temperature=temperature,
         records=records,

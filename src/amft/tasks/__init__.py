@@ -91,6 +91,24 @@ def _math_options() -> tuple[str, ...]:
 register_task("math", _math, options=_math_options)
 
 
+def _virl(**overrides: Any) -> Task:
+    from .virl.task import VirlConfig, VirlTask
+
+    unknown = sorted(set(overrides) - set(VirlConfig.field_names()))
+    if unknown:
+        raise ValueError(f"unknown virl option(s) {unknown}; known: {sorted(VirlConfig.field_names())}")
+    return VirlTask(**overrides)
+
+
+def _virl_options() -> tuple[str, ...]:
+    from .virl.task import VirlConfig
+
+    return VirlConfig.field_names()
+
+
+register_task("virl", _virl, "virl-l", options=_virl_options)
+
+
 def get_task(name: str, **config_overrides: Any) -> Task:
     """The task registered as ``name``, configured with ``config_overrides``.
 

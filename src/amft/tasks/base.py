@@ -71,6 +71,9 @@ class Task(ABC):
     success_reward: float = 1.0
     #: evaluated in episodes with verified retries (True), or by independent samples (avg@k, pass@k)
     multi_turn: bool = True
+    #: model calls per episode in the quick progress evaluation (None: the run's eval_attempts, for
+    #: episodes that are sequences of decisions)
+    quick_eval_attempts: int | None = 1
 
     @property
     def default_splits(self) -> tuple[str, ...]:

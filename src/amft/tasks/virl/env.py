@@ -172,4 +172,4 @@ class VirlEnv(Env):
 
     def _info(self, verification: Verification, position: Position) -> dict[str, Any]:
         return {"verification": verification, "attempts": self.record.calls, "gt_action": position.action(self.mode),
-                "is_success": self.record.success, "position": self.index}
+                "is_success": self.record.success, "episode_success": self.record.success, "position": self.index}

@@ -1,0 +1,144 @@
+"""The V-IRL-L task: per-step decision prompts for training, whole episodes with retries for
+evaluation (splits ``id``, ``ood-rule`` and ``unseen-routes``).
+
+Routes come from a `route_infos.json` file (``routes``) or from V-IRL-L-synthetic. Route splits
+are held out (V3): the routes are split by route id with a fixed seed into train, validation
+and test; ``id`` evaluates test routes in the absolute action space, ``ood-rule`` test routes
+with two turns in the relative space, and ``unseen-routes`` routes of street grids that no
+training route comes from (synthetic routes only). Training shows the relative space only on
+one-turn routes (V5), so ``ood-rule`` asks for an action space on route shapes never trained
+with it.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+from amft.tasks.base import Task, Verification, completion_text
+
+from .env import Position, VirlEnv, step_reward
+from .routes import Route, load_routes, route_from_record
+from .synthetic import generate_routes
+
+__all__ = ["VirlConfig", "VirlTask"]
+
+
+@dataclass(frozen=True)
+class VirlConfig:
+    """Options of the V-IRL-L task (each is also a flag of `amft train`)."""
+
+    #: a route_infos.json file; None = V-IRL-L-synthetic routes
+    routes: str | None = None
+    synthetic_routes: int = 1200
+    synthetic_seed: int = 0
+    #: "compact" (tiny models, with the [mode] token) or "original" (the paper's prompt, for LLMs)
+    prompt_form: str = "compact"
+    #: share of one-turn training routes shown in the relative action space (V5)
+    relative_fraction: float = 0.5
+    drop_rate: float = 0.5
+    wrap_relative_turns: bool = True
+    eval_routes: int = 100
+    validation_routes: int = 100
+
+    def __post_init__(self) -> None:
+        if self.prompt_form not in ("compact", "original"):
+            raise ValueError(f"prompt_form must be 'compact' or 'original', got {self.prompt_form!r}")
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+
+class VirlTask(Task):
+    """V-IRL-L; decision rows carry ``prompt``, ``action``, ``at_intersection``, ``mode``."""
+
+    name = "virl"
+    splits = ("id", "ood-rule", "unseen-routes")
+    quick_eval_attempts = None
+
+    def __init__(self, config: VirlConfig | None = None, **overrides: Any) -> None:
+        self.config = config or VirlConfig(**overrides)
+        self._splits: dict[str, list[Route]] | None = None
+
+    # ------------------------------------------------------------------ routes
+    def route_splits(self) -> dict[str, list[Route]]:
+        """train / validation / test routes, and unseen-grid routes for synthetic data."""
+        if self._splits is None:
+            config = self.config
+            if config.routes:
+                routes, unseen = load_routes(config.routes), []
+            else:
+                records = generate_routes(config.synthetic_routes, config.synthetic_seed)
+                routes = [route_from_record(r, "V-IRL-L-synthetic", i) for i, r in enumerate(records, start=1)]
+                unseen_records = generate_routes(config.eval_routes, config.synthetic_seed + 1_000)
+                unseen = [route_from_record(r, "V-IRL-L-synthetic", i) for i, r in enumerate(unseen_records, start=1)]
+            order = sorted(routes, key=lambda route: route.route_id)
+            random.Random("virl-route-split").shuffle(order)
+            held = min(config.eval_routes + config.validation_routes, len(order) // 2)
+            test, validation = order[: held // 2], order[held // 2 : held]
+            self._splits = {"train": order[held:], "validation": validation, "test": test, "unseen": unseen}
+        return self._splits
+
+    # ------------------------------------------------------------------ decision rows
+    def _decision(self, route: Route, mode: str, rng: random.Random) -> dict[str, Any]:
+        env = VirlEnv(route, form=self.config.prompt_form, mode=mode, seed=rng.randrange(2**31),
+                      drop_rate=self.config.drop_rate, wrap=self.config.wrap_relative_turns)
+        env.reset()
+        env.index = rng.randrange(len(env.rail))
+        position: Position = env.rail[env.index]
+        return {"prompt": env.prompt(), "action": position.action(mode), "at_intersection": position.at_intersection,
+                "mode": mode, "demonstration": env.expert_answer()}
+
+    def _mode(self, route: Route, rng: random.Random) -> str:
+        one_turn = len(route.milestones) == 2
+        return "rel" if one_turn and rng.random() < self.config.relative_fraction else "abs"
+
+    def _decisions(self, routes: list[Route], n: int, stream: str) -> list[dict[str, Any]]:
+        rng = random.Random(stream)
+        rows = []
+        for _ in range(n):
+            route = routes[rng.randrange(len(routes))]
+            rows.append(self._decision(route, self._mode(route, rng), rng))
+        return rows
+
+    def train_prompts(self, n: int, seed: int) -> list[dict]:
+        return self._decisions(self.route_splits()["train"], n, f"virl-train:{seed}")
+
+    def demonstrations(self, n: int, seed: int) -> list[dict]:
+        rows = self._decisions(self.route_splits()["train"], n, f"virl-demo:{seed}")
+        for row in rows:
+            row["completion"] = row.pop("demonstration")
+        return rows
+
+    def validation_prompts(self, n: int, seed: int) -> list[dict]:
+        return self._decisions(self.route_splits()["validation"], n, f"virl-validation:{seed}")
+
+    # ------------------------------------------------------------------ evaluation
+    def eval_episodes(self, split: str) -> list[dict]:
+        if split not in self.splits:
+            raise ValueError(f"unknown split {split!r}; known: {', '.join(self.splits)}")
+        routes = self.route_splits()
+        if split == "id":
+            chosen, mode = routes["test"], "abs"
+        elif split == "ood-rule":
+            chosen, mode = [r for r in routes["test"] if len(r.milestones) > 2], "rel"
+        else:
+            if not routes["unseen"]:
+                raise ValueError("split 'unseen-routes' needs synthetic routes (no unseen grids in a route file)")
+            chosen, mode = routes["unseen"], "abs"
+        return [{"route_id": route.route_id, "mode": mode, "split": split, "episode": index}
+                for index, route in enumerate(chosen[: self.config.eval_routes])]
+
+    def make_env(self, row: Mapping[str, Any]) -> VirlEnv:
+        by_id = {route.route_id: route for group in self.route_splits().values() for route in group}
+        return VirlEnv(by_id[row["route_id"]], form=self.config.prompt_form, mode=row["mode"],
+                       seed=row.get("episode", 0), drop_rate=self.config.drop_rate, wrap=self.config.wrap_relative_turns)
+
+    def verify(self, row: Mapping[str, Any], completion: Any) -> Verification:
+        # A decision row holds just what the verifier reads of its position: the action and the intersection flag.
+        position = Position("intersection" if row.get("at_intersection") else "point", "", str(row.get("action")),
+                            str(row.get("action")), 0)
+        return step_reward(self.config.prompt_form, completion_text(completion), position, "abs")
+
