@@ -1,0 +1,97 @@
+"""Semantic topology graph: appearance clusters of embeddings as nodes, traversals as weighted
+edges, Dijkstra for planning (Mem4Nav spec §4).
+
+An observation joins the nearest node when its embedding is within ``delta`` (L2) of that
+node's, updating the node's mean embedding and position; otherwise it starts a new node.
+Moving from node a to node b sets the edge weight ``alpha * |p(a) - p(b)| + beta * c_instr``,
+averaged with an earlier weight of the same edge; no self-loops, no negative weights.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+__all__ = ["GraphNode", "TopologyGraph"]
+
+
+@dataclass
+class GraphNode:
+    node_id: int
+    embedding: torch.Tensor
+    position: tuple[float, float, float]
+    visits: int
+
+
+class TopologyGraph:
+    def __init__(self, delta: float = 0.7, alpha: float = 1.0, beta: float = 0.5) -> None:
+        self.delta, self.alpha, self.beta = delta, alpha, beta
+        self.nodes: list[GraphNode] = []
+        self.edges: dict[int, dict[int, float]] = {}
+        self.current: int | None = None
+
+    def nearest(self, embedding: torch.Tensor) -> tuple[int | None, float]:
+        if not self.nodes:
+            return None, math.inf
+        distances = torch.stack([node.embedding for node in self.nodes]).sub(embedding).norm(dim=1)
+        index = int(distances.argmin())
+        return index, float(distances[index])
+
+    def observe(self, embedding: torch.Tensor, position: tuple[float, float, float], instruction_cost: float = 0.1) -> int:
+        """Merge the observation into a node or create one; link it from the previous node; return its id."""
+        embedding = embedding.detach().float()
+        index, distance = self.nearest(embedding)
+        if index is None or distance > self.delta:
+            index = len(self.nodes)
+            self.nodes.append(GraphNode(index, embedding.clone(), tuple(position), 1))
+        else:
+            node = self.nodes[index]
+            node.visits += 1
+            node.embedding += (embedding - node.embedding) / node.visits
+            node.position = tuple(p + (q - p) / node.visits for p, q in zip(node.position, position))
+        previous, self.current = self.current, index
+        if previous is not None and previous != index:
+            cost = max(0.0, self.alpha * math.dist(self.nodes[previous].position, self.nodes[index].position)
+                       + self.beta * instruction_cost)
+            old = self.edges.setdefault(previous, {}).get(index)
+            self.edges[previous][index] = cost if old is None else (old + cost) / 2
+        return index
+
+    def shortest_path(self, source: int, target: int) -> tuple[list[int], float] | None:
+        """Dijkstra: the node path and its cost, or None when ``target`` cannot be reached."""
+        best = {source: 0.0}
+        before: dict[int, int] = {}
+        queue = [(0.0, source)]
+        while queue:
+            cost, node = heapq.heappop(queue)
+            if node == target:
+                path = [node]
+                while path[-1] != source:
+                    path.append(before[path[-1]])
+                return path[::-1], cost
+            if cost > best.get(node, math.inf):
+                continue
+            for neighbour, weight in self.edges.get(node, {}).items():
+                if cost + weight < best.get(neighbour, math.inf):
+                    best[neighbour] = cost + weight
+                    before[neighbour] = node
+                    heapq.heappush(queue, (cost + weight, neighbour))
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config": [self.delta, self.alpha, self.beta], "current": self.current,
+            "nodes": [[n.embedding.tolist(), list(n.position), n.visits] for n in self.nodes],
+            "edges": [[a, b, w] for a, targets in self.edges.items() for b, w in targets.items()],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.__init__(*state["config"])
+        self.nodes = [GraphNode(i, torch.tensor(e), tuple(p), v) for i, (e, p, v) in enumerate(state["nodes"])]
+        for a, b, weight in state["edges"]:
+            self.edges.setdefault(a, {})[b] = weight
+        self.current = state["current"]

@@ -1,0 +1,106 @@
+"""Long-term memory written and read through a reversible Transformer (Mem4Nav spec §5-6, M2, M3).
+
+Each block couples the two halves of its input additively, y1 = x1 + F(LN(x2)),
+y2 = x2 + G(LN(y1)), with F multi-head self-attention and G a GELU MLP, so the stack is
+invertible whatever its weights (exactly up to float round-off, in eval mode).
+
+For a key (an octree leaf or a graph node) the LTM keeps a read token theta_r (dim d) and a
+stored token theta_w = R([theta_r ; v]) (dim 2d). Unlike the public code, whose read token
+stays 0 forever, the next read token is the first half of the new stored token, so a key's
+token carries its history (M2). Reads are exact nearest-neighbour search (M3) over the
+stored tokens, decoded with R^-1 into (previous read token, observation).
+"""
+
+from __future__ import annotations
+
+from typing import Hashable
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["LongTermMemory", "ReversibleBlock", "ReversibleTransformer"]
+
+
+class ReversibleBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, mlp_ratio: int = 4) -> None:
+        super().__init__()
+        self.norm_f, self.norm_g = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attention = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
+
+    def f(self, x: Tensor) -> Tensor:
+        normed = self.norm_f(x)
+        return self.attention(normed, normed, normed, need_weights=False)[0]
+
+    def g(self, x: Tensor) -> Tensor:
+        return self.mlp(self.norm_g(x))
+
+    def forward(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor]:
+        y1 = x1 + self.f(x2)
+        return y1, x2 + self.g(y1)
+
+    def inverse(self, y1: Tensor, y2: Tensor) -> tuple[Tensor, Tensor]:
+        x2 = y2 - self.g(y1)
+        return y1 - self.f(x2), x2
+
+
+class ReversibleTransformer(nn.Module):
+    """R on sequences ``(batch, tokens, 2 * dim)``: the last dimension is split into the two halves."""
+
+    def __init__(self, dim: int, depth: int = 6, heads: int = 8, mlp_ratio: int = 4) -> None:
+        super().__init__()
+        self.dim = dim
+        self.blocks = nn.ModuleList(ReversibleBlock(dim, heads, mlp_ratio) for _ in range(depth))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x1, x2 = x[..., : self.dim], x[..., self.dim :]
+        for block in self.blocks:
+            x1, x2 = block(x1, x2)
+        return torch.cat([x1, x2], dim=-1)
+
+    def inverse(self, y: Tensor) -> Tensor:
+        y1, y2 = y[..., : self.dim], y[..., self.dim :]
+        for block in reversed(self.blocks):
+            y1, y2 = block.inverse(y1, y2)
+        return torch.cat([y1, y2], dim=-1)
+
+
+class LongTermMemory:
+    """Tokens per key, written through R and read by exact nearest-neighbour search."""
+
+    def __init__(self, transformer: ReversibleTransformer) -> None:
+        self.transformer = transformer.eval()  # eval mode: no dropout, so R^-1 undoes R exactly
+        self.dim = transformer.dim
+        self.read_tokens: dict[Hashable, Tensor] = {}
+        self.stored: dict[Hashable, Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.stored)
+
+    @torch.no_grad()
+    def write(self, key: Hashable, observation: Tensor) -> Tensor:
+        """theta_w = R([theta_r ; v]) replaces the key's stored token; theta_r becomes its first half."""
+        dtype = next(self.transformer.parameters()).dtype
+        previous = self.read_tokens.get(key, torch.zeros(self.dim, dtype=dtype))
+        token = self.transformer(torch.cat([previous, observation.to(dtype)]).view(1, 1, -1)).view(-1)
+        self.stored[key] = token
+        self.read_tokens[key] = token[: self.dim].clone()
+        return token
+
+    @torch.no_grad()
+    def decode(self, token: Tensor) -> tuple[Tensor, Tensor]:
+        """R^-1 of a stored token: (the read token it was written with, the observation)."""
+        x = self.transformer.inverse(token.view(1, 1, -1)).view(-1)
+        return x[: self.dim], x[self.dim :]
+
+    @torch.no_grad()
+    def search(self, query: Tensor, top_m: int = 3) -> list[tuple[Hashable, float, Tensor]]:
+        """The ``top_m`` keys whose stored tokens are nearest (L2) to ``query`` (dim 2d), with their
+        distances and decoded observations."""
+        if not self.stored:
+            return []
+        keys = list(self.stored)
+        tokens = torch.stack([self.stored[k] for k in keys])
+        distances = (tokens - query.to(tokens.dtype)).norm(dim=1)
+        order = distances.argsort()[:top_m].tolist()
+        return [(keys[i], float(distances[i]), self.decode(tokens[i])[1]) for i in order]
