@@ -138,3 +138,15 @@ def test_retrieval_prefers_similar_short_term_items_then_falls_back():
     fallback = retrieve(stm, ltm, (0, 0, 0), torch.tensor([1.0, 0.0]), torch.zeros(4), threshold=0.7)
     assert fallback.source == "long-term" and fallback.items[0][0] == "leaf"
     assert retrieve(stm, ltm, (0, 0, 0), torch.tensor([0.1, 1.0]), torch.zeros(4)).source == "short-term"
+
+
+def test_row_store_grows_replaces_and_finds_nearest():
+    from amft.memory.rows import RowStore
+
+    store = RowStore(width=2, capacity=2)
+    for i in range(5):  # grows past its capacity twice
+        store.put(f"k{i}", torch.tensor([float(i), 0.0]))
+    store.put("k1", torch.tensor([10.0, 0.0]))  # replaces, keeps its slot
+    assert len(store) == 5 and store.keys == ["k0", "k1", "k2", "k3", "k4"]
+    assert store.nearest(torch.tensor([9.0, 0.0]), 2) == [("k1", 1.0), ("k4", 5.0)]
+    assert store.get("k3").tolist() == [3.0, 0.0] and "k9" not in store

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from .rows import RowStore
+
 __all__ = ["GraphNode", "TopologyGraph"]
 
 
@@ -33,26 +35,39 @@ class TopologyGraph:
         self.nodes: list[GraphNode] = []
         self.edges: dict[int, dict[int, float]] = {}
         self.current: int | None = None
+        self._embeddings: RowStore | None = None
 
     def nearest(self, embedding: torch.Tensor) -> tuple[int | None, float]:
-        if not self.nodes:
+        """The node whose mean embedding is nearest (L2), and the distance."""
+        if self._embeddings is None or not len(self._embeddings):
             return None, math.inf
-        distances = torch.stack([node.embedding for node in self.nodes]).sub(embedding).norm(dim=1)
-        index = int(distances.argmin())
-        return index, float(distances[index])
+        (index, distance), = self._embeddings.nearest(embedding, 1)
+        return index, distance
+
+    def _store(self, node: GraphNode) -> None:
+        if self._embeddings is None:
+            self._embeddings = RowStore(node.embedding.numel())
+        self._embeddings.put(node.node_id, node.embedding)
+
+    def add_node(self, embedding: torch.Tensor, position: tuple[float, float, float]) -> int:
+        """A new node for one observation (no merging, no edge); its id."""
+        node = GraphNode(len(self.nodes), embedding.detach().float().clone(), tuple(position), 1)
+        self.nodes.append(node)
+        self._store(node)
+        return node.node_id
 
     def observe(self, embedding: torch.Tensor, position: tuple[float, float, float], instruction_cost: float = 0.1) -> int:
         """Merge the observation into a node or create one; link it from the previous node; return its id."""
         embedding = embedding.detach().float()
         index, distance = self.nearest(embedding)
         if index is None or distance > self.delta:
-            index = len(self.nodes)
-            self.nodes.append(GraphNode(index, embedding.clone(), tuple(position), 1))
+            index = self.add_node(embedding, position)
         else:
             node = self.nodes[index]
             node.visits += 1
             node.embedding += (embedding - node.embedding) / node.visits
             node.position = tuple(p + (q - p) / node.visits for p, q in zip(node.position, position))
+            self._store(node)
         previous, self.current = self.current, index
         if previous is not None and previous != index:
             cost = max(0.0, self.alpha * math.dist(self.nodes[previous].position, self.nodes[index].position)
@@ -92,6 +107,8 @@ class TopologyGraph:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.__init__(*state["config"])
         self.nodes = [GraphNode(i, torch.tensor(e), tuple(p), v) for i, (e, p, v) in enumerate(state["nodes"])]
+        for node in self.nodes:
+            self._store(node)
         for a, b, weight in state["edges"]:
             self.edges.setdefault(a, {})[b] = weight
         self.current = state["current"]

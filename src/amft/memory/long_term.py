@@ -18,6 +18,8 @@ from typing import Hashable
 import torch
 from torch import Tensor, nn
 
+from .rows import RowStore
+
 __all__ = ["LongTermMemory", "ReversibleBlock", "ReversibleTransformer"]
 
 
@@ -72,7 +74,7 @@ class LongTermMemory:
         self.transformer = transformer.eval()  # eval mode: no dropout, so R^-1 undoes R exactly
         self.dim = transformer.dim
         self.read_tokens: dict[Hashable, Tensor] = {}
-        self.stored: dict[Hashable, Tensor] = {}
+        self.stored = RowStore(2 * self.dim, dtype=next(transformer.parameters()).dtype)
 
     def __len__(self) -> int:
         return len(self.stored)
@@ -83,7 +85,7 @@ class LongTermMemory:
         dtype = next(self.transformer.parameters()).dtype
         previous = self.read_tokens.get(key, torch.zeros(self.dim, dtype=dtype))
         token = self.transformer(torch.cat([previous, observation.to(dtype)]).view(1, 1, -1)).view(-1)
-        self.stored[key] = token
+        self.stored.put(key, token)
         self.read_tokens[key] = token[: self.dim].clone()
         return token
 
@@ -97,10 +99,4 @@ class LongTermMemory:
     def search(self, query: Tensor, top_m: int = 3) -> list[tuple[Hashable, float, Tensor]]:
         """The ``top_m`` keys whose stored tokens are nearest (L2) to ``query`` (dim 2d), with their
         distances and decoded observations."""
-        if not self.stored:
-            return []
-        keys = list(self.stored)
-        tokens = torch.stack([self.stored[k] for k in keys])
-        distances = (tokens - query.to(tokens.dtype)).norm(dim=1)
-        order = distances.argsort()[:top_m].tolist()
-        return [(keys[i], float(distances[i]), self.decode(tokens[i])[1]) for i in order]
+        return [(key, distance, self.decode(self.stored.get(key))[1]) for key, distance in self.stored.nearest(query, top_m)]
