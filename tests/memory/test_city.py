@@ -1,6 +1,7 @@
 """The synthetic city and VELMA's navigator semantics."""
 
 import pytest
+import torch
 
 from amft.memory.city import City, NavigatorState, make_city
 
@@ -47,3 +48,21 @@ def test_generated_city_is_deterministic_with_streets_crossings_and_dead_ends():
             assert heading in (0.0, 90.0, 180.0, 270.0)
     names = [lm.name for lms in city.landmarks.values() for lm in lms]
     assert len(names) > len(set(names))  # repeated distractors exist
+
+
+def test_observations_name_landmarks_by_bearing_and_embed_deterministically():
+    from amft.memory.city import Landmark
+    from amft.memory.observations import Observer
+
+    city = plus_city()
+    city.landmarks = {1: [Landmark("red bank", 1, "left")], 2: [Landmark("fire hydrant", 2, "right")]}
+    observer = Observer(city, block=20.0, visibility=25.0)
+    facing_north = observer.text(NavigatorState(0, 0.0))
+    assert facing_north == "landmarks: fire hydrant right 20m; red bank ahead 20m | degree 4 | sign: Avenue A & Street 1"
+    assert observer.text(NavigatorState(0, 180.0)).startswith("landmarks: fire hydrant left 20m; red bank behind 20m")
+    assert observer.text(NavigatorState(5, 90.0)) == "landmarks: fire hydrant behind 20m | degree 1"
+    a, b = observer.embed(facing_north), observer.embed(facing_north)
+    assert torch.equal(a, b) and abs(float(a.norm()) - 1.0) < 1e-6
+    assert float(torch.dot(a, observer.embed("landmarks: none | degree 2"))) < 0.9
+    blind = Observer(city, block=20.0, visibility=25.0, false_negative=1.0)
+    assert blind.text(NavigatorState(0, 0.0)).startswith("landmarks: none")
