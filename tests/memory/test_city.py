@@ -66,3 +66,36 @@ def test_observations_name_landmarks_by_bearing_and_embed_deterministically():
     assert float(torch.dot(a, observer.embed("landmarks: none | degree 2"))) < 0.9
     blind = Observer(city, block=20.0, visibility=25.0, false_negative=1.0)
     assert blind.text(NavigatorState(0, 0.0)).startswith("landmarks: none")
+
+
+def test_expert_actions_and_instructions_on_the_plus_city():
+    from amft.memory.city import Landmark
+    from amft.memory.episodes import expert_actions, instruction_for
+
+    city = plus_city()
+    city.landmarks = {4: [Landmark("red bank", 4, "left")], 5: [Landmark("fire hydrant", 5, "right")]}
+    actions, path = expert_actions(city, NavigatorState(3, 0.0), goal=4)
+    assert actions == ["forward", "left", "stop"] and path == [3, 0, 4]
+    text, subsets = instruction_for(city, actions, path, block=20.0)
+    assert text == "Turn left at Avenue A and Street 1, then stop at the red bank." and subsets == []
+    actions, path = expert_actions(city, NavigatorState(1, 0.0), goal=5)  # facing a dead end
+    assert actions == ["turn_around", "forward", "left", "forward", "stop"] and path == [1, 0, 2, 5]
+    assert expert_actions(City([(0.0, 0.0), (5.0, 5.0)], {0: {}}), NavigatorState(0, 0.0), goal=1) is None
+
+
+def test_sampled_episodes_count_repeated_landmarks():
+    import random
+
+    from amft.memory.episodes import sample_episode
+
+    city = make_city(seed=0, size=6)
+    rng = random.Random(0)
+    episodes = [sample_episode(city, rng) for _ in range(40)]
+    for episode in episodes:
+        state = episode.start
+        for action in episode.actions[:-1]:
+            state = state.step(city, action)
+        assert state.node == episode.goal and episode.actions[-1] == "stop"
+        assert episode.instruction.endswith(f"{city.landmarks[episode.goal][0].name}.")
+    assert any("counting" in e.subsets for e in episodes)
+    assert any(" second " in e.instruction for e in episodes if "counting" in e.subsets)

@@ -1,0 +1,118 @@
+"""Episodes of the navigation-memory benchmark: a start, a goal with a landmark, the expert's
+actions (shortest in navigator steps) and a templated instruction (Mem4Nav spec §13, M5: the
+agent gets the instruction, never the goal node).
+
+Instructions name turns by the street sign or a landmark at the turn and end with the goal's
+landmark; when that landmark's name occurs earlier on the path, the instruction counts
+("stop at the second fire hydrant"), which needs memory of what was passed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass
+
+from .city import City, NavigatorState
+from .observations import _street_names
+
+__all__ = ["Episode", "expert_actions", "sample_episode"]
+
+_ORDINALS = ("first", "second", "third", "fourth", "fifth")
+_MOVES = ("forward", "left", "right", "turn_around")
+
+
+@dataclass(frozen=True)
+class Episode:
+    instruction: str
+    start: NavigatorState
+    goal: int
+    actions: tuple[str, ...]
+    path: tuple[int, ...]
+    subsets: tuple[str, ...]
+
+
+def expert_actions(city: City, start: NavigatorState, goal: int, max_states: int = 200_000) -> tuple[list[str], list[int]] | None:
+    """Fewest navigator actions from ``start`` to stopping on ``goal`` (breadth first over states),
+    and the nodes visited; None if unreachable."""
+    key = (start.node, round(start.heading) % 360)
+    before: dict[tuple[int, int], tuple[tuple[int, int], str] | None] = {key: None}
+    states = {key: start}
+    queue = deque([key])
+    while queue and len(before) < max_states:
+        current = queue.popleft()
+        if current[0] == goal:
+            actions, visited, cursor = ["stop"], [current[0]], current
+            while before[cursor] is not None:
+                cursor, action = before[cursor]
+                actions.append(action)
+                visited.append(cursor[0])
+            visited.reverse()
+            path = [node for i, node in enumerate(visited) if i == 0 or node != visited[i - 1]]
+            return actions[::-1], path
+        for action in _MOVES:
+            moved = states[current].step(city, action)
+            nxt = (moved.node, round(moved.heading) % 360)
+            if nxt not in before:
+                before[nxt] = (current, action)
+                states[nxt] = moved
+                queue.append(nxt)
+    return None
+
+
+def _describe(city: City, node: int, block: float) -> str:
+    if city.landmarks.get(node):
+        return f"the {city.landmarks[node][0].name}"
+    avenue, street = _street_names(city, node, block)
+    return f"{avenue} and {street}"
+
+
+def instruction_for(city: City, actions: list[str], path: list[int], block: float) -> tuple[str, list[str]]:
+    """The instruction for an expert action sequence, and its memory-dependent subset tags."""
+    sentences, subsets, straight, node_index = [], [], 0, 0
+    for action in actions[:-1]:
+        if action == "forward":
+            # Counted when the agent goes on through an intersection, not when it arrives at one.
+            if node_index > 0 and city.is_intersection(path[node_index]):
+                straight += 1
+            node_index += 1
+            continue
+        if straight:
+            sentences.append(f"go straight past {straight} intersection{'s' if straight > 1 else ''}")
+            straight = 0
+        if action == "turn_around":
+            sentences.append("turn around")
+        else:
+            sentences.append(f"turn {action} at {_describe(city, path[node_index], block)}")
+            node_index += 1
+    if straight:
+        sentences.append(f"go straight past {straight} intersection{'s' if straight > 1 else ''}")
+    goal_name = city.landmarks[path[-1]][0].name
+    earlier = sum(1 for n in path[:-1] for lm in city.landmarks.get(n, []) if lm.name == goal_name)
+    if earlier:
+        subsets.append("counting")
+        sentences.append(f"stop at the {_ORDINALS[min(earlier, 4)]} {goal_name}")
+    else:
+        sentences.append(f"stop at the {goal_name}")
+    if len(actions) > 40:
+        subsets.append("long")
+    text = ", then ".join(sentences)
+    return text[0].upper() + text[1:] + ".", subsets
+
+
+def sample_episode(city: City, rng: random.Random, *, block: float = 80.0, min_actions: int = 6,
+                   max_actions: int = 80) -> Episode:
+    """A random start (facing along a street) and a reachable goal node that has a landmark."""
+    goals = sorted(city.landmarks)
+    starts = sorted(city.edges)
+    for _ in range(1000):
+        node = rng.choice(starts)
+        heading = rng.choice(sorted(city.edges[node].values()))
+        start, goal = NavigatorState(node, heading), rng.choice(goals)
+        found = expert_actions(city, start, goal)
+        if found is None or not min_actions <= len(found[0]) <= max_actions:
+            continue
+        actions, path = found
+        text, subsets = instruction_for(city, actions, path, block)
+        return Episode(text, start, goal, tuple(actions), tuple(path), tuple(subsets))
+    raise RuntimeError("could not sample an episode: the city has too few reachable landmark goals")
