@@ -4,6 +4,7 @@ same global batch (rollouts sampled per completion with fixed seeds, see `distri
 import json
 import os
 import pathlib
+import socket
 import subprocess
 import sys
 
@@ -15,6 +16,12 @@ SCRIPT = pathlib.Path(__file__).with_name("distributed_amft.py")
 TOLERANCE = 1e-5
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def run(tmp_path, processes: int) -> list[dict]:
     output = tmp_path / f"trajectory-{processes}.json"
     per_device_batch = 32 // processes
@@ -22,7 +29,7 @@ def run(tmp_path, processes: int) -> list[dict]:
         command = [sys.executable, str(SCRIPT), str(output), str(per_device_batch)]
     else:
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-                   "--master_port", "29517", str(SCRIPT), str(output), str(per_device_batch)]
+                   "--master_port", str(free_port()), str(SCRIPT), str(output), str(per_device_batch)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TRL_EXPERIMENTAL_SILENCE": "1"}
     subprocess.run(command, check=True, capture_output=True, text=True, env=env, timeout=600)
     payload = json.loads(output.read_text())
