@@ -1,6 +1,6 @@
 """What an agent perceives in the synthetic city, as text and as a deterministic embedding
-(Mem4Nav spec §13): visible landmarks with a bearing bucket (ahead, left, right, behind) and a
-distance bucket, the node's degree, and the street sign at intersections. False negatives and
+(Mem4Nav spec §13): the landmarks at the agent's node ("here"), the other visible ones with a
+bearing bucket (ahead, left, right, behind) and a distance bucket, the node's degree, and the street sign at intersections. False negatives and
 false positives are controllable. The embedding hashes the observation's tokens into buckets
 and applies a fixed random projection, so equal observations have equal embeddings.
 """
@@ -55,8 +55,11 @@ class Observer:
         for other, distance in self._nearby.get(state.node, []):
             if self._rng.random() < self.false_negative:
                 continue
+            if other == state.node:
+                seen.extend(f"{landmark.name} here" for landmark in self.city.landmarks[other])
+                continue
             there = self.city.positions[other]
-            bearing = 0.0 if other == state.node else math.degrees(math.atan2(there[0] - here[0], there[1] - here[1]))
+            bearing = math.degrees(math.atan2(there[0] - here[0], there[1] - here[1]))
             bucket = _BEARINGS[round(((bearing - state.heading) % 360) / 90) % 4]
             for landmark in self.city.landmarks[other]:
                 seen.append(f"{landmark.name} {bucket} {round(distance / 10) * 10}m")

@@ -1,0 +1,51 @@
+"""The rule-based follower with and without memory on generated episodes."""
+
+import random
+
+import pytest
+
+from amft.memory.agents import FollowerAgent, evaluate_agent, parse_instruction, run_episode
+from amft.memory.city import make_city
+from amft.memory.episodes import sample_episode
+from amft.memory.observations import Observer
+
+
+def test_parse_instruction():
+    text = "Go straight past 2 intersections, then turn left at the red bank, then turn around, then stop at the third fire hydrant."
+    assert parse_instruction(text) == [("straight", 2), ("turn", "left", "red bank here"), ("turn_around",),
+                                       ("stop", "fire hydrant", 3)]
+    assert parse_instruction("Turn right at Avenue C and Street 6, then stop at the old bank.")[0] == (
+        "turn", "right", "sign: Avenue C & Street 6")
+    assert parse_instruction("Stop at the green cafe.") == [("stop", "green cafe", 1)]
+    with pytest.raises(ValueError):
+        parse_instruction("Fly to the moon.")
+    with pytest.raises(ValueError):
+        FollowerAgent(memory="dreams")
+
+
+@pytest.fixture(scope="module")
+def benchmark():
+    city = make_city(seed=0, size=6)
+    rng = random.Random(1)
+    return city, Observer(city), [sample_episode(city, rng) for _ in range(60)]
+
+
+def test_follower_with_octree_memory_reaches_every_goal_and_counting_needs_memory(benchmark):
+    city, observer, episodes = benchmark
+    with_memory = FollowerAgent(memory="octree")
+    for episode in episodes:
+        result = run_episode(city, observer, with_memory, episode)
+        assert result.stopped and result.path[-1] == episode.goal, episode.instruction
+    counting = [e for e in episodes if "counting" in e.subsets]
+    assert counting
+    without = [run_episode(city, observer, FollowerAgent(memory="none"), e).path[-1] == e.goal for e in counting]
+    assert sum(without) < len(counting)  # stopping at the first one is wrong for "the second ..."
+
+
+def test_both_metric_conventions_are_reported(benchmark):
+    city, observer, episodes = benchmark
+    results = evaluate_agent(city, observer, FollowerAgent(memory="octree"), episodes)
+    assert results["A"]["TC"] == 100.0 and results["A"]["SPD"] == 0.0 and results["A"]["nDTW"] == pytest.approx(100.0)
+    assert results["B"]["TC"] == 100.0 and results["B"]["SPD"] == 0.0
+    blind = evaluate_agent(city, observer, FollowerAgent(memory="none"), episodes)
+    assert blind["B"]["TC"] < 100.0 and blind["A"]["convention"].startswith("A") and blind["B"]["convention"].startswith("B")
