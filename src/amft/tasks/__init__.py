@@ -10,6 +10,7 @@ Register more with ``register_task(name, factory)``; ``available_tasks()`` lists
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any, Callable
 
 from .base import DataError, Env, Task, Verification, completion_text, load_rows
@@ -52,61 +53,26 @@ def available_tasks() -> tuple[str, ...]:
     return tuple(sorted(_REGISTRY))
 
 
-def _general_points(**overrides: Any) -> Task:
-    from .general_points import GeneralPointsConfig, GeneralPointsTask
+def _builtin(name: str, module: str, config_class: str, task_class: str, *aliases: str) -> None:
+    """Register a task of this package, imported only when first used. Its task class takes
+    ``(config=None, **overrides)`` and its config class names its options with ``field_names()``."""
 
-    config = overrides.pop("config", None)
-    known = set(GeneralPointsConfig.field_names())
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ValueError(f"unknown general-points option(s) {unknown}; known: {sorted(known)}")
-    return GeneralPointsTask(config, **overrides)
+    def options() -> tuple[str, ...]:
+        return tuple(getattr(import_module(module, __name__), config_class).field_names())
 
+    def factory(**overrides: Any) -> Task:
+        config = overrides.pop("config", None)
+        unknown = sorted(set(overrides) - set(options()))
+        if unknown:
+            raise ValueError(f"unknown {name} option(s) {unknown}; known: {sorted(options())}")
+        return getattr(import_module(module, __name__), task_class)(config, **overrides)
 
-def _general_points_options() -> tuple[str, ...]:
-    from .general_points import GeneralPointsConfig
-
-    return tuple(GeneralPointsConfig.field_names())
-
-
-register_task("general-points", _general_points, "gp-l", "general_points", options=_general_points_options)
+    register_task(name, factory, *aliases, options=options)
 
 
-def _math(**overrides: Any) -> Task:
-    from .math import MathConfig, MathTask
-
-    known = set(MathConfig.field_names())
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ValueError(f"unknown math option(s) {unknown}; known: {sorted(known)}")
-    return MathTask(**overrides)
-
-
-def _math_options() -> tuple[str, ...]:
-    from .math import MathConfig
-
-    return MathConfig.field_names()
-
-
-register_task("math", _math, options=_math_options)
-
-
-def _virl(**overrides: Any) -> Task:
-    from .virl.task import VirlConfig, VirlTask
-
-    unknown = sorted(set(overrides) - set(VirlConfig.field_names()))
-    if unknown:
-        raise ValueError(f"unknown virl option(s) {unknown}; known: {sorted(VirlConfig.field_names())}")
-    return VirlTask(**overrides)
-
-
-def _virl_options() -> tuple[str, ...]:
-    from .virl.task import VirlConfig
-
-    return VirlConfig.field_names()
-
-
-register_task("virl", _virl, "virl-l", options=_virl_options)
+_builtin("general-points", ".general_points", "GeneralPointsConfig", "GeneralPointsTask", "gp-l", "general_points")
+_builtin("math", ".math", "MathConfig", "MathTask")
+_builtin("virl", ".virl.task", "VirlConfig", "VirlTask", "virl-l")
 
 
 def get_task(name: str, **config_overrides: Any) -> Task:
