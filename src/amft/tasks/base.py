@@ -22,11 +22,11 @@ from __future__ import annotations
 import json
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence, overload
 
-__all__ = ["Verification", "Env", "Task", "DataError", "load_rows", "completion_text"]
+__all__ = ["Verification", "Env", "Task", "TaskConfig", "DataError", "load_rows", "completion_text"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,14 @@ class Verification:
     reward: float
     success: bool
     message: str
+
+
+class TaskConfig:
+    """Base of the task config dataclasses: their fields are the task's options."""
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
 
 
 class Env(ABC):

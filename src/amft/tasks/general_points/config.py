@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
+
+from amft.tasks.base import TaskConfig
 
 from .cards import ID_RULE, OOD_RULE, Rule, default_training_rules
 from .prompts import COMPLETION_FORMATS, TEMPLATES
@@ -21,7 +23,7 @@ def _rule_tuple(value: Any, name: str) -> tuple[int, int, int]:
 
 
 @dataclass
-class GeneralPointsConfig:
+class GeneralPointsConfig(TaskConfig):
     """Knobs of GP-L.  Every field has a default; ``get_task("general-points", **overrides)``.
 
     Prompt format
@@ -123,9 +125,6 @@ class GeneralPointsConfig:
             raise ValueError("eval_episodes_per_split must be a positive integer")
 
     # convenience -----------------------------------------------------------------
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
 
     @property
     def rules(self) -> tuple[Rule, ...]:

@@ -9,10 +9,10 @@ the training ones) and ``longer`` (three steps, one more than training ever show
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Mapping
 
-from amft.tasks.base import Env, Task, Verification, completion_text
+from amft.tasks.base import Env, Task, TaskConfig, Verification, completion_text
 
 from .answers import choice_letter
 from .benchmarks import BENCHMARKS, LETTERS, load_benchmark
@@ -28,7 +28,7 @@ CHOICE_INSTRUCTION = "Answer with the letter of the correct option within \\boxe
 
 
 @dataclass(frozen=True)
-class MathConfig:
+class MathConfig(TaskConfig):
     """Options of the math task (each is also a flag of `amft train` / `amft eval`)."""
 
     #: training problems: a .jsonl/.json/.parquet file or a Hub dataset; None = generated word problems
@@ -57,9 +57,6 @@ class MathConfig:
         if self.verify_timeout_seconds < 1:
             raise ValueError("verify_timeout_seconds must be >= 1 (Math-Verify's alarm counts whole seconds)")
 
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
 
 
 class MathTask(Task):

@@ -13,10 +13,10 @@ with it.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Mapping
 
-from amft.tasks.base import Task, Verification, completion_text
+from amft.tasks.base import Task, TaskConfig, Verification, completion_text
 
 from .env import Position, VirlEnv, step_reward
 from .routes import Route, load_routes, route_from_record
@@ -26,7 +26,7 @@ __all__ = ["VirlConfig", "VirlTask"]
 
 
 @dataclass(frozen=True)
-class VirlConfig:
+class VirlConfig(TaskConfig):
     """Options of the V-IRL-L task (each is also a flag of `amft train`)."""
 
     #: a route_infos.json file; None = V-IRL-L-synthetic routes
@@ -46,9 +46,6 @@ class VirlConfig:
         if self.prompt_form not in ("compact", "original"):
             raise ValueError(f"prompt_form must be 'compact' or 'original', got {self.prompt_form!r}")
 
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
 
 
 class VirlTask(Task):
