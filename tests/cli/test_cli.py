@@ -172,3 +172,14 @@ def test_vllm_evaluation_without_vllm_says_how_to_install_it(tmp_path):
                              "--benchmarks", "id", "--use_vllm_eval", "true"], capture_output=True, text=True)
     assert result.returncode != 0
     assert "pip install 'amft[vllm]'" in result.stderr
+
+
+def test_a_resumed_run_keeps_the_quick_evaluations_up_to_its_checkpoint(tmp_path):
+    from amft.cli.pipeline import checkpoint_step, keep_progress_until
+
+    path = tmp_path / "progress_eval.jsonl"
+    path.write_text("".join(json.dumps({"step": s, "id": 0.5}) + "\n" for s in (40, 80, 120)))
+    keep_progress_until(str(path), checkpoint_step(str(tmp_path / "checkpoint-80")))
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [40, 80]
+    keep_progress_until(str(path), checkpoint_step(None))
+    assert path.read_text() == ""

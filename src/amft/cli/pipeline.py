@@ -139,6 +139,21 @@ class ProgressEvalCallback(TrainerCallback):
         return control
 
 
+def checkpoint_step(checkpoint: str | None) -> int:
+    """The optimizer step of a `checkpoint-N` folder (0 without one)."""
+    return int(os.path.basename(os.path.normpath(checkpoint)).rsplit("-", 1)[1]) if checkpoint else 0
+
+
+def keep_progress_until(path: str, step: int) -> None:
+    """Drop the quick evaluations after ``step`` (a resumed run evaluates those steps again)."""
+    if not os.path.exists(path):
+        return
+    with open(path) as handle:
+        lines = [line for line in handle if line.strip() and json.loads(line)["step"] <= step]
+    with open(path, "w") as handle:
+        handle.writelines(lines)
+
+
 def controller_summary(log_history: list[Mapping[str, Any]], final_terms: Mapping[str, Any]) -> dict[str, Any]:
     """Where mu went (logged, window-averaged) and, exactly from the controller, where it ended and how
     much of its movement came from each term."""
@@ -172,8 +187,7 @@ def run_training(run: RunArguments, args: AMFTConfig) -> dict[str, Any]:
     checkpoint = last_complete_checkpoint(args.output_dir) if run.resume else None
     if run.resume and checkpoint is None:
         logger.warning("--resume: no complete checkpoint in %s, starting from scratch", args.output_dir)
-    if checkpoint is None and os.path.exists(os.path.join(args.output_dir, PROGRESS_FILE)):
-        os.remove(os.path.join(args.output_dir, PROGRESS_FILE))
+    keep_progress_until(os.path.join(args.output_dir, PROGRESS_FILE), checkpoint_step(checkpoint))
 
     initial = None
     if run.eval_before and checkpoint is None:
