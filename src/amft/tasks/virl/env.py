@@ -91,14 +91,15 @@ def parse_answer(form: str, text: str) -> tuple[str | None, str | None]:
     return tuple(match.group(1) if match else None for match in found)  # type: ignore[return-value]
 
 
-def step_reward(form: str, text: str, position: Position, mode: str) -> Verification:
-    """The verdict on one answer at one position (spec §2.8 with the V4 intersection check)."""
+def step_reward(form: str, text: str, correct_action: str, at_intersection: bool) -> Verification:
+    """The verdict on one answer at a position with ``correct_action`` (spec §2.8, with the V4
+    intersection check against where the agent really stands)."""
     action, observation = parse_answer(form, text)
-    if action == position.action(mode):
+    if action == correct_action:
         return Verification(CORRECT, True, "Correct action")
     claims_intersection = observation is not None and "intersection" in observation
-    if observation is not None and claims_intersection != position.at_intersection:
-        where = "not at any intersection" if not position.at_intersection else "at an intersection"
+    if observation is not None and claims_intersection != at_intersection:
+        where = "not at any intersection" if not at_intersection else "at an intersection"
         return Verification(WRONG_OBSERVATION, False, f"you are {where}. Please avoid this observation and try again.")
     return Verification(WRONG, False, "you make incorrect action. Please avoid this action and try again.")
 
@@ -154,7 +155,7 @@ class VirlEnv(Env):
             self._done = True
             verification = Verification(WRONG, False, "Exceed maximum verify steps")
             return self.prompt(), WRONG, False, True, self._info(verification, position)
-        verification = step_reward(self.form, text, position, self.mode)
+        verification = step_reward(self.form, text, position.action(self.mode), position.at_intersection)
         self.tries += 1
         self.record.calls += 1
         self.record.rewards.append(verification.reward)

@@ -58,6 +58,7 @@ class VirlTask(Task):
     def __init__(self, config: VirlConfig | None = None, **overrides: Any) -> None:
         self.config = config or VirlConfig(**overrides)
         self._splits: dict[str, list[Route]] | None = None
+        self._by_id: dict[str, Route] | None = None
 
     # ------------------------------------------------------------------ routes
     def route_splits(self) -> dict[str, list[Route]]:
@@ -129,13 +130,12 @@ class VirlTask(Task):
                 for index, route in enumerate(chosen[: self.config.eval_routes])]
 
     def make_env(self, row: Mapping[str, Any]) -> VirlEnv:
-        by_id = {route.route_id: route for group in self.route_splits().values() for route in group}
-        return VirlEnv(by_id[row["route_id"]], form=self.config.prompt_form, mode=row["mode"],
+        if self._by_id is None:
+            self._by_id = {route.route_id: route for group in self.route_splits().values() for route in group}
+        return VirlEnv(self._by_id[row["route_id"]], form=self.config.prompt_form, mode=row["mode"],
                        seed=row.get("episode", 0), drop_rate=self.config.drop_rate, wrap=self.config.wrap_relative_turns)
 
     def verify(self, row: Mapping[str, Any], completion: Any) -> Verification:
-        # A decision row holds just what the verifier reads of its position: the action and the intersection flag.
-        position = Position("intersection" if row.get("at_intersection") else "point", "", str(row.get("action")),
-                            str(row.get("action")), 0)
-        return step_reward(self.config.prompt_form, completion_text(completion), position, "abs")
+        return step_reward(self.config.prompt_form, completion_text(completion), str(row.get("action")),
+                           bool(row.get("at_intersection")))
 
