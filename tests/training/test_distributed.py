@@ -31,7 +31,17 @@ def run(tmp_path, processes: int) -> list[dict]:
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
                    "--master_port", str(free_port()), str(SCRIPT), str(output), str(per_device_batch)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TRL_EXPERIMENTAL_SILENCE": "1"}
-    subprocess.run(command, check=True, capture_output=True, text=True, env=env, timeout=600)
+    # A run takes under a minute; once, on a machine busy with other torch jobs, the two gloo
+    # processes hung after training. A hung launch is retried once on a fresh port; a wrong
+    # trajectory is never retried.
+    for attempt in range(2):
+        try:
+            subprocess.run(command, check=True, capture_output=True, text=True, env=env, timeout=300)
+            break
+        except subprocess.TimeoutExpired:
+            if attempt == 1 or processes == 1:
+                raise
+            command[command.index("--master_port") + 1] = str(free_port())
     payload = json.loads(output.read_text())
     assert payload["processes"] == processes
     return payload["steps"]
