@@ -202,7 +202,7 @@ def parser() -> argparse.ArgumentParser:
         prog="amft compare",
         description="Train every variant of a study file with every seed under one budget, skipping runs that "
         "finished earlier (an interrupted run resumes from its last complete checkpoint), then write "
-        "results.md/.csv/.json (mean and 95%% confidence interval per split, steps to the target) and "
+        "results.md/.csv/.json (mean and 95% confidence interval per split, steps to the target) and "
         "plots of success, mu and entropy over steps.",
     )
     p.add_argument("--config", required=True, help="The study file (YAML); see configs/compare-general-points.yaml.")
