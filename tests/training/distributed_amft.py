@@ -1,6 +1,6 @@
 """AMFT on the toy sum task, for the two-process check in `test_distributed.py`.
 
-    torchrun --nproc_per_node 2 tests/training/distributed_amft.py OUT.json 16
+    accelerate launch --multi_gpu --num_processes 2 tests/training/distributed_amft.py OUT.json 16
     python tests/training/distributed_amft.py OUT.json 32
 
 Completions come from a rollout function that samples every completion with its own generator,

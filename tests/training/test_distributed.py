@@ -1,4 +1,4 @@
-"""Two gloo processes run AMFT and follow the same controller trajectory as one process with the
+"""Two gloo processes started by `accelerate launch` run AMFT and follow the same controller trajectory as one process with the
 same global batch (rollouts sampled per completion with fixed seeds, see `distributed_amft.py`)."""
 
 import json
@@ -28,8 +28,10 @@ def run(tmp_path, processes: int) -> list[dict]:
     if processes == 1:
         command = [sys.executable, str(SCRIPT), str(output), str(per_device_batch)]
     else:
-        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-                   "--master_port", str(free_port()), str(SCRIPT), str(output), str(per_device_batch)]
+        # `--multi_gpu` on a machine without GPUs is Accelerate's gloo multi-process CPU launch.
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+                   str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                   "--main_process_port", str(free_port()), str(SCRIPT), str(output), str(per_device_batch)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TRL_EXPERIMENTAL_SILENCE": "1"}
     # A run takes under a minute; once, on a machine busy with other torch jobs, the two gloo
     # processes hung after training. A hung launch is retried once on a fresh port; a wrong
@@ -41,7 +43,7 @@ def run(tmp_path, processes: int) -> list[dict]:
         except subprocess.TimeoutExpired:
             if attempt == 1 or processes == 1:
                 raise
-            command[command.index("--master_port") + 1] = str(free_port())
+            command[command.index("--main_process_port") + 1] = str(free_port())
     payload = json.loads(output.read_text())
     assert payload["processes"] == processes
     return payload["steps"]
