@@ -131,6 +131,7 @@ def test_generated_word_problems_are_correct_distinct_and_held_out():
             left, result = step.rstrip(".").split("=")
             a, op, b = (left.partition("+") if "+" in left else left.partition("-"))
             assert int(result) == (int(a) + int(b) if op == "+" else int(a) - int(b)) >= 0
+            assert int(b) <= 10  # the default max_number
     task = get_task("math")
     train = {r["prompt"] for r in task.train_prompts(500, seed=0)}
     demos = task.demonstrations(200, seed=0)

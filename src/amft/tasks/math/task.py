@@ -49,6 +49,8 @@ class MathConfig(TaskConfig):
     benchmark_dir: str | None = None
     #: generated problems per evaluation split
     eval_size: int = 200
+    #: largest starting count and amount in generated word problems (used when no dataset is given)
+    generated_max_number: int = 10
     skip_invalid_rows: bool = False
 
     def __post_init__(self) -> None:
@@ -117,7 +119,8 @@ class MathTask(Task):
     def _generated(self, n: int, seed: int, stream: str) -> list[dict]:
         if self._eval_questions is None:
             self._eval_questions = frozenset(p.question for split in GENERATED_SPLITS for p in self._generated_eval(split))
-        problems = generate_problems(n, f"{stream}:{seed}", exclude=self._eval_questions)
+        problems = generate_problems(n, f"{stream}:{seed}", max_number=self.config.generated_max_number,
+                                     exclude=self._eval_questions)
         return [self._row(p.question, str(p.answer), p.solution) for p in problems]
 
     def train_prompts(self, n: int, seed: int) -> list[dict]:
@@ -146,7 +149,8 @@ class MathTask(Task):
     def _generated_eval(self, split: str):
         # Fixed streams that training never draws from: 2-step "id" problems and 3-step "longer" ones.
         steps = {"id": (1, 2), "longer": (3, 3)}[split]
-        return generate_problems(self.config.eval_size, f"eval-{split}", min_steps=steps[0], max_steps=steps[1])
+        return generate_problems(self.config.eval_size, f"eval-{split}", min_steps=steps[0], max_steps=steps[1],
+                                 max_number=self.config.generated_max_number)
 
     def eval_episodes(self, split: str) -> list[dict]:
         if split not in self.splits:
