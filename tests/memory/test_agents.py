@@ -6,7 +6,7 @@ import pytest
 
 from amft.memory.agents import FollowerAgent, evaluate_agent, parse_instruction, run_episode
 from amft.memory.city import make_city
-from amft.memory.episodes import sample_episode
+from amft.memory.episodes import sample_episode, sample_loop_episode
 from amft.memory.observations import Observer
 
 
@@ -17,6 +17,8 @@ def test_parse_instruction():
     assert parse_instruction("Turn right at Avenue C and Street 6, then stop at the old bank.")[0] == (
         "turn", "right", "sign: Avenue C & Street 6")
     assert parse_instruction("Stop at the green cafe.") == [("stop", "green cafe", 1)]
+    assert parse_instruction("Turn left at every intersection and stop when you are back where you started.") == [
+        ("loop", "left")]
     with pytest.raises(ValueError):
         parse_instruction("Fly to the moon.")
     with pytest.raises(ValueError):
@@ -27,12 +29,12 @@ def test_parse_instruction():
 def benchmark():
     city = make_city(seed=0, size=6)
     rng = random.Random(1)
-    return city, Observer(city), [sample_episode(city, rng) for _ in range(60)]
+    return city, Observer(city), [sample_episode(city, rng) for _ in range(60)] + [sample_loop_episode(city, rng) for _ in range(10)]
 
 
-def test_follower_with_octree_memory_reaches_every_goal_and_counting_needs_memory(benchmark):
+def test_follower_with_full_memory_reaches_every_goal_and_counting_and_loops_need_memory(benchmark):
     city, observer, episodes = benchmark
-    with_memory = FollowerAgent(memory="octree")
+    with_memory = FollowerAgent(memory="full")
     for episode in episodes:
         result = run_episode(city, observer, with_memory, episode)
         assert result.stopped and result.path[-1] == episode.goal, episode.instruction
@@ -40,11 +42,23 @@ def test_follower_with_octree_memory_reaches_every_goal_and_counting_needs_memor
     assert counting
     without = [run_episode(city, observer, FollowerAgent(memory="none"), e).path[-1] == e.goal for e in counting]
     assert sum(without) < len(counting)  # stopping at the first one is wrong for "the second ..."
+    loops = [e for e in episodes if e.subsets == ("loop",)]
+    blind = [run_episode(city, observer, FollowerAgent(memory="none"), e) for e in loops]
+    assert not any(r.stopped for r in blind)  # it never knows it is back
+
+
+def test_loop_episodes_go_around_a_block_back_to_the_start(benchmark):
+    city, _, episodes = benchmark
+    for episode in (e for e in episodes if e.subsets == ("loop",)):
+        assert episode.path[0] == episode.path[-1] == episode.goal == episode.start.node
+        assert len(set(episode.path)) == len(episode.path) - 1 and episode.actions[-1] == "stop"
+        side = episode.instruction.split()[1]
+        assert sum(a == side for a in episode.actions) >= 3
 
 
 def test_both_metric_conventions_are_reported(benchmark):
     city, observer, episodes = benchmark
-    results = evaluate_agent(city, observer, FollowerAgent(memory="octree"), episodes)
+    results = evaluate_agent(city, observer, FollowerAgent(memory="full"), episodes)
     assert results["A"]["TC"] == 100.0 and results["A"]["SPD"] == 0.0 and results["A"]["nDTW"] == pytest.approx(100.0)
     assert results["B"]["TC"] == 100.0 and results["B"]["SPD"] == 0.0
     blind = evaluate_agent(city, observer, FollowerAgent(memory="none"), episodes)

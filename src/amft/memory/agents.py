@@ -1,13 +1,15 @@
-"""A rule-based instruction follower for the navigation-memory benchmark, with its memory of
-landmark sightings switchable (Mem4Nav spec §13 agents; M5: it gets the instruction, its
-observations and its own pose, never the goal or the map).
+"""A rule-based instruction follower for the navigation-memory benchmark, using Mem4Nav's memory
+with any of its components switched off (Mem4Nav spec §13 agents; M5: it gets the instruction,
+its observations and its own pose, never the goal or the map).
 
-The follower executes the templated instruction step by step. Counting ("stop at the second
-fire hydrant") needs to know how many distinct places with that landmark it has passed:
-- ``memory="octree"`` keys sightings by octree leaf (position), so two hydrants are two places;
-- ``memory="graph"`` keys them by topology-graph node (appearance clusters), so two places that
-  look alike can merge into one (the "-octree" ablation);
-- ``memory="none"`` remembers nothing: it stops at the first such landmark of the last step.
+The follower executes the templated instruction step by step. Two kinds of step need memory:
+- counting ("stop at the second fire hydrant") needs how many distinct places with that landmark
+  it has passed: octree leaves tell places apart by position; without the octree, graph nodes
+  (appearance clusters) can merge two places that look alike; with neither it stops at the
+  first such landmark;
+- loops ("turn right at every intersection and stop when you are back where you started") need
+  to recognise a place seen before: the short-term memory, or the long-term memory when that
+  has nothing; with neither it never knows it is back.
 """
 
 from __future__ import annotations
@@ -17,20 +19,19 @@ from dataclasses import dataclass, field
 
 from .city import City, NavigatorState
 from .episodes import Episode
-from .graph import TopologyGraph
 from .metrics import metrics_convention_a, metrics_convention_b
 from .observations import Observer
-from .octree import SparseOctree
+from .system import ABLATIONS, Mem4NavConfig, Mem4NavMemory
 
 __all__ = ["FollowerAgent", "RunResult", "parse_instruction", "run_episode", "evaluate_agent"]
 
 _ORDINAL_WORDS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5}
-MEMORIES = ("octree", "graph", "none")
+LOOP_SENTENCE = re.compile(r"turn (left|right) at every intersection and stop when you are back where you started")
 
 
 def parse_instruction(text: str) -> list[tuple]:
     """The steps of a templated instruction: ("straight", n), ("turn", side, anchor), ("turn_around",),
-    ("stop", name, k); a turn's anchor is the observation text that marks its intersection."""
+    ("stop", name, k), ("loop", side); a turn's anchor is the observation text that marks its intersection."""
     steps: list[tuple] = []
     for sentence in text.rstrip(".").split(", then "):
         sentence = sentence[0].lower() + sentence[1:]
@@ -42,6 +43,8 @@ def parse_instruction(text: str) -> list[tuple]:
             steps.append(("turn", side, anchor))
         elif sentence == "turn around":
             steps.append(("turn_around",))
+        elif match := LOOP_SENTENCE.fullmatch(sentence):
+            steps.append(("loop", match.group(1)))
         elif match := re.fullmatch(r"stop at the (?:(first|second|third|fourth|fifth) )?(.+)", sentence):
             steps.append(("stop", match.group(2), _ORDINAL_WORDS.get(match.group(1) or "first", 1)))
         else:
@@ -51,43 +54,31 @@ def parse_instruction(text: str) -> list[tuple]:
 
 @dataclass
 class FollowerAgent:
-    memory: str = "octree"
-    graph_delta: float = 0.35
-    cell: float = 4.0
+    """``memory`` names an ablation of :data:`amft.memory.system.ABLATIONS` ("full", "no-octree", ...,
+    "none"); ``memory_options`` are further :class:`Mem4NavConfig` fields."""
+
+    memory: str = "full"
+    memory_options: dict = field(default_factory=dict)
     _steps: list[tuple] = field(default_factory=list)
     _pointer: int = 0
     _passed: int = 0
     _start: tuple[float, float, float] | None = None
     _moved: bool = False
-    _sightings: dict[str, set] = field(default_factory=dict)
-    _octree: SparseOctree | None = None
-    _graph: TopologyGraph | None = None
 
     def __post_init__(self) -> None:
-        if self.memory not in MEMORIES:
-            raise ValueError(f"memory must be one of {MEMORIES}, got {self.memory!r}")
+        if self.memory not in ABLATIONS:
+            raise ValueError(f"memory must be one of {tuple(ABLATIONS)}, got {self.memory!r}")
+        self._memory = Mem4NavMemory(Mem4NavConfig(**{**ABLATIONS[self.memory], **self.memory_options}))
 
     def reset(self, instruction: str) -> None:
         self._steps, self._pointer, self._passed = parse_instruction(instruction), 0, 0
         self._start, self._moved = None, False
-        self._sightings = {}
-        self._octree = SparseOctree(side=4096.0, depth=10, origin=(-2048.0, -2048.0, -1.0))
-        self._graph = TopologyGraph(delta=self.graph_delta)
-
-    def _remember(self, names: list[str], position: tuple[float, float, float], embedding) -> None:
-        if self.memory == "none":
-            self._sightings = {name: {"here"} for name in names}
-            return
-        if self.memory == "octree":
-            place = self._octree.insert(position, embedding).key
-        else:
-            place = self._graph.observe(embedding, position)
-        for name in names:
-            self._sightings.setdefault(name, set()).add(place)
+        self._memory.reset()
 
     def act(self, observation: str, embedding, position: tuple[float, float, float]) -> str:
         here = [m.group(1) for m in re.finditer(r"(?:^landmarks: |; )([a-z ]+?) here(?=;| \|)", observation)]
-        self._remember(here, position, embedding)
+        recollection = self._memory.recall(position, embedding)
+        self._memory.observe(position, embedding, here)
         at_intersection = "sign:" in observation
         # As in the instruction's template, the starting node is never an intersection "passed".
         self._start = position if self._start is None else self._start
@@ -108,9 +99,14 @@ class FollowerAgent:
             if step[0] == "turn_around":
                 self._pointer += 1
                 return "turn_around"
+            if step[0] == "loop":
+                if self._moved and recollection.seen_before:
+                    return "stop"
+                return step[1] if at_intersection else "forward"
             name, count = step[1], step[2]
-            # Without memory the ordinal cannot be checked: it stops at the first such landmark.
-            if name in here and (self.memory == "none" or len(self._sightings.get(name, ())) >= count):
+            config = self._memory.config
+            # Without places to count by, the ordinal cannot be checked: it stops at the first such landmark.
+            if name in here and (not (config.octree or config.graph) or self._memory.places_with(name) >= count):
                 return "stop"
             return "forward"
         return "stop"

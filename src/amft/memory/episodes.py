@@ -4,7 +4,9 @@ agent gets the instruction, never the goal node).
 
 Instructions name turns by the street sign or a landmark at the turn and end with the goal's
 landmark; when that landmark's name occurs earlier on the path, the instruction counts
-("stop at the second fire hydrant"), which needs memory of what was passed.
+("stop at the second fire hydrant"), which needs memory of what was passed. Loop episodes
+("turn right at every intersection and stop when you are back where you started") go around a
+block back to the start, which needs memory of the place.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from dataclasses import dataclass
 from .city import City, NavigatorState
 from .observations import _street_names
 
-__all__ = ["Episode", "expert_actions", "sample_episode"]
+__all__ = ["Episode", "LOOP_INSTRUCTION", "expert_actions", "sample_episode", "sample_loop_episode"]
 
 _ORDINALS = ("first", "second", "third", "fourth", "fifth")
 _MOVES = ("forward", "left", "right", "turn_around")
+LOOP_INSTRUCTION = "Turn {side} at every intersection and stop when you are back where you started."
 
 
 @dataclass(frozen=True)
@@ -116,3 +119,29 @@ def sample_episode(city: City, rng: random.Random, *, block: float = 80.0, min_a
         text, subsets = instruction_for(city, actions, path, block)
         return Episode(text, start, goal, tuple(actions), tuple(path), tuple(subsets))
     raise RuntimeError("could not sample an episode: the city has too few reachable landmark goals")
+
+
+def sample_loop_episode(city: City, rng: random.Random, *, max_actions: int = 40) -> Episode:
+    """A start in the middle of a street and the loop "turn ``side`` at every intersection" that
+    brings the navigator back to it within ``max_actions`` (sides drawn at random)."""
+    starts = sorted(node for node in city.edges if city.degree(node) == 2)
+    for _ in range(1000):
+        node = rng.choice(starts)
+        side = rng.choice(("left", "right"))
+        start = state = NavigatorState(node, rng.choice(sorted(city.edges[node].values())))
+        actions, path = [], [node]
+        while len(actions) < max_actions:
+            action = side if city.is_intersection(state.node) else "forward"
+            moved = state.step(city, action)
+            if moved.node == state.node:
+                break  # a dead end: no loop from here
+            actions.append(action)
+            state = moved
+            path.append(state.node)
+            if state.node == node:
+                turns = sum(a == side for a in actions)
+                if turns >= 3 and len(set(path)) == len(path) - 1:  # around a block, no node twice
+                    return Episode(LOOP_INSTRUCTION.format(side=side), start, node, (*actions, "stop"), tuple(path),
+                                   ("loop",))
+                break
+    raise RuntimeError("could not sample a loop episode: no closed block reachable by one-sided turns")
