@@ -17,7 +17,8 @@ import math
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping, Sequence
 
-__all__ = ["dtw", "graph_hops", "metrics_convention_a", "metrics_convention_b"]
+__all__ = ["dtw", "episodes_convention_a", "episodes_convention_b", "graph_hops", "metrics_convention_a",
+           "metrics_convention_b"]
 
 Graph = Mapping[Hashable, Sequence[Hashable]]  # node -> successors (directed)
 
@@ -49,10 +50,10 @@ def dtw(query: Sequence, reference: Sequence, cost: Callable[[object, object], f
     return previous[-1]
 
 
-def metrics_convention_a(graph: Graph, episodes: Sequence[tuple[Sequence[Hashable], Sequence[Hashable]]],
-                         d_th: float = 2.0) -> dict[str, float]:
-    """Convention (A) over ``(agent path, reference path)`` node sequences; the goal is the
-    reference's last node. nDTW uses the normaliser d_th * sqrt(|R|)."""
+def episodes_convention_a(graph: Graph, episodes: Sequence[tuple[Sequence[Hashable], Sequence[Hashable]]],
+                          d_th: float = 2.0) -> list[dict[str, float]]:
+    """Convention (A) per episode over ``(agent path, reference path)`` node sequences; the goal is
+    the reference's last node. nDTW uses the normaliser d_th * sqrt(|R|)."""
     undirected: dict[Hashable, set] = {}
     for node, successors in graph.items():
         for successor in successors:
@@ -65,27 +66,42 @@ def metrics_convention_a(graph: Graph, episodes: Sequence[tuple[Sequence[Hashabl
             hop_cache[a] = graph_hops(graph, a)
         return float(hop_cache[a].get(b, math.inf))
 
-    tc, spd, ndtw = [], [], []
+    rows = []
     for path, reference in episodes:
         goal, final = reference[-1], path[-1]
-        tc.append(final == goal or final in undirected.get(goal, ()))
-        spd.append(hops(final, goal))
-        ndtw.append(math.exp(-dtw(path, reference, hops) / (d_th * math.sqrt(len(reference)))))
-    count = len(episodes)
-    return {"convention": "A (graph hops; nDTW / (d_th*sqrt|R|), d_th=2)", "TC": 100 * sum(tc) / count,
-            "SPD": sum(spd) / count, "nDTW": 100 * sum(ndtw) / count}
+        rows.append({"TC": 100.0 * (final == goal or final in undirected.get(goal, ())), "SPD": hops(final, goal),
+                     "nDTW": 100 * math.exp(-dtw(path, reference, hops) / (d_th * math.sqrt(len(reference))))})
+    return rows
+
+
+def episodes_convention_b(episodes: Sequence[tuple[Sequence[tuple[float, ...]], Sequence[tuple[float, ...]]]],
+                          success_radius: float = 3.0) -> list[dict[str, float]]:
+    """Convention (B) per episode over ``(agent positions, reference positions)`` in metres; nDTW = exp(-DTW / L)."""
+    rows = []
+    for path, reference in episodes:
+        distance = math.dist(path[-1], reference[-1])
+        length = sum(math.dist(a, b) for a, b in zip(reference, reference[1:]))
+        rows.append({"TC": 100.0 * (distance <= success_radius), "SPD": distance,
+                     "nDTW": 100 * math.exp(-dtw(path, reference, math.dist) / max(length, 1e-9))})
+    return rows
+
+
+CONVENTION_A = "A (graph hops; nDTW / (d_th*sqrt|R|), d_th=2)"
+CONVENTION_B = "B (metres; TC within 3 m; nDTW / reference length)"
+
+
+def _means(rows: list[dict[str, float]], convention: str) -> dict:
+    return {"convention": convention, **{key: sum(r[key] for r in rows) / len(rows) for key in ("TC", "SPD", "nDTW")}}
+
+
+def metrics_convention_a(graph: Graph, episodes: Sequence[tuple[Sequence[Hashable], Sequence[Hashable]]],
+                         d_th: float = 2.0) -> dict[str, float]:
+    """Convention (A) means over the episodes (percent for TC and nDTW, hops for SPD)."""
+    return _means(episodes_convention_a(graph, episodes, d_th), CONVENTION_A.replace("d_th=2", f"d_th={d_th:g}"))
 
 
 def metrics_convention_b(episodes: Sequence[tuple[Sequence[tuple[float, ...]], Sequence[tuple[float, ...]]]],
                          success_radius: float = 3.0) -> dict[str, float]:
-    """Convention (B) over ``(agent positions, reference positions)`` in metres; nDTW = exp(-DTW / L)."""
-    tc, spd, ndtw = [], [], []
-    for path, reference in episodes:
-        distance = math.dist(path[-1], reference[-1])
-        tc.append(distance <= success_radius)
-        spd.append(distance)
-        length = sum(math.dist(a, b) for a, b in zip(reference, reference[1:]))
-        ndtw.append(math.exp(-dtw(path, reference, math.dist) / max(length, 1e-9)))
-    count = len(episodes)
-    return {"convention": f"B (metres; TC within {success_radius:g} m; nDTW / reference length)",
-            "TC": 100 * sum(tc) / count, "SPD": sum(spd) / count, "nDTW": 100 * sum(ndtw) / count}
+    """Convention (B) means over the episodes (percent for TC and nDTW, metres for SPD)."""
+    return _means(episodes_convention_b(episodes, success_radius),
+                  CONVENTION_B.replace("within 3 m", f"within {success_radius:g} m"))

@@ -1,0 +1,227 @@
+"""The navigation-memory study (Mem4Nav spec M6): agents with and without memory, and the paper's
+ablations, on the synthetic city benchmark, per memory-dependent subset, in both metric
+conventions, over several seeds.
+
+Each seed builds its own city and episodes. The ``test`` split is a held-out draw of episodes on
+that city; ``unseen`` is a different city (geographically unseen). Subsets: ``plain`` (no
+memory needed), ``counting`` ("stop at the second X"), ``loop`` (back to the start around a
+block) and ``long`` (over 40 actions). Every agent runs the same episodes, so agents are
+compared pairwise on them (exact McNemar test on TC, Wilcoxon signed-rank on nDTW).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from amft.training.checkpoint import atomic_write_json
+
+from .agents import FollowerAgent, run_episode
+from .city import City, make_city
+from .episodes import Episode, sample_episode, sample_loop_episode
+from .metrics import CONVENTION_A, CONVENTION_B, episodes_convention_a, episodes_convention_b
+from .observations import Observer
+
+__all__ = ["NavBenchmark", "NavStudyConfig", "SUBSETS", "build_benchmark", "run_nav_study"]
+
+SUBSETS = ("plain", "counting", "loop", "long")
+SPLITS = ("test", "unseen")
+METRICS = ("TC", "SPD", "nDTW")
+
+
+@dataclass
+class NavBenchmark:
+    city: City
+    observer: Observer
+    episodes: dict[str, list[Episode]]  # subset -> episodes
+
+
+def _subset(episode: Episode) -> str:
+    for name in ("loop", "counting", "long"):
+        if name in episode.subsets:
+            return name
+    return "plain"
+
+
+def build_benchmark(seed: int, split: str = "test", *, city_size: int = 8, per_subset: int = 50) -> NavBenchmark:
+    """``per_subset`` episodes of each subset on the seed's city (``test``) or on another city (``unseen``)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    city = make_city(seed if split == "test" else 10_000 + seed, size=city_size)
+    rng = random.Random(f"mem4nav-episodes:{seed}:{split}")
+    episodes: dict[str, list[Episode]] = {name: [] for name in SUBSETS}
+    episodes["loop"] = [sample_loop_episode(city, rng) for _ in range(per_subset)]
+    for _ in range(200 * per_subset):
+        if all(len(episodes[name]) >= per_subset for name in ("plain", "counting", "long")):
+            break
+        episode = sample_episode(city, rng, max_actions=120)
+        if len(episodes[_subset(episode)]) < per_subset:
+            episodes[_subset(episode)].append(episode)
+    short = [name for name in SUBSETS if len(episodes[name]) < per_subset]
+    if short:
+        raise RuntimeError(f"city {city.seed} ({city_size}x{city_size}) gave too few episodes of {short}; use a larger city")
+    return NavBenchmark(city, Observer(city), episodes)
+
+
+@dataclass
+class NavStudyConfig:
+    """A study file (YAML): see configs/mem4nav-study.yaml."""
+
+    output_dir: str = "runs/mem4nav-study"
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    city_size: int = 8
+    per_subset: int = 50
+    #: variant name -> {"agent": "follower", "memory": an ablation of amft.memory.system.ABLATIONS}
+    agents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the variant the others are tested against (paired, on the same episodes)
+    reference: str = "none"
+
+    def __post_init__(self) -> None:
+        if not self.agents:
+            raise ValueError("a navigation study needs at least one agent under `agents:`")
+        if self.reference not in self.agents:
+            raise ValueError(f"reference {self.reference!r} is not one of the agents {list(self.agents)}")
+        for name, spec in self.agents.items():
+            if spec.get("agent", "follower") != "follower":
+                raise ValueError(f"agent {name}: unknown agent kind {spec.get('agent')!r} (known: follower)")
+
+
+def _make_agent(spec: dict[str, Any]) -> FollowerAgent:
+    options = {k: v for k, v in spec.items() if k not in ("agent", "memory")}
+    return FollowerAgent(memory=spec.get("memory", "full"), memory_options=options)
+
+
+def evaluate_episodes(benchmark: NavBenchmark, agent: FollowerAgent) -> list[dict[str, Any]]:
+    """One row per episode: subset, both conventions' TC/SPD/nDTW (keys ``A_TC`` ... ``B_nDTW``)."""
+    city, rows = benchmark.city, []
+    graph = {node: list(successors) for node, successors in city.edges.items()}
+    for subset, episodes in benchmark.episodes.items():
+        runs = [run_episode(city, benchmark.observer, agent, e) for e in episodes]
+        a = episodes_convention_a(graph, [(r.path, list(e.path)) for r, e in zip(runs, episodes)])
+        b = episodes_convention_b([(r.positions, [city.positions[n] for n in e.path]) for r, e in zip(runs, episodes)])
+        for index, (ra, rb) in enumerate(zip(a, b)):
+            rows.append({"subset": subset, "episode": index, **{f"A_{k}": v for k, v in ra.items()},
+                         **{f"B_{k}": v for k, v in rb.items()}})
+    return rows
+
+
+def bootstrap_ci(values: Iterable[float], resamples: int = 2000) -> tuple[float, float, float]:
+    """Mean and percentile-bootstrap 95% interval over episodes (seeded, so reports are reproducible)."""
+    data = np.asarray(list(values), dtype=float)
+    mean = float(data.mean())
+    if np.all(data == data[0]) or not np.all(np.isfinite(data)):
+        return mean, mean, mean
+    result = stats.bootstrap((data,), np.mean, confidence_level=0.95, n_resamples=resamples, method="percentile",
+                             random_state=np.random.default_rng(0))
+    return mean, float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def paired_tests(rows: list[dict], reference: list[dict], convention: str = "B") -> dict[str, float]:
+    """Exact McNemar p-value on TC and Wilcoxon signed-rank p-value on nDTW against ``reference``
+    (the same episodes in the same order)."""
+    wins = sum(r[f"{convention}_TC"] > q[f"{convention}_TC"] for r, q in zip(rows, reference))
+    losses = sum(r[f"{convention}_TC"] < q[f"{convention}_TC"] for r, q in zip(rows, reference))
+    mcnemar = stats.binomtest(min(wins, losses), wins + losses, 0.5).pvalue if wins + losses else 1.0
+    differences = [r[f"{convention}_nDTW"] - q[f"{convention}_nDTW"] for r, q in zip(rows, reference)]
+    wilcoxon = stats.wilcoxon(differences).pvalue if any(differences) else 1.0
+    return {"TC_wins": wins, "TC_losses": losses, "mcnemar_p": float(mcnemar), "wilcoxon_ndtw_p": float(wilcoxon)}
+
+
+def _summarise(records: list[dict], variants: list[str], reference: str) -> dict[str, Any]:
+    summary: dict[str, Any] = {"conventions": {"A": CONVENTION_A, "B": CONVENTION_B}, "splits": {}}
+    for split in SPLITS:
+        per_variant = {}
+        for variant in variants:
+            rows = [r for r in records if r["variant"] == variant and r["split"] == split]
+            ref = [r for r in records if r["variant"] == reference and r["split"] == split]
+            entry: dict[str, Any] = {}
+            for subset in (*SUBSETS, "all"):
+                chosen = [r for r in rows if subset in ("all", r["subset"])]
+                entry[subset] = {f"{c}_{m}": bootstrap_ci(r[f"{c}_{m}"] for r in chosen) for c in "AB" for m in METRICS}
+            entry["paired_vs_reference"] = {c: paired_tests(rows, ref, c) for c in "AB"}
+            per_variant[variant] = entry
+        summary["splits"][split] = per_variant
+    return summary
+
+
+def _cell(stat: tuple[float, float, float], digits: int = 1) -> str:
+    mean, low, high = stat
+    return f"{mean:.{digits}f}" if low == high else f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def results_markdown(summary: dict[str, Any], variants: list[str], reference: str, seeds: list[int], per_subset: int) -> str:
+    lines = [f"Seeds {', '.join(map(str, seeds))}; {per_subset} episodes per subset, split and seed; mean over all "
+             "episodes with a 95% percentile-bootstrap interval over episodes; p: exact McNemar test on TC against "
+             f"`{reference}` on the same episodes.", ""]
+    for split in SPLITS:
+        for convention in "BA":
+            lines += [f"**{split}, convention {summary['conventions'][convention]}**", "",
+                      "| variant | " + " | ".join(f"TC {s}" for s in SUBSETS) + " | TC all | SPD all | nDTW all | p (TC) |",
+                      "|---" * (len(SUBSETS) + 5) + "|"]
+            for variant in variants:
+                entry = summary["splits"][split][variant]
+                p = entry["paired_vs_reference"][convention]["mcnemar_p"]
+                cells = [_cell(entry[s][f"{convention}_TC"], 0) for s in (*SUBSETS, "all")]
+                cells += [_cell(entry["all"][f"{convention}_SPD"]), _cell(entry["all"][f"{convention}_nDTW"])]
+                lines.append(f"| {variant} | " + " | ".join(cells) + f" | {'-' if variant == reference else f'{p:.2g}'} |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def _plot(summary: dict[str, Any], variants: list[str], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(SPLITS), figsize=(6 * len(SPLITS), 4), sharey=True)
+    width = 0.8 / len(variants)
+    for axis, split in zip(np.atleast_1d(axes), SPLITS):
+        for i, variant in enumerate(variants):
+            stats_ = [summary["splits"][split][variant][s]["B_TC"] for s in SUBSETS]
+            means = [s[0] for s in stats_]
+            errors = [[s[0] - s[1] for s in stats_], [s[2] - s[0] for s in stats_]]
+            axis.bar(np.arange(len(SUBSETS)) + i * width, means, width, yerr=errors, label=variant, capsize=2)
+        axis.set_xticks(np.arange(len(SUBSETS)) + 0.4 - width / 2, SUBSETS)
+        axis.set_title(f"{split}: task completion (convention B)")
+        axis.set_ylim(0, 105)
+    np.atleast_1d(axes)[0].set_ylabel("TC (%)")
+    np.atleast_1d(axes)[-1].legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def run_nav_study(config: NavStudyConfig, progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every agent on every seed's benchmark; write episodes.csv, results.md/.json and tc_by_subset.png."""
+    os.makedirs(config.output_dir, exist_ok=True)
+    variants, records = list(config.agents), []
+    total, done = len(config.seeds) * len(SPLITS) * len(variants), 0
+    for seed in config.seeds:
+        for split in SPLITS:
+            benchmark = build_benchmark(seed, split, city_size=config.city_size, per_subset=config.per_subset)
+            for variant in variants:
+                done += 1
+                progress(f"[{done}/{total}] {variant} · seed {seed} · {split}")
+                for row in evaluate_episodes(benchmark, _make_agent(config.agents[variant])):
+                    records.append({"variant": variant, "seed": seed, "split": split, **row})
+    summary = _summarise(records, variants, config.reference)
+    with open(os.path.join(config.output_dir, "episodes.csv"), "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(records[0]))
+        writer.writeheader()
+        writer.writerows({k: (v if not isinstance(v, float) or math.isfinite(v) else "inf") for k, v in r.items()}
+                         for r in records)
+    atomic_write_json(os.path.join(config.output_dir, "results.json"), summary)
+    markdown = results_markdown(summary, variants, config.reference, config.seeds, config.per_subset)
+    with open(os.path.join(config.output_dir, "results.md"), "w") as handle:
+        handle.write(markdown + "\n")
+    _plot(summary, variants, os.path.join(config.output_dir, "tc_by_subset.png"))
+    return summary

@@ -1,0 +1,44 @@
+"""The navigation-memory study: benchmark subsets, statistics, and a miniature end-to-end run."""
+
+import json
+
+import pytest
+
+from amft.memory.study import NavStudyConfig, build_benchmark, bootstrap_ci, paired_tests, run_nav_study
+
+
+def test_benchmark_subsets_hold_what_their_names_say():
+    benchmark = build_benchmark(0, "test", city_size=8, per_subset=4)
+    assert {name: len(e) for name, e in benchmark.episodes.items()} == {"plain": 4, "counting": 4, "loop": 4, "long": 4}
+    assert all("counting" in e.subsets for e in benchmark.episodes["counting"])
+    assert all(e.path[0] == e.path[-1] for e in benchmark.episodes["loop"])
+    assert all(len(e.actions) > 40 for e in benchmark.episodes["long"])
+    assert all(not e.subsets for e in benchmark.episodes["plain"])
+    unseen = build_benchmark(0, "unseen", city_size=8, per_subset=4)
+    assert unseen.city.positions != benchmark.city.positions or unseen.city.edges != benchmark.city.edges
+
+
+def test_paired_tests_and_bootstrap_on_hand_made_episodes():
+    better = [{"B_TC": 100.0, "B_nDTW": 90.0}] * 8 + [{"B_TC": 0.0, "B_nDTW": 10.0}] * 2
+    worse = [{"B_TC": 0.0, "B_nDTW": 50.0}] * 8 + [{"B_TC": 0.0, "B_nDTW": 10.0}] * 2
+    result = paired_tests(better, worse)
+    assert (result["TC_wins"], result["TC_losses"]) == (8, 0)
+    assert result["mcnemar_p"] == pytest.approx(2 * 0.5**8)  # exact two-sided binomial on 8 discordant pairs
+    assert result["wilcoxon_ndtw_p"] < 0.01
+    assert paired_tests(worse, worse)["mcnemar_p"] == 1.0
+    mean, low, high = bootstrap_ci([0.0, 100.0] * 20)
+    assert mean == 50.0 and 30 < low < 50 < high < 70
+    assert bootstrap_ci([100.0] * 5) == (100.0, 100.0, 100.0)
+
+
+def test_a_miniature_study_writes_its_tables(tmp_path):
+    config = NavStudyConfig(output_dir=str(tmp_path), seeds=[0], city_size=8, per_subset=3,
+                            agents={"full": {"memory": "full"}, "none": {"memory": "none"}}, reference="none")
+    summary = run_nav_study(config, progress=lambda _: None)
+    for name in ("results.md", "results.json", "episodes.csv", "tc_by_subset.png"):
+        assert (tmp_path / name).exists()
+    assert json.loads((tmp_path / "results.json").read_text())["conventions"]["A"].startswith("A")
+    full, none = summary["splits"]["test"]["full"], summary["splits"]["test"]["none"]
+    assert full["loop"]["B_TC"][0] == 100.0 and none["loop"]["B_TC"][0] == 0.0
+    with pytest.raises(ValueError, match="reference"):
+        NavStudyConfig(agents={"full": {}}, reference="none")
