@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 class RunArguments:
     """What to train and how to evaluate it. Every field is also a YAML key of `--config`."""
 
-    task: str = field(default="general-points", metadata={"help": "Task name: 'general-points', 'math' or 'virl'."})
+    task: str = field(default="general-points", metadata={"help": "Task name: 'general-points', 'math', 'virl' or 'citynav'."})
     model_name_or_path: str = field(
         default="tiny-gp",
         metadata={"help": "A tiny model name built from scratch (tiny-test, tiny-gp, tiny-6m), a Hub id or a local folder."},
@@ -67,6 +67,17 @@ class RunArguments:
         default=0.5, metadata={"help": "V-IRL: share of one-turn training routes shown in the relative action space."}
     )
     eval_routes: int = field(default=100, metadata={"help": "V-IRL: routes per evaluation split."})
+    city_size: int = field(default=8, metadata={"help": "City navigation: the synthetic city is a grid of N x N intersections."})
+    city_seed: int = field(
+        default=0, metadata={"help": "City navigation: seed of the training city (the 'unseen' split uses another city)."}
+    )
+    nav_memory: str = field(
+        default="full",
+        metadata={"help": "City navigation: the memory behind the prompt's [mem] line: full, no-octree, no-graph, "
+                  "no-short-term, no-long-term or none (no line)."},
+    )
+    loop_fraction: float = field(default=0.3, metadata={"help": "City navigation: share of training episodes that are loops."})
+    nav_eval_episodes: int = field(default=50, metadata={"help": "City navigation: evaluation episodes per subset."})
     num_train_prompts: int = field(default=20000, metadata={"help": "RL prompts generated for training."})
     num_demonstrations: int = field(default=20000, metadata={"help": "Demonstrations generated for the SFT stream."})
     num_meta_prompts: int = field(default=256, metadata={"help": "Held-out validation prompts for the meta term."})

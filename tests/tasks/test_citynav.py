@@ -1,0 +1,61 @@
+"""City navigation for language-model agents: memory lines, rewards and whole episodes."""
+
+import pytest
+
+from amft.tasks import get_task
+from amft.tasks.citynav import parse_action
+
+
+@pytest.fixture(scope="module")
+def task():
+    return get_task("citynav", nav_eval_episodes=3)
+
+
+def test_memory_line_counts_places_and_recognises_the_start_of_a_loop(task):
+    loop = task.benchmark("loop").episodes["loop"][0]
+    env = task.make_env({"split": "loop", "subset": "loop", "index": 0})
+    prompt = env.reset()
+    assert prompt.startswith(f"[inst] {loop.instruction}\n[hist] \n[obs] ") and "[mem] new place" in prompt
+    for action in loop.actions[:-1]:
+        prompt, reward, terminated, truncated, info = env.step(f" {action}")
+        assert reward == 1.0 and not terminated
+    assert "been here" in prompt.split("[mem]")[1]  # back at the start, before stopping
+    _, reward, terminated, _, info = env.step(" stop")
+    assert terminated and info["episode_success"] and info["path"][0] == info["path"][-1]
+
+    blind = get_task("citynav", nav_eval_episodes=3, nav_memory="none")
+    assert "[mem]" not in blind.make_env({"split": "loop", "subset": "loop", "index": 0}).reset()
+
+
+def test_counting_prompts_show_how_many_places_were_passed(task):
+    episode = task.benchmark("counting").episodes["counting"][0]
+    env = task.make_env({"split": "counting", "subset": "counting", "index": 0})
+    env.reset()
+    goal_name = task.benchmark("counting").city.landmarks[episode.goal][0].name
+    for action in episode.actions[:-1]:
+        prompt, *_ = env.step(f" {action}")
+    ordinal = episode.instruction.rsplit("stop at the ", 1)[1].split()[0]
+    passed = {"second": 1, "third": 2, "fourth": 3, "fifth": 4}[ordinal]
+    assert f"{goal_name} x{passed}" in prompt and f"{goal_name} here" in prompt
+
+
+def test_training_rows_reward_the_moves_that_do_what_the_expert_does(task):
+    rows = task.train_prompts(200, seed=0)
+    demos = task.demonstrations(50, seed=0)
+    assert all(task.verify(row, row["demonstration"]).reward == 1.0 for row in rows)
+    assert all(task.verify(row, row["completion"]).success for row in demos)
+    stop_rows = [row for row in rows if row["valid_actions"] == ["stop"]]
+    assert stop_rows and task.verify(stop_rows[0], " forward").reward == 0.0
+    assert task.verify(rows[0], "fly away").reward == 0.0
+    assert parse_action(" turn_around then more") == "turn_around" and parse_action("") is None
+
+
+def test_an_agent_that_never_stops_runs_out_of_budget(task):
+    env = task.make_env({"split": "plain", "subset": "plain", "index": 0})
+    env.reset()
+    for step in range(env.budget):
+        _, reward, terminated, truncated, info = env.step(" nonsense")
+    assert truncated and not terminated and not info["episode_success"] and reward == 0.0
+    with pytest.raises(RuntimeError):
+        env.step(" stop")
+    assert [row["subset"] for row in task.eval_episodes("unseen")] == ["plain"] * 3 + ["counting"] * 3 + ["loop"] * 3 + ["long"] * 3
