@@ -15,7 +15,9 @@ The follower executes the templated instruction step by step. Two kinds of step 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .city import City, NavigatorState
 from .episodes import Episode
@@ -23,7 +25,8 @@ from .metrics import metrics_convention_a, metrics_convention_b
 from .observations import Observer
 from .system import ABLATIONS, Mem4NavConfig, Mem4NavMemory
 
-__all__ = ["FollowerAgent", "RunResult", "parse_instruction", "run_episode", "evaluate_agent"]
+__all__ = ["Facts", "FollowerAgent", "InstructionTracker", "RunResult", "evaluate_agent", "follow", "parse_instruction",
+           "run_episode"]
 
 _ORDINAL_WORDS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5}
 LOOP_SENTENCE = re.compile(r"turn (left|right) at every intersection and stop when you are back where you started")
@@ -53,63 +56,108 @@ def parse_instruction(text: str) -> list[tuple]:
 
 
 @dataclass
+class Facts:
+    """What one step's decision may use: the instruction step being executed, the observation, and
+    what memory says (zeros without it)."""
+
+    step: tuple
+    at_intersection: bool
+    moved: bool  # the agent has left its start
+    anchor_here: bool  # a turn step: its anchor (landmark or street sign) is in the observation
+    target_here: bool  # a stop step: its landmark is at the agent's node
+    target_places: int  # a stop step: distinct places its landmark was seen at, this one included
+    seen_before: bool  # memory recognises the current place
+    counts_places: bool  # the memory can count places (octree or graph on)
+
+
+class InstructionTracker:
+    """The planning module: which step of the instruction the agent is executing, advanced by the
+    actions it takes (a turn counts only where its anchor is)."""
+
+    def __init__(self, instruction: str) -> None:
+        self.steps, self.pointer, self.passed = parse_instruction(instruction), 0, 0
+
+    def current(self) -> tuple:
+        """The step to execute now; a "go straight past n" step ends once n intersections are behind."""
+        while self.pointer < len(self.steps):
+            step = self.steps[self.pointer]
+            if step[0] == "straight" and self.passed >= step[1]:
+                self.pointer, self.passed = self.pointer + 1, 0
+                continue
+            return step
+        return ("stop", None, 1)
+
+    def advance(self, facts: Facts, action: str) -> None:
+        kind = facts.step[0]
+        if kind == "straight" and action == "forward":
+            # As in the instruction's template, the starting node is never an intersection "passed".
+            self.passed += int(facts.at_intersection and facts.moved)
+        elif kind == "turn" and action == facts.step[1] and facts.at_intersection and facts.anchor_here:
+            self.pointer += 1
+        elif kind == "turn_around" and action == "turn_around":
+            self.pointer += 1
+
+
+def follow(facts: Facts) -> str:
+    """The hand-written decision rule for one step."""
+    kind = facts.step[0]
+    if kind == "turn":
+        return facts.step[1] if facts.at_intersection and facts.anchor_here else "forward"
+    if kind == "turn_around":
+        return "turn_around"
+    if kind == "loop":
+        if facts.moved and facts.seen_before:
+            return "stop"
+        return facts.step[1] if facts.at_intersection else "forward"
+    if kind == "stop":
+        # Without places to count by, the ordinal cannot be checked: it stops at the first such landmark.
+        if facts.step[1] is None or (facts.target_here and (not facts.counts_places or facts.target_places >= facts.step[2])):
+            return "stop"
+    return "forward"
+
+
+@dataclass
 class FollowerAgent:
-    """``memory`` names an ablation of :data:`amft.memory.system.ABLATIONS` ("full", "no-octree", ...,
-    "none"); ``memory_options`` are further :class:`Mem4NavConfig` fields."""
+    """The instruction tracker, Mem4Nav's memory and a decision policy (the hand-written rule by
+    default). ``memory`` names an ablation of :data:`amft.memory.system.ABLATIONS` ("full",
+    "no-octree", ..., "none"); ``memory_options`` are further :class:`Mem4NavConfig` fields."""
 
     memory: str = "full"
     memory_options: dict = field(default_factory=dict)
-    _steps: list[tuple] = field(default_factory=list)
-    _pointer: int = 0
-    _passed: int = 0
-    _start: tuple[float, float, float] | None = None
-    _moved: bool = False
+    policy: Callable[[Facts, Any], str] | None = None  # (facts, observation embedding) -> action
 
     def __post_init__(self) -> None:
         if self.memory not in ABLATIONS:
             raise ValueError(f"memory must be one of {tuple(ABLATIONS)}, got {self.memory!r}")
         self._memory = Mem4NavMemory(Mem4NavConfig(**{**ABLATIONS[self.memory], **self.memory_options}))
+        self._tracker: InstructionTracker | None = None
+        self._start: tuple[float, float, float] | None = None
+        self._moved = False
 
     def reset(self, instruction: str) -> None:
-        self._steps, self._pointer, self._passed = parse_instruction(instruction), 0, 0
-        self._start, self._moved = None, False
+        self._tracker, self._start, self._moved = InstructionTracker(instruction), None, False
         self._memory.reset()
 
-    def act(self, observation: str, embedding, position: tuple[float, float, float]) -> str:
+    def observe(self, observation: str, embedding, position: tuple[float, float, float]) -> Facts:
+        """Recall the place, write this step's observation to memory, and return the facts for the decision."""
         here = [m.group(1) for m in re.finditer(r"(?:^landmarks: |; )([a-z ]+?) here(?=;| \|)", observation)]
         recollection = self._memory.recall(position, embedding)
-        self._memory.observe(position, embedding, here)
         at_intersection = "sign:" in observation
-        # As in the instruction's template, the starting node is never an intersection "passed".
         self._start = position if self._start is None else self._start
         self._moved = self._moved or position != self._start
-        while self._pointer < len(self._steps):
-            step = self._steps[self._pointer]
-            if step[0] == "straight":
-                if self._passed >= step[1]:
-                    self._pointer, self._passed = self._pointer + 1, 0
-                    continue
-                self._passed += int(at_intersection and self._moved)
-                return "forward"
-            if step[0] == "turn":
-                if at_intersection and step[2] in observation:
-                    self._pointer += 1
-                    return step[1]
-                return "forward"
-            if step[0] == "turn_around":
-                self._pointer += 1
-                return "turn_around"
-            if step[0] == "loop":
-                if self._moved and recollection.seen_before:
-                    return "stop"
-                return step[1] if at_intersection else "forward"
-            name, count = step[1], step[2]
-            config = self._memory.config
-            # Without places to count by, the ordinal cannot be checked: it stops at the first such landmark.
-            if name in here and (not (config.octree or config.graph) or self._memory.places_with(name) >= count):
-                return "stop"
-            return "forward"
-        return "stop"
+        self._memory.observe(position, embedding, here)
+        step = self._tracker.current()
+        target = step[1] if step[0] == "stop" else None
+        config = self._memory.config
+        return Facts(step, at_intersection, self._moved, anchor_here=step[0] == "turn" and step[2] in observation,
+                     target_here=target in here, target_places=self._memory.places_with(target) if target else 0,
+                     seen_before=recollection.seen_before, counts_places=config.octree or config.graph)
+
+    def act(self, observation: str, embedding, position: tuple[float, float, float]) -> str:
+        facts = self.observe(observation, embedding, position)
+        action = follow(facts) if self.policy is None else self.policy(facts, embedding)
+        self._tracker.advance(facts, action)
+        return action
 
 
 @dataclass
