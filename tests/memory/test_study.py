@@ -32,13 +32,18 @@ def test_paired_tests_and_bootstrap_on_hand_made_episodes():
 
 
 def test_a_miniature_study_writes_its_tables(tmp_path):
-    config = NavStudyConfig(output_dir=str(tmp_path), seeds=[0], city_size=8, per_subset=3,
-                            agents={"full": {"memory": "full"}, "none": {"memory": "none"}}, reference="none")
+    config = NavStudyConfig(output_dir=str(tmp_path), seeds=[0], city_size=8, per_subset=3, train_episodes=10,
+                            validation_episodes=4, reference="none",
+                            agents={"full": {"memory": "full"}, "none": {"memory": "none"},
+                                    "learned": {"agent": "modular", "memory": "no-long-term", "steps": 40, "warmup_steps": 20}})
     summary = run_nav_study(config, progress=lambda _: None)
-    for name in ("results.md", "results.json", "episodes.csv", "tc_by_subset.png"):
+    assert [row["step"] for row in summary["training"]["learned/seed0"]] == [20, 40]
+    for name in ("results.md", "results.json", "episodes.csv", "tc_by_subset.png", "modular_training.png"):
         assert (tmp_path / name).exists()
     assert json.loads((tmp_path / "results.json").read_text())["conventions"]["A"].startswith("A")
     full, none = summary["splits"]["test"]["full"], summary["splits"]["test"]["none"]
     assert full["loop"]["B_TC"][0] == 100.0 and none["loop"]["B_TC"][0] == 0.0
     with pytest.raises(ValueError, match="reference"):
         NavStudyConfig(agents={"full": {}}, reference="none")
+    with pytest.raises(ValueError, match="unknown options"):
+        NavStudyConfig(agents={"none": {"memory": "none", "steps": 5}})

@@ -153,10 +153,14 @@ class FollowerAgent:
                      target_here=target in here, target_places=self._memory.places_with(target) if target else 0,
                      seen_before=recollection.seen_before, counts_places=config.octree or config.graph)
 
+    def commit(self, facts: Facts, action: str) -> None:
+        """Tell the instruction tracker which action was taken on ``facts``."""
+        self._tracker.advance(facts, action)
+
     def act(self, observation: str, embedding, position: tuple[float, float, float]) -> str:
         facts = self.observe(observation, embedding, position)
         action = follow(facts) if self.policy is None else self.policy(facts, embedding)
-        self._tracker.advance(facts, action)
+        self.commit(facts, action)
         return action
 
 

@@ -3,7 +3,9 @@ ablations, on the synthetic city benchmark, per memory-dependent subset, in both
 conventions, over several seeds.
 
 Each seed builds its own city and episodes. The ``test`` split is a held-out draw of episodes on
-that city; ``unseen`` is a different city (geographically unseen). Subsets: ``plain`` (no
+that city; ``unseen`` is a different city (geographically unseen). Agents: ``follower`` (the
+hand-written decision rule) and ``modular`` (a learned controller trained with AMFT on decisions
+of expert episodes of the seed's city, disjoint from the test episodes), each with any memory ablation. Subsets: ``plain`` (no
 memory needed), ``counting`` ("stop at the second X"), ``loop`` (back to the start around a
 block) and ``long`` (over 40 actions). Every agent runs the same episodes, so agents are
 compared pairwise on them (exact McNemar test on TC, Wilcoxon signed-rank on nDTW).
@@ -25,6 +27,7 @@ from scipy import stats
 from amft.training.checkpoint import atomic_write_json
 
 from .agents import FollowerAgent, run_episode
+from .modular import ModularTrainingConfig, collect_decisions, train_modular_policy
 from .city import City, make_city
 from .episodes import Episode, sample_episode, sample_loop_episode
 from .metrics import CONVENTION_A, CONVENTION_B, episodes_convention_a, episodes_convention_b
@@ -79,8 +82,12 @@ class NavStudyConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     city_size: int = 8
     per_subset: int = 50
-    #: variant name -> {"agent": "follower", "memory": an ablation of amft.memory.system.ABLATIONS}
+    #: variant name -> {"agent": "follower" or "modular", "memory": an ablation of amft.memory.system.ABLATIONS,
+    #: and for "modular" any ModularTrainingConfig field}
     agents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: modular agents: expert episodes of the seed's city to learn from, and held out for the meta-gradient
+    train_episodes: int = 200
+    validation_episodes: int = 40
     #: the variant the others are tested against (paired, on the same episodes)
     reference: str = "none"
 
@@ -90,13 +97,46 @@ class NavStudyConfig:
         if self.reference not in self.agents:
             raise ValueError(f"reference {self.reference!r} is not one of the agents {list(self.agents)}")
         for name, spec in self.agents.items():
-            if spec.get("agent", "follower") != "follower":
-                raise ValueError(f"agent {name}: unknown agent kind {spec.get('agent')!r} (known: follower)")
+            if spec.get("agent", "follower") not in AGENT_KINDS:
+                raise ValueError(f"agent {name}: unknown agent kind {spec.get('agent')!r} (known: {', '.join(AGENT_KINDS)})")
+            unknown = set(spec) - {"agent", "memory"} - (set(ModularTrainingConfig.__dataclass_fields__)
+                                                        if spec.get("agent") == "modular" else set())
+            if unknown:
+                raise ValueError(f"agent {name}: unknown options {sorted(unknown)}")
 
 
-def _make_agent(spec: dict[str, Any]) -> FollowerAgent:
-    options = {k: v for k, v in spec.items() if k not in ("agent", "memory")}
-    return FollowerAgent(memory=spec.get("memory", "full"), memory_options=options)
+AGENT_KINDS = ("follower", "modular")
+
+
+def training_episodes(benchmark: NavBenchmark, seed: int, count: int, stream: str, loop_fraction: float = 0.3) -> list[Episode]:
+    """Expert episodes on the benchmark's city, none of them one of its evaluation episodes."""
+    def identity(e: Episode) -> tuple:
+        return e.start.node, round(e.start.heading), e.goal, e.instruction
+
+    held_out = {identity(e) for episodes in benchmark.episodes.values() for e in episodes}
+    rng, chosen = random.Random(f"mem4nav-{stream}:{seed}"), []
+    while len(chosen) < count:
+        loop = rng.random() < loop_fraction
+        episode = sample_loop_episode(benchmark.city, rng) if loop else sample_episode(benchmark.city, rng, max_actions=120)
+        if identity(episode) not in held_out:
+            chosen.append(episode)
+    return chosen
+
+
+def _make_agent(spec: dict[str, Any], config: NavStudyConfig, seed: int, benchmark: NavBenchmark,
+                logs: dict[str, Any], name: str) -> FollowerAgent:
+    memory = spec.get("memory", "full")
+    if spec.get("agent", "follower") == "follower":
+        return FollowerAgent(memory=memory)
+    key = f"{name}/seed{seed}"
+    if key not in logs:
+        decisions = [collect_decisions(benchmark.city, benchmark.observer,
+                                       training_episodes(benchmark, seed, count, stream), memory)
+                     for count, stream in ((config.train_episodes, "train"), (config.validation_episodes, "validation"))]
+        options = {k: v for k, v in spec.items() if k not in ("agent", "memory")}
+        policy, log = train_modular_policy(*decisions, ModularTrainingConfig(**{"seed": seed, **options}))
+        logs[key] = {"policy": policy, "log": log}
+    return FollowerAgent(memory=memory, policy=logs[key]["policy"].decide)
 
 
 def evaluate_episodes(benchmark: NavBenchmark, agent: FollowerAgent) -> list[dict[str, Any]]:
@@ -203,17 +243,22 @@ def _plot(summary: dict[str, Any], variants: list[str], path: str) -> None:
 def run_nav_study(config: NavStudyConfig, progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every agent on every seed's benchmark; write episodes.csv, results.md/.json and tc_by_subset.png."""
     os.makedirs(config.output_dir, exist_ok=True)
-    variants, records = list(config.agents), []
+    variants, records, trained = list(config.agents), [], {}
     total, done = len(config.seeds) * len(SPLITS) * len(variants), 0
     for seed in config.seeds:
+        # Modular agents learn on the test split's city and also run on the unseen one.
+        home = build_benchmark(seed, "test", city_size=config.city_size, per_subset=config.per_subset)
         for split in SPLITS:
-            benchmark = build_benchmark(seed, split, city_size=config.city_size, per_subset=config.per_subset)
+            benchmark = home if split == "test" else build_benchmark(seed, split, city_size=config.city_size,
+                                                                       per_subset=config.per_subset)
             for variant in variants:
                 done += 1
                 progress(f"[{done}/{total}] {variant} · seed {seed} · {split}")
-                for row in evaluate_episodes(benchmark, _make_agent(config.agents[variant])):
+                agent = _make_agent(config.agents[variant], config, seed, home, trained, variant)
+                for row in evaluate_episodes(benchmark, agent):
                     records.append({"variant": variant, "seed": seed, "split": split, **row})
     summary = _summarise(records, variants, config.reference)
+    summary["training"] = {key: value["log"] for key, value in trained.items()}
     with open(os.path.join(config.output_dir, "episodes.csv"), "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(records[0]))
         writer.writeheader()
@@ -224,4 +269,26 @@ def run_nav_study(config: NavStudyConfig, progress: Callable[[str], None] = prin
     with open(os.path.join(config.output_dir, "results.md"), "w") as handle:
         handle.write(markdown + "\n")
     _plot(summary, variants, os.path.join(config.output_dir, "tc_by_subset.png"))
+    if trained:
+        _plot_training(summary["training"], os.path.join(config.output_dir, "modular_training.png"))
     return summary
+
+
+def _plot_training(logs: dict[str, list[dict]], path: str) -> None:
+    """mu and held-out decision accuracy of the modular agents over training steps (one line per run)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (mu_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    for key, log in sorted(logs.items()):
+        steps = [row["step"] for row in log]
+        mu_axis.plot(steps, [row["mu"] for row in log], label=key, linewidth=1)
+        accuracy_axis.plot(steps, [100 * row["validation_accuracy"] for row in log], label=key, linewidth=1)
+    mu_axis.set(title="modular agents: mu", xlabel="step", ylabel="mu")
+    accuracy_axis.set(title="held-out decisions doing what the expert does", xlabel="step", ylabel="%")
+    accuracy_axis.legend(fontsize=6)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
