@@ -2,12 +2,14 @@
 
     python benchmarks/memory_scaling.py [--sizes 1000,10000,100000] [--dim 64]
 
-For each size N the structures are filled with N random entries (octree leaves over a
-street-scale grid, graph nodes, long-term tokens; the short-term cache is bounded by its
-capacity), then the mean latency of a write and of a read is timed over the same extra
+For each size N the structures are filled with N random entries over a map that grows with N
+at a street-like density (one entry per 20 m x 20 m, so the map is 20 * sqrt(N) metres wide):
+octree leaves, graph nodes, long-term tokens; the short-term cache is bounded by its capacity.
+Then the mean latency of a write and of a read is timed over the same number of extra
 operations at every size. The last line is one JSON object: {size: {component: {write_us,
-read_us}}}. Octree reads are hash lookups (flat in N); graph and long-term reads are exact
-nearest-neighbour passes (linear in N, vectorised).
+read_us}}}. Octree reads are hash lookups; graph and long-term reads are exact nearest-neighbour
+passes over all entries (linear in N, vectorised); the graph with a 50 m merge radius (not in
+the paper) searches only the nodes of the neighbouring spatial cells.
 """
 
 from __future__ import annotations
@@ -32,13 +34,16 @@ def _mean_us(operation, count: int = TIMED) -> float:
 
 def measure(size: int, dim: int, generator: torch.Generator) -> dict[str, dict[str, float]]:
     embeddings = torch.randn(size + TIMED, dim, generator=generator)
-    positions = (torch.rand(size + TIMED, 3, generator=generator) * torch.tensor([4000.0, 4000.0, 20.0])).tolist()
-    octree = SparseOctree(side=4096.0, depth=10)  # 4 m cells
+    width = 20.0 * size**0.5
+    positions = (torch.rand(size + TIMED, 3, generator=generator) * torch.tensor([width, width, 20.0])).tolist()
+    octree = SparseOctree(side=16384.0, depth=12)  # 4 m cells over up to 16 km
     for p, e in zip(positions[:size], embeddings[:size]):
         octree.insert(p, e)
     graph = TopologyGraph(delta=0.0)  # every timed observation makes a new node next to N existing ones
+    gated = TopologyGraph(delta=0.0, merge_radius=50.0)  # nearest-node search among nodes within 50 m
     for p, e in zip(positions[:size], embeddings[:size]):
         graph.add_node(e, p)
+        gated.add_node(e, p)
     ltm = LongTermMemory(ReversibleTransformer(dim=dim, depth=2, heads=4))
     for i in range(size):
         ltm.stored.put(i, torch.cat([embeddings[i], embeddings[i]]))  # filling through R would dominate setup time
@@ -51,6 +56,9 @@ def measure(size: int, dim: int, generator: torch.Generator) -> dict[str, dict[s
                    "read_us": _mean_us(lambda i: octree.leaf_at(positions[i % size]))},
         "graph": {"write_us": _mean_us(lambda i: graph.observe(embeddings[extra[i]], positions[extra[i]])),
                   "read_us": _mean_us(lambda i: graph.nearest(embeddings[i % size]))},
+        "graph_merge_radius_50m": {
+            "write_us": _mean_us(lambda i: gated.observe(embeddings[extra[i]], positions[extra[i]])),
+            "read_us": _mean_us(lambda i: gated.nearest(embeddings[i % size], positions[i % size]))},
         "long_term": {"write_us": _mean_us(lambda i: ltm.write(size + i, embeddings[extra[i]])),
                       "read_us": _mean_us(lambda i: ltm.search(torch.cat([embeddings[i % size]] * 2), 3))},
         "short_term": {"write_us": _mean_us(lambda i: stm.insert(size + i, "o", tuple(positions[extra[i]]),

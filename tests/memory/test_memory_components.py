@@ -1,6 +1,7 @@
 """Mem4Nav's memory components against hand-computed values."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -150,3 +151,17 @@ def test_row_store_grows_replaces_and_finds_nearest():
     assert len(store) == 5 and store.keys == ["k0", "k1", "k2", "k3", "k4"]
     assert store.nearest(torch.tensor([9.0, 0.0]), 2) == [("k1", 1.0), ("k4", 5.0)]
     assert store.get("k3").tolist() == [3.0, 0.0] and "k9" not in store
+
+
+def test_a_merge_radius_keeps_lookalike_places_apart():
+    same = torch.tensor([1.0, 0.0])
+    spec_graph, gated = TopologyGraph(delta=0.5), TopologyGraph(delta=0.5, merge_radius=30.0)
+    for graph in (spec_graph, gated):
+        for x in (0.0, 20.0, 500.0):
+            graph.observe(same, (x, 0.0, 0.0))
+    assert len(spec_graph.nodes) == 1  # the paper's rule: one appearance, one node, wherever it was seen
+    assert len(gated.nodes) == 2 and gated.nodes[0].visits == 2  # 0 m and 20 m merge; 500 m is another place
+    assert gated.nearest(same, (480.0, 0.0, 0.0))[0] == 1 and gated.nearest(same, (250.0, 0.0, 0.0)) == (None, math.inf)
+    restored = TopologyGraph()
+    restored.load_state_dict(json.loads(json.dumps(gated.state_dict())))
+    assert restored.merge_radius == 30.0 and restored.nearest(same, (480.0, 0.0, 0.0))[0] == 1

@@ -5,6 +5,10 @@ An observation joins the nearest node when its embedding is within ``delta`` (L2
 node's, updating the node's mean embedding and position; otherwise it starts a new node.
 Moving from node a to node b sets the edge weight ``alpha * |p(a) - p(b)| + beta * c_instr``,
 averaged with an earlier weight of the same edge; no self-loops, no negative weights.
+
+With ``merge_radius`` (metres; not in the paper) an observation may only join a node within that
+distance: lookalike places far apart stay apart, and the nearest-node search scans the nodes of
+the neighbouring spatial cells instead of the whole graph, so it stays fast as the map grows.
 """
 
 from __future__ import annotations
@@ -30,24 +34,50 @@ class GraphNode:
 
 
 class TopologyGraph:
-    def __init__(self, delta: float = 0.7, alpha: float = 1.0, beta: float = 0.5) -> None:
-        self.delta, self.alpha, self.beta = delta, alpha, beta
+    def __init__(self, delta: float = 0.7, alpha: float = 1.0, beta: float = 0.5, merge_radius: float | None = None) -> None:
+        if merge_radius is not None and merge_radius <= 0:
+            raise ValueError(f"merge_radius must be positive or None, got {merge_radius}")
+        self.delta, self.alpha, self.beta, self.merge_radius = delta, alpha, beta, merge_radius
         self.nodes: list[GraphNode] = []
         self.edges: dict[int, dict[int, float]] = {}
         self.current: int | None = None
         self._embeddings: RowStore | None = None
+        self._cells: dict[tuple[int, ...], set[int]] = {}
+        self._cell_of: dict[int, tuple[int, ...]] = {}
 
-    def nearest(self, embedding: torch.Tensor) -> tuple[int | None, float]:
-        """The node whose mean embedding is nearest (L2), and the distance."""
+    def _cell(self, position: tuple[float, float, float]) -> tuple[int, ...]:
+        return tuple(math.floor(c / self.merge_radius) for c in position)
+
+    def nearest(self, embedding: torch.Tensor, position: tuple[float, float, float] | None = None) -> tuple[int | None, float]:
+        """The node whose mean embedding is nearest (L2), and the distance; with ``merge_radius`` and
+        a ``position``, among the nodes within ``merge_radius`` of it."""
         if self._embeddings is None or not len(self._embeddings):
             return None, math.inf
-        (index, distance), = self._embeddings.nearest(embedding, 1)
-        return index, distance
+        if self.merge_radius is None or position is None:
+            (index, distance), = self._embeddings.nearest(embedding, 1)
+            return index, distance
+        cx, cy, cz = self._cell(position)
+        candidates = [n for dx in (-1, 0, 1) for dy in (-1, 0, 1) for dz in (-1, 0, 1)
+                      for n in self._cells.get((cx + dx, cy + dy, cz + dz), ())
+                      if math.dist(self.nodes[n].position, position) <= self.merge_radius]
+        if not candidates:
+            return None, math.inf
+        distances = (self._embeddings.rows[candidates] - embedding.float()).norm(dim=1)
+        best = int(distances.argmin())
+        return candidates[best], float(distances[best])
 
     def _store(self, node: GraphNode) -> None:
         if self._embeddings is None:
             self._embeddings = RowStore(node.embedding.numel())
         self._embeddings.put(node.node_id, node.embedding)
+        if self.merge_radius is not None:
+            cell = self._cell(node.position)
+            previous = self._cell_of.get(node.node_id)
+            if previous != cell:
+                if previous is not None:
+                    self._cells[previous].discard(node.node_id)
+                self._cells.setdefault(cell, set()).add(node.node_id)
+                self._cell_of[node.node_id] = cell
 
     def add_node(self, embedding: torch.Tensor, position: tuple[float, float, float]) -> int:
         """A new node for one observation (no merging, no edge); its id."""
@@ -59,7 +89,7 @@ class TopologyGraph:
     def observe(self, embedding: torch.Tensor, position: tuple[float, float, float], instruction_cost: float = 0.1) -> int:
         """Merge the observation into a node or create one; link it from the previous node; return its id."""
         embedding = embedding.detach().float()
-        index, distance = self.nearest(embedding)
+        index, distance = self.nearest(embedding, position)
         if index is None or distance > self.delta:
             index = self.add_node(embedding, position)
         else:
@@ -99,7 +129,7 @@ class TopologyGraph:
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "config": [self.delta, self.alpha, self.beta], "current": self.current,
+            "config": [self.delta, self.alpha, self.beta, self.merge_radius], "current": self.current,
             "nodes": [[n.embedding.tolist(), list(n.position), n.visits] for n in self.nodes],
             "edges": [[a, b, w] for a, targets in self.edges.items() for b, w in targets.items()],
         }
