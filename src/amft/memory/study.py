@@ -14,10 +14,11 @@ compared pairwise on them (exact McNemar test on TC, Wilcoxon signed-rank on nDT
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 import os
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,7 @@ from .episodes import Episode, sample_episode, sample_loop_episode
 from .metrics import CONVENTION_A, CONVENTION_B, episodes_convention_a, episodes_convention_b
 from .observations import Observer
 
-__all__ = ["NavBenchmark", "NavStudyConfig", "SUBSETS", "build_benchmark", "run_nav_study"]
+__all__ = ["NavBenchmark", "NavStudyConfig", "SUBSETS", "build_benchmark", "run_nav_study", "training_stream"]
 
 SUBSETS = ("plain", "counting", "loop", "long")
 SPLITS = ("test", "unseen")
@@ -108,19 +109,19 @@ class NavStudyConfig:
 AGENT_KINDS = ("follower", "modular")
 
 
-def training_episodes(benchmark: NavBenchmark, seed: int, count: int, stream: str, loop_fraction: float = 0.3) -> list[Episode]:
-    """Expert episodes on the benchmark's city, none of them one of its evaluation episodes."""
+def training_stream(benchmark: NavBenchmark, stream: str, loop_fraction: float = 0.3) -> Iterator[Episode]:
+    """Endless expert episodes on the benchmark's city (a share of them loops), seeded by ``stream``
+    and never one of the benchmark's evaluation episodes."""
     def identity(e: Episode) -> tuple:
         return e.start.node, round(e.start.heading), e.goal, e.instruction
 
     held_out = {identity(e) for episodes in benchmark.episodes.values() for e in episodes}
-    rng, chosen = random.Random(f"mem4nav-{stream}:{seed}"), []
-    while len(chosen) < count:
+    rng = random.Random(f"mem4nav-{stream}")
+    while True:
         loop = rng.random() < loop_fraction
         episode = sample_loop_episode(benchmark.city, rng) if loop else sample_episode(benchmark.city, rng, max_actions=120)
         if identity(episode) not in held_out:
-            chosen.append(episode)
-    return chosen
+            yield episode
 
 
 def _make_agent(spec: dict[str, Any], config: NavStudyConfig, seed: int, benchmark: NavBenchmark,
@@ -131,7 +132,7 @@ def _make_agent(spec: dict[str, Any], config: NavStudyConfig, seed: int, benchma
     key = f"{name}/seed{seed}"
     if key not in logs:
         decisions = [collect_decisions(benchmark.city, benchmark.observer,
-                                       training_episodes(benchmark, seed, count, stream), memory)
+                                       list(itertools.islice(training_stream(benchmark, f"{stream}:{seed}"), count)), memory)
                      for count, stream in ((config.train_episodes, "train"), (config.validation_episodes, "validation"))]
         options = {k: v for k, v in spec.items() if k not in ("agent", "memory")}
         policy, log = train_modular_policy(*decisions, ModularTrainingConfig(**{"seed": seed, **options}))

@@ -24,9 +24,9 @@ from typing import Any, Mapping
 
 from amft.memory.agents import parse_instruction
 from amft.memory.city import ACTIONS, City
-from amft.memory.episodes import Episode, sample_episode, sample_loop_episode
+from amft.memory.episodes import Episode
 from amft.memory.observations import Observer
-from amft.memory.study import SUBSETS, NavBenchmark, build_benchmark
+from amft.memory.study import SUBSETS, NavBenchmark, build_benchmark, training_stream
 from amft.memory.system import ABLATIONS, Mem4NavConfig, Mem4NavMemory
 from amft.tasks.base import Env, Task, TaskConfig, Verification, completion_text
 
@@ -180,37 +180,30 @@ class CityNavTask(Task):
     # ------------------------------------------------------------------ training rows
     def _rows(self, n: int, stream: str) -> list[dict[str, Any]]:
         benchmark = self.benchmark("test")
-        city, observer = benchmark.city, benchmark.observer
-        def identity(e: Episode) -> tuple:
-            return e.start.node, round(e.start.heading), e.goal, e.instruction
-
-        held_out = {identity(e) for episodes in benchmark.episodes.values() for e in episodes}
-        rng, memory, rows = random.Random(stream), self._memory(), []
+        episodes = training_stream(benchmark, f"citynav-{stream}", self.config.loop_fraction)
+        memory, rows = self._memory(), []
         while len(rows) < n:
-            loop = rng.random() < self.config.loop_fraction
-            episode = sample_loop_episode(city, rng) if loop else sample_episode(city, rng, max_actions=120)
-            if identity(episode) in held_out:
-                continue
-            walker = _Walker(city, observer, episode, memory)
+            episode = next(episodes)
+            walker = _Walker(benchmark.city, benchmark.observer, episode, memory)
             for expert in episode.actions:
                 rows.append({"prompt": walker.prompt(), "valid_actions": walker.equivalent(expert),
                              "demonstration": f" {expert}"})
                 if expert != "stop":
                     walker.move(expert)
-        rng.shuffle(rows)
+        random.Random(stream).shuffle(rows)
         return rows[:n]
 
     def train_prompts(self, n: int, seed: int) -> list[dict]:
-        return self._rows(n, f"citynav-train:{seed}")
+        return self._rows(n, f"train:{seed}")
 
     def demonstrations(self, n: int, seed: int) -> list[dict]:
-        rows = self._rows(n, f"citynav-demo:{seed}")
+        rows = self._rows(n, f"demo:{seed}")
         for row in rows:
             row["completion"] = row.pop("demonstration")
         return rows
 
     def validation_prompts(self, n: int, seed: int) -> list[dict]:
-        return self._rows(n, f"citynav-validation:{seed}")
+        return self._rows(n, f"validation:{seed}")
 
     # ------------------------------------------------------------------ evaluation
     def eval_episodes(self, split: str) -> list[dict]:
