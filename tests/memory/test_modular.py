@@ -6,7 +6,7 @@ import torch
 
 from amft.memory.agents import FollowerAgent, run_episode
 from amft.memory.city import ACTIONS, make_city
-from amft.memory.episodes import sample_episode, sample_loop_episode
+from amft.memory.episodes import sample_loop_episode
 from amft.memory.modular import FEATURE_NAMES, ModularTrainingConfig, collect_decisions, train_modular_policy
 from amft.memory.observations import Observer
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .city import City, NavigatorState
+from .city import City
 from .episodes import Episode
 from .metrics import metrics_convention_a, metrics_convention_b
 from .observations import Observer
