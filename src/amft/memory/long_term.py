@@ -79,15 +79,22 @@ class LongTermMemory:
     def __len__(self) -> int:
         return len(self.stored)
 
-    @torch.no_grad()
     def write(self, key: Hashable, observation: Tensor) -> Tensor:
         """theta_w = R([theta_r ; v]) replaces the key's stored token; theta_r becomes its first half."""
+        return self.write_many([key], observation)[0]
+
+    @torch.no_grad()
+    def write_many(self, keys: list[Hashable], observation: Tensor) -> Tensor:
+        """:meth:`write` of one observation under several keys, in one pass of R; the stored tokens."""
         dtype = next(self.transformer.parameters()).dtype
-        previous = self.read_tokens.get(key, torch.zeros(self.dim, dtype=dtype))
-        token = self.transformer(torch.cat([previous, observation.to(dtype)]).view(1, 1, -1)).view(-1)
-        self.stored.put(key, token)
-        self.read_tokens[key] = token[: self.dim].clone()
-        return token
+        zeros = torch.zeros(self.dim, dtype=dtype)
+        previous = torch.stack([self.read_tokens.get(key, zeros) for key in keys])
+        inputs = torch.cat([previous, observation.to(dtype).expand(len(keys), -1)], dim=-1)
+        tokens = self.transformer(inputs.unsqueeze(1)).squeeze(1)  # each key its own 1-token sequence
+        for key, token in zip(keys, tokens):
+            self.stored.put(key, token)
+            self.read_tokens[key] = token[: self.dim].clone()
+        return tokens
 
     @torch.no_grad()
     def decode(self, token: Tensor) -> tuple[Tensor, Tensor]:
@@ -99,4 +106,9 @@ class LongTermMemory:
     def search(self, query: Tensor, top_m: int = 3) -> list[tuple[Hashable, float, Tensor]]:
         """The ``top_m`` keys whose stored tokens are nearest (L2) to ``query`` (dim 2d), with their
         distances and decoded observations."""
-        return [(key, distance, self.decode(self.stored.get(key))[1]) for key, distance in self.stored.nearest(query, top_m)]
+        hits = self.stored.nearest(query, top_m)
+        if not hits:
+            return []
+        tokens = torch.stack([self.stored.get(key) for key, _ in hits])
+        observations = self.transformer.inverse(tokens.unsqueeze(1)).squeeze(1)[:, self.dim :]
+        return [(key, distance, observation) for (key, distance), observation in zip(hits, observations)]

@@ -146,13 +146,11 @@ class Mem4NavMemory:
             for name in landmarks_here:
                 self.sightings.setdefault(name, set()).add(place)
         if self.long_term is not None:
-            for key in (("leaf", leaf_key) if leaf_key is not None else None, ("node", node) if node is not None else None):
-                if key is not None:
-                    self.long_term.write(key, embedding)
-                    self._long_term_places[key] = (position, tuple(landmarks_here))
-            if leaf_key is None and node is None:
-                key = ("step", self.step)  # neither structure to key by: one token per step
-                self.long_term.write(key, embedding)
+            # Tokens for the leaf and the node; with neither structure to key by, one token per step.
+            keys = [key for key in (("leaf", leaf_key) if leaf_key is not None else None,
+                                    ("node", node) if node is not None else None) if key is not None] or [("step", self.step)]
+            self.long_term.write_many(keys, embedding)
+            for key in keys:
                 self._long_term_places[key] = (position, tuple(landmarks_here))
         if self.short_term is not None:
             relative = self._relative(position)
