@@ -59,3 +59,14 @@ def test_an_agent_that_never_stops_runs_out_of_budget(task):
     with pytest.raises(RuntimeError):
         env.step(" stop")
     assert [row["subset"] for row in task.eval_episodes("unseen")] == ["plain"] * 3 + ["counting"] * 3 + ["loop"] * 3 + ["long"] * 3
+
+
+def test_whole_episodes_are_evaluated_and_reported_as_episodes(task):
+    from amft.evaluation.evaluate import evaluate
+    from amft.models import load_model
+
+    model, tokenizer = load_model("tiny-test")
+    result = evaluate(model, tokenizer, task, "loop", max_attempts=300, temperature=0.0, max_new_tokens=4, limit=2)
+    assert result.episodic and list(result.display_row())[0] == "episode success"
+    budgets = [2 * len(e.actions) + 10 for e in task.benchmark("loop").episodes["loop"][:2]]
+    assert all(1 <= r.attempts <= b for r, b in zip(result.records, budgets))  # one model call per step, within budget

@@ -37,6 +37,9 @@ class SplitResult:
     temperature: float
     #: correct answers over evaluated model calls (a call refused for exceeding the tries is not evaluated)
     call_accuracy: float = 0.0
+    #: episodes span several decisions and their environment decides success (navigation), rather
+    #: than ending at the first verified answer
+    episodic: bool = False
     records: list[EpisodeRecord] = field(default_factory=list, repr=False)
 
     def summary(self) -> dict[str, Any]:
@@ -48,6 +51,13 @@ class SplitResult:
 
     def display_row(self) -> dict[str, str]:
         """Column -> formatted value, for tables."""
+        if self.episodic:
+            return {
+                "episode success": f"{self.success_rate:.1%}",
+                "mean model calls": f"{self.mean_attempts:.1f}",
+                "per-call accuracy": f"{self.call_accuracy:.1%}",
+                "episodes": str(self.episodes),
+            }
         return {
             f"success within {self.max_attempts} tries": f"{self.success_rate:.1%}",
             "first-try success": f"{self.first_attempt_success_rate:.1%}",
@@ -115,6 +125,7 @@ def evaluate(
     observations = [env.reset() for env in envs]
     records = [EpisodeRecord(i, False, 0, [], []) for i in range(len(rows))]
     active = list(range(len(rows)))
+    episodic = False
     was_training = model.training
     model.eval()
     with torch.random.fork_rng():
@@ -140,6 +151,7 @@ def evaluate(
                 verification = info["verification"]
                 record.correct_calls += int(verification.success)
                 record.truncated = record.truncated or truncated
+                episodic = episodic or "episode_success" in info
                 record.success = info.get("episode_success", record.success or verification.success)
                 observations[i] = observation
                 if not (terminated or truncated):
@@ -157,5 +169,6 @@ def evaluate(
         call_accuracy=sum(r.correct_calls for r in records) / max(sum(r.attempts - r.truncated for r in records), 1),
         max_attempts=max_attempts,
         temperature=temperature,
+        episodic=episodic,
         records=records,
     )
