@@ -84,15 +84,15 @@ class _Walker:
 
     def _look(self) -> None:
         """Read memory for the current place (before writing it), then write the observation."""
-        node = self.state.node
+        node, text = self.state.node, self.observer.text(self.state)
         here = [landmark.name for landmark in self.city.landmarks.get(node, [])]
         parts = [f"{name} here" for name in here] or ["nothing here"]
         if self.city.is_intersection(node):
-            parts.append(self.observer.text(self.state).rsplit("| ", 1)[-1].replace("sign: ", "sign "))
+            parts.append(text.rsplit("| ", 1)[-1].replace("sign: ", "sign "))
         self.observation = " | ".join(parts)
         if self.memory is not None:
             x, y = self.city.positions[node]
-            embedding = self.observer.embed(self.observer.text(self.state))
+            embedding = self.observer.embed(text)
             recalled = self.memory.recall((x, y, 0.0), embedding)
             counts = [f"{name} x{self.memory.places_with(name)}" for name in self.names if self.memory.places_with(name)]
             self.memory_line = "; ".join([*counts, "been here" if recalled.seen_before else "new place"])
