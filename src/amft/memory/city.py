@@ -85,6 +85,14 @@ class NavigatorState:
         target = min(ahead, key=lambda s: abs(ahead[s]))
         return NavigatorState(target, outgoing[target])
 
+    def equivalent(self, city: City, action: str) -> list[str]:
+        """The actions that do what ``action`` does from here, in the order of :data:`ACTIONS`
+        (so the first is the canonical one: ``forward`` before a turn that means forward)."""
+        if action == "stop":
+            return ["stop"]
+        target = self.step(city, action)
+        return [a for a in ACTIONS if a != "stop" and self.step(city, a) == target]
+
 
 def _bearing(a: tuple[float, float], b: tuple[float, float]) -> float:
     return math.degrees(math.atan2(b[0] - a[0], b[1] - a[1])) % 360

@@ -101,13 +101,9 @@ def collect_decisions(city: City, observer: Observer, episodes: list[Episode], m
             x, y = city.positions[state.node]
             embedding = observer.embed(text)
             facts = agent.observe(text, embedding, (x, y, 0.0))
-            if action == "stop":
-                same = ["stop"]
-            else:
-                target = state.step(city, action)
-                same = [a for a in ACTIONS if a != "stop" and state.step(city, a) == target]
+            same = state.equivalent(city, action)
             inputs.append(facts_features(facts) + embedding.tolist())
-            expert.append(ACTIONS.index(same[0]))  # the canonical one: forward before a turn that means forward
+            expert.append(ACTIONS.index(same[0]))
             valid.append([float(a in same) for a in ACTIONS])
             agent.commit(facts, same[0])
             if action != "stop":

@@ -117,7 +117,7 @@ class Mem4NavMemory:
         self._long_term_places: dict[Hashable, tuple[Position, tuple[str, ...]]] = {}
 
     # ------------------------------------------------------------------ writing
-    def _place(self, position: Position, leaf_key: int | None, node: int | None) -> Hashable | None:
+    def _place(self, leaf_key: int | None, node: int | None) -> Hashable | None:
         if leaf_key is not None:
             return ("leaf", leaf_key)
         if node is not None:
@@ -141,7 +141,7 @@ class Mem4NavMemory:
             self._anchor = anchor
         elif self._anchor is None:
             self._anchor = position  # no graph: positions relative to where the agent started
-        place = self._place(position, leaf_key, node)
+        place = self._place(leaf_key, node)
         if place is not None:
             for name in landmarks_here:
                 self.sightings.setdefault(name, set()).add(place)

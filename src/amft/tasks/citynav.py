@@ -106,10 +106,7 @@ class _Walker:
 
     def equivalent(self, expert: str) -> list[str]:
         """The actions that do what ``expert`` does from the current state."""
-        if expert == "stop":
-            return ["stop"]
-        target = self.state.step(self.city, expert)
-        return [a for a in ACTIONS if a != "stop" and self.state.step(self.city, a) == target]
+        return self.state.equivalent(self.city, expert)
 
     def move(self, action: str) -> None:
         letter = _LETTERS[action]
