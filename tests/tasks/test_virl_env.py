@@ -20,8 +20,8 @@ def make_env(form="compact", mode="abs"):
 def test_compact_prompt_and_expert_answers_along_the_rail():
     env = make_env()
     prompt = env.prompt()
-    assert prompt.startswith("[inst] 1. First, turn left to face west. 2. Move forward")
-    assert "\n[mode] abs\n[hist] \n[obs] No landmarks nearby; \n[answer]" in prompt
+    assert prompt == ("[inst] 1 turn left west; 2 to Blue Door Cafe; 3 turn left south; 4 stop at Corner Bakery\n"
+                      "[mode] abs\n[hist] \n[obs] -\n[answer]")
     answers = []
     while True:
         answers.append(env.expert_answer())
@@ -29,10 +29,12 @@ def test_compact_prompt_and_expert_answers_along_the_rail():
         assert reward == 1.0 and not truncated
         if terminated:
             break
-    assert answers == [" none | 1 | turn_direction(west)", *[" none | 2 | forward()"] * 5,
-                       " intersection | 3 | turn_direction(south)", *[" none | 4 | forward()"] * 5, " none | 4 | stop()"]
+    assert answers == [" - 1 turn_direction(west)", *[" - 2 forward()"] * 5,
+                       " + 3 turn_direction(south)", *[" - 4 forward()"] * 5, " - 4 stop()"]
     assert info["is_success"] and env.record.calls == env.record.correct == 13
-    assert "[hist] turn_direction(west) forward() forward()" in make_env_at(3).prompt()
+    assert "[hist] tff\n[obs] -\n" in make_env_at(3).prompt()
+    assert "[hist] tfffff\n[obs] Blue Door Cafe +\n" in make_env_at(6).prompt()
+    assert "[obs] Corner Bakery\n" in make_env_at(12).prompt()
 
 
 def make_env_at(index):
@@ -44,17 +46,17 @@ def make_env_at(index):
 
 def test_each_reward_case_and_the_retry_rule():
     env = make_env()
-    observation, reward, *_ , info = env.step(" none | 1 | turn_direction(east)")
+    observation, reward, *_ , info = env.step(" - 1 turn_direction(east)")
     assert reward == -1.0 and env.index == 0
     assert observation.endswith("turn_direction(east)\nYou failed this trial because you make incorrect action. "
                                 "Please avoid this action and try again.\n")
     # A correct retry still advances, and the tries start again at the next position.
-    assert env.step(" none | 1 | turn_direction(west)")[1] == 1.0 and env.index == 1
+    assert env.step(" - 1 turn_direction(west)")[1] == 1.0 and env.index == 1
     # Claiming an intersection where there is none: -1.5.
-    assert env.step(" intersection | 2 | stop()")[1] == -1.5
-    assert env.step(" none | 2 | stop()")[1] == -1.0
+    assert env.step(" + 2 stop()")[1] == -1.5
+    assert env.step(" - 2 stop()")[1] == -1.0
     # A third call at the same position is not evaluated: the episode fails.
-    _, reward, terminated, truncated, info = env.step(" none | 2 | forward()")
+    _, reward, terminated, truncated, info = env.step(" - 2 forward()")
     assert (reward, terminated, truncated, info["is_success"]) == (-1.0, False, True, False)
     assert info["verification"].message == "Exceed maximum verify steps"
     with pytest.raises(RuntimeError):
@@ -62,17 +64,18 @@ def test_each_reward_case_and_the_retry_rule():
 
     at_intersection = make_env_at(6)
     assert at_intersection.rail[6].kind == "intersection"
-    _, reward, *_, info = at_intersection.step(" none | 3 | forward()")
+    _, reward, *_, info = at_intersection.step(" - 3 forward()")
     assert reward == -1.5 and "you are at an intersection" in info["verification"].message
-    assert at_intersection.step(" intersection | 3 | forward()")[1] == -1.0
+    assert at_intersection.step(" + 3 forward()")[1] == -1.0
     assert make_env().step("gibberish")[1] == -1.0
 
 
 def test_relative_mode_asks_for_relative_turns():
     env = make_env(mode="rel")
     assert "[mode] rel" in env.prompt()
-    assert env.expert_answer() == " none | 1 | turn_direction(left)"
-    assert env.step(" none | 1 | turn_direction(west)")[1] == -1.0
+    assert env.expert_answer() == " - 1 turn_direction(left)"
+    assert env.step(" - 1 turn_direction(west)")[1] == -1.0
+    assert env.step(" - 1 turn_direction(left)")[1] == 1.0
 
 
 def test_original_prompt_and_json_answers():
@@ -103,9 +106,11 @@ def test_virl_task_rows_splits_and_expert_episodes():
     assert all(task.verify(d, d["completion"]).reward == 1.0 for d in demos)
     relative = [d for d in demos if d["mode"] == "rel"]
     assert relative and all("[mode] rel" in d["prompt"] for d in relative)
-    assert all(d["completion"].count("|") == 2 for d in demos)
+    assert all(len(d["completion"].split(maxsplit=2)) == 3 for d in demos)
+    # Every compact demonstration and prompt fits the demo's generation and model lengths.
+    assert max(len(d["completion"]) for d in demos) < 40 and max(len(d["prompt"]) for d in demos) < 300
     prompts = task.train_prompts(50, seed=0)
-    assert all(task.verify(p, " none | 1 | nonsense").reward < 0 for p in prompts)
+    assert all(task.verify(p, " - 1 nonsense").reward < 0 for p in prompts)
     ood = task.eval_episodes("ood-rule")
     assert ood and all(row["mode"] == "rel" for row in ood)
     for row in (*task.eval_episodes("id")[:5], *ood[:5], *task.eval_episodes("unseen-routes")[:5]):

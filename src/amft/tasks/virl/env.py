@@ -6,8 +6,18 @@ costs -1 (-1.5 when its claimed observation contradicts whether it stands at an 
 V4) and it may try again: 2 tries per position, the third call fails the episode.
 
 Two prompt forms: ``original`` (the paper's sections and JSON answer, for LLMs) and ``compact``
-(short sections with an action-space mode token ``[mode] abs|rel``, decision V5, for tiny
-models trained from scratch).
+(for tiny character-level models trained from scratch). The compact form says the same in few
+characters, and adds the action-space mode token of decision V5::
+
+    [inst] 1 turn left west; 2 to Blue Door Cafe; 3 turn left south; 4 stop at Corner Bakery
+    [mode] abs
+    [hist] tfff
+    [obs] Blue Door Cafe +
+    [answer] + 3 turn_direction(south)
+
+The history has one letter per past action (``t`` a turn, ``f`` forward), ``+`` marks an
+intersection, and the answer is the claimed observation flag (``+`` or ``-``), the sentence being
+executed and the action.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ from typing import Any
 
 from amft.tasks.base import Env, Verification
 
-from .rail import Position, build_rail, instruction_sentences
+from .rail import INTERSECTION, Position, build_rail, instruction_sentences
 from .routes import COMPASS_WORDS, Route
 
 __all__ = ["ACTION_SPACES", "StepRecord", "VirlEnv", "parse_answer", "render_prompt", "render_target", "step_reward"]
@@ -31,18 +41,14 @@ CORRECT, WRONG, WRONG_OBSERVATION = 1.0, -1.0, -1.5
 OUTPUT_SKELETON = '{\n  "current observation": "",\n  "current instruction": "",\n  "action": "",\n}'
 
 
-def _history(rail: list[Position], index: int, mode: str) -> list[tuple[str, str]]:
-    return [(p.observation, p.action(mode)) for p in rail[:index]]
-
-
 def render_prompt(form: str, sentences: list[str], rail: list[Position], index: int, mode: str) -> str:
     """The prompt at rail position ``index``: instruction, action space, history, current observation."""
     if form == "compact":
-        history = " ".join(action for _, action in _history(rail, index, mode))
-        numbered = " ".join(f"{i}. {s}" for i, s in enumerate(sentences, start=1))
-        return f"[inst] {numbered}\n[mode] {mode}\n[hist] {history}\n[obs] {rail[index].observation}\n[answer]"
+        history = "".join(position.action(mode)[0] for position in rail[:index])  # t(urn) or f(orward)
+        numbered = "; ".join(f"{i} {s}" for i, s in enumerate(sentences, start=1))
+        return f"[inst] {numbered}\n[mode] {mode}\n[hist] {history}\n[obs] {rail[index].compact_observation}\n[answer]"
     choices = ", ".join(ACTION_SPACES[mode])
-    lines = [f"O_{i}: {obs}\nA_{i}: {action}" for i, (obs, action) in enumerate(_history(rail, index, mode), start=1)]
+    lines = [f"O_{i}: {p.observation}\nA_{i}: {p.action(mode)}" for i, p in enumerate(rail[:index], start=1)]
     lines.append(f"O_{index + 1}: {rail[index].observation}\nA_{index + 1}: ")
     numbered = "\n".join(f"{i}. {s}" for i, s in enumerate(sentences, start=1))
     return (
@@ -63,8 +69,7 @@ def render_target(form: str, sentences: list[str], position: Position, mode: str
     """The expert answer at a position (the SFT target)."""
     action = position.action(mode)
     if form == "compact":
-        flag = "intersection" if position.at_intersection else "none"
-        return f" {flag} | {position.sentence} | {action}"
+        return f" {'+' if position.at_intersection else '-'} {position.sentence} {action}"
     return json.dumps(
         {"current observation": position.observation, "current instruction": sentences[position.sentence - 1],
          "action": action}, indent=2)
@@ -76,10 +81,11 @@ _JSON_FIELD = r'"{}"\s*:\s*"([^"]*)"'
 def parse_answer(form: str, text: str) -> tuple[str | None, str | None]:
     """(action, claimed observation) of an answer; None for what cannot be read."""
     if form == "compact":
-        parts = [part.strip() for part in text.strip().split("|")]
+        parts = text.split(maxsplit=2)
         if len(parts) != 3:
             return None, None
-        return parts[2] or None, parts[0]
+        # The flag is read as the observation it stands for, so one intersection check serves both forms.
+        return parts[2].strip(), INTERSECTION if parts[0] == "+" else parts[0]
     try:
         payload = json.loads(text.strip())
         if isinstance(payload, dict):
@@ -137,7 +143,7 @@ class VirlEnv(Env):
         # init_heading 0 means "random at each reset", as in the original environment.
         heading = self.route.init_heading or self._rng.randrange(360)
         self.rail = build_rail(self.route, self._rng, heading, drop_rate=self.drop_rate, wrap=self.wrap)
-        self.sentences = instruction_sentences(self.route, heading, wrap=self.wrap)
+        self.sentences = instruction_sentences(self.route, heading, wrap=self.wrap, compact=self.form == "compact")
         self.index, self.tries, self.record, self._done = 0, 0, StepRecord(), False
         return self.prompt()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from dataclasses import dataclass
 
 from .routes import COMPASS_WORDS, Route
@@ -20,6 +21,7 @@ __all__ = [
     "compass_word",
     "distance_m",
     "instruction_sentences",
+    "landmark_names",
     "relative_word",
     "turn_words",
 ]
@@ -68,11 +70,31 @@ def turn_words(route: Route, initial_heading: int, wrap: bool = True) -> list[tu
     return words
 
 
-def instruction_sentences(route: Route, initial_heading: int, wrap: bool = True) -> list[str]:
-    """The templated instruction (spec §2.2): a turn and a move sentence per milestone."""
+_RELATION = re.compile(r"\s+is on your [^,;]*")
+
+
+def landmark_names(text: str) -> str:
+    """The place names of a landmarks or observation text, without their relations to the agent
+    ("The destination X is on your right; " -> "X"); "-" when there is none."""
+    text = text.strip().rstrip(";").strip()
+    if text in (NO_LANDMARK, EMPTY_OBSERVATION.strip().rstrip(";"), ""):
+        return "-"
+    return _RELATION.sub("", text.removeprefix("The destination ")).strip()
+
+
+def instruction_sentences(route: Route, initial_heading: int, wrap: bool = True, compact: bool = False) -> list[str]:
+    """The templated instruction (spec §2.2): a turn and a move sentence per milestone.
+
+    ``compact`` keeps what the sentences say in a few words (``turn left west``, ``to Blue Door
+    Cafe``, ``to next``, ``stop at Corner Bakery``), for character-level models."""
     sentences = []
     last = len(route.milestones)
     for milestone, (absolute, relative) in zip(route.milestones, turn_words(route, initial_heading, wrap)):
+        if compact:
+            sentences.append(f"turn {relative} {absolute}")
+            names = landmark_names(milestone.landmarks)
+            sentences.append(f"stop at {names}" if milestone.index == last else f"to {'next' if names == '-' else names}")
+            continue
         first = milestone.index == 1 and last > 1
         sentences.append(f"{'First, turn' if first else 'Turn'} {relative} to face {absolute}.")
         if milestone.index == last:
@@ -101,6 +123,12 @@ class Position:
 
     def action(self, mode: str) -> str:
         return self.absolute_action if mode == "abs" else self.relative_action
+
+    @property
+    def compact_observation(self) -> str:
+        """The observation in the compact prompt: the place names, then ``+`` at an intersection."""
+        names = landmark_names(self.observation.split(";")[0])
+        return f"{names} +" if self.at_intersection else names
 
 
 def build_rail(route: Route, rng: random.Random, initial_heading: int, *, drop_rate: float = 0.5,
