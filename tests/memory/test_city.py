@@ -1,5 +1,7 @@
 """The synthetic city and VELMA's navigator semantics."""
 
+import re
+
 import pytest
 import torch
 
@@ -86,16 +88,19 @@ def test_expert_actions_and_instructions_on_the_plus_city():
 def test_sampled_episodes_count_repeated_landmarks():
     import random
 
-    from amft.memory.episodes import sample_episode
+    from amft.memory.episodes import sample_counting_episode, sample_episode
 
     city = make_city(seed=0, size=6)
     rng = random.Random(0)
-    episodes = [sample_episode(city, rng) for _ in range(40)]
+    episodes = [sample_episode(city, rng) for _ in range(40)] + [sample_counting_episode(city, rng) for _ in range(10)]
     for episode in episodes:
         state = episode.start
         for action in episode.actions[:-1]:
             state = state.step(city, action)
         assert state.node == episode.goal and episode.actions[-1] == "stop"
         assert episode.instruction.endswith(f"{city.landmarks[episode.goal][0].name}.")
-    assert any("counting" in e.subsets for e in episodes)
-    assert any(" second " in e.instruction for e in episodes if "counting" in e.subsets)
+    counting = [e for e in episodes if "counting" in e.subsets]
+    assert len(counting) >= 10 and all(re.search(r"stop at the (second|third|fourth|fifth) ", e.instruction, re.IGNORECASE) for e in counting)
+    # The last leg is not described by intersections: the final sentence is what ends it.
+    assert all(", then stop at" in e.instruction and "intersections, then stop" not in e.instruction for e in episodes
+               if "turn" in e.instruction)

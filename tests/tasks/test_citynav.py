@@ -34,7 +34,7 @@ def test_counting_prompts_show_how_many_places_were_passed(task):
     goal_name = task.benchmark("counting").city.landmarks[episode.goal][0].name
     for action in episode.actions[:-1]:
         prompt, *_ = env.step(f" {action}")
-    ordinal = episode.instruction.rsplit("stop at the ", 1)[1].split()[0]
+    ordinal = episode.instruction.lower().rsplit("stop at the ", 1)[1].split()[0]
     passed = {"second": 1, "third": 2, "fourth": 3, "fifth": 4}[ordinal]
     assert f"{goal_name} x{passed}" in prompt and f"{goal_name} here" in prompt
 

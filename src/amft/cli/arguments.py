@@ -66,6 +66,10 @@ class RunArguments:
     relative_fraction: float = field(
         default=0.5, metadata={"help": "V-IRL: share of one-turn training routes shown in the relative action space."}
     )
+    turn_share: float = field(
+        default=0.5,
+        metadata={"help": "V-IRL: share of decision rows drawn at turn positions (the rest uniformly along the rail)."},
+    )
     eval_routes: int = field(default=100, metadata={"help": "V-IRL: routes per evaluation split."})
     city_size: int = field(default=8, metadata={"help": "City navigation: the synthetic city is a grid of N x N intersections."})
     city_seed: int = field(

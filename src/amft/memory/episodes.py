@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from .city import City, NavigatorState
 from .observations import _street_names
 
-__all__ = ["Episode", "LOOP_INSTRUCTION", "expert_actions", "sample_episode", "sample_loop_episode"]
+__all__ = ["Episode", "LOOP_INSTRUCTION", "expert_actions", "sample_counting_episode", "sample_episode",
+           "sample_loop_episode"]
 
 _ORDINALS = ("first", "second", "third", "fourth", "fifth")
 _MOVES = ("forward", "left", "right", "turn_around")
@@ -71,8 +72,14 @@ def _describe(city: City, node: int, block: float) -> str:
 
 
 def instruction_for(city: City, actions: list[str], path: list[int], block: float) -> tuple[str, list[str]]:
-    """The instruction for an expert action sequence, and its memory-dependent subset tags."""
-    sentences, subsets, straight, node_index = [], [], 0, 0
+    """The instruction for an expert action sequence, and its memory-dependent subset tags.
+
+    As in Map2Seq's "go straight and stop at the second bus stop", the last leg is not described
+    by the intersections it passes: the final sentence is what ends it. An episode is tagged
+    ``counting`` only when the goal's landmark also stands on that last leg, before the goal:
+    stopping at the first such landmark after the last turn is then wrong, so the ordinal can
+    only be followed by counting what was passed."""
+    sentences, subsets, straight, node_index, last_leg = [], [], 0, 0, 0
     for action in actions[:-1]:
         if action == "forward":
             # Counted when the agent goes on through an intersection, not when it arrives at one.
@@ -88,12 +95,16 @@ def instruction_for(city: City, actions: list[str], path: list[int], block: floa
         else:
             sentences.append(f"turn {action} at {_describe(city, path[node_index], block)}")
             node_index += 1
-    if straight:
-        sentences.append(f"go straight past {straight} intersection{'s' if straight > 1 else ''}")
+        last_leg = node_index
     goal_name = city.landmarks[path[-1]][0].name
-    earlier = sum(1 for n in path[:-1] for lm in city.landmarks.get(n, []) if lm.name == goal_name)
+
+    def passed(nodes: tuple[int, ...] | list[int]) -> int:
+        return sum(1 for n in nodes for lm in city.landmarks.get(n, []) if lm.name == goal_name)
+
+    earlier = passed(path[:-1])
     if earlier:
-        subsets.append("counting")
+        if passed(path[last_leg:-1]):
+            subsets.append("counting")
         sentences.append(f"stop at the {_ORDINALS[min(earlier, 4)]} {goal_name}")
     else:
         sentences.append(f"stop at the {goal_name}")
@@ -119,6 +130,37 @@ def sample_episode(city: City, rng: random.Random, *, block: float = 80.0, min_a
         text, subsets = instruction_for(city, actions, path, block)
         return Episode(text, start, goal, tuple(actions), tuple(path), tuple(subsets))
     raise RuntimeError("could not sample an episode: the city has too few reachable landmark goals")
+
+
+def sample_counting_episode(city: City, rng: random.Random, *, block: float = 80.0, min_actions: int = 6,
+                            max_actions: int = 80, reach: int = 8) -> Episode:
+    """An episode tagged ``counting``: the goal's landmark also stands on the final stretch.
+
+    Such episodes are rare among random start-goal pairs (a few in a hundred), so the start is
+    drawn within ``reach`` nodes of another place with the goal's landmark (its twin) and kept
+    only when the expert passes the twin after the last instruction step."""
+    places: dict[str, list[int]] = {}
+    for node, marks in sorted(city.landmarks.items()):
+        for landmark in marks:
+            places.setdefault(landmark.name, []).append(node)
+    twins = [(goal, twin) for nodes in places.values() for goal in nodes for twin in nodes if goal != twin]
+    if not twins:
+        raise RuntimeError("could not sample a counting episode: no landmark name stands at two places")
+    for _ in range(2000):
+        goal, node = rng.choice(twins)
+        for _ in range(rng.randint(1, reach)):
+            node = rng.choice(sorted(set(city.successors(node)) | {node}))
+        if not city.edges.get(node):
+            continue
+        start = NavigatorState(node, rng.choice(sorted(city.edges[node].values())))
+        found = expert_actions(city, start, goal)
+        if found is None or not min_actions <= len(found[0]) <= max_actions:
+            continue
+        actions, path = found
+        text, subsets = instruction_for(city, actions, path, block)
+        if "counting" in subsets:
+            return Episode(text, start, goal, tuple(actions), tuple(path), tuple(subsets))
+    raise RuntimeError("could not sample a counting episode: no start passes a twin of its goal's landmark")
 
 
 def sample_loop_episode(city: City, rng: random.Random, *, max_actions: int = 40) -> Episode:

@@ -30,7 +30,7 @@ from amft.training.checkpoint import atomic_write_json
 from .agents import FollowerAgent, run_episode
 from .modular import ModularTrainingConfig, collect_decisions, train_modular_policy
 from .city import City, make_city
-from .episodes import Episode, sample_episode, sample_loop_episode
+from .episodes import Episode, sample_counting_episode, sample_episode, sample_loop_episode
 from .metrics import CONVENTION_A, CONVENTION_B, episodes_convention_a, episodes_convention_b
 from .observations import Observer
 
@@ -48,6 +48,11 @@ class NavBenchmark:
     episodes: dict[str, list[Episode]]  # subset -> episodes
 
 
+def episode_key(episode: Episode) -> tuple:
+    """What makes two episodes the same task: start pose, goal and instruction."""
+    return episode.start.node, round(episode.start.heading), episode.goal, episode.instruction
+
+
 def _subset(episode: Episode) -> str:
     for name in ("loop", "counting", "long"):
         if name in episode.subsets:
@@ -61,14 +66,20 @@ def build_benchmark(seed: int, split: str = "test", *, city_size: int = 8, per_s
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     city = make_city(seed if split == "test" else 10_000 + seed, size=city_size)
     rng = random.Random(f"mem4nav-episodes:{seed}:{split}")
+    # Loops and counting episodes are rare among random ones, so each has its own sampler.
+    samplers = {"loop": lambda: sample_loop_episode(city, rng),
+                "counting": lambda: sample_counting_episode(city, rng, max_actions=120)}
     episodes: dict[str, list[Episode]] = {name: [] for name in SUBSETS}
-    episodes["loop"] = [sample_loop_episode(city, rng) for _ in range(per_subset)]
+    seen: set[tuple] = set()
     for _ in range(200 * per_subset):
-        if all(len(episodes[name]) >= per_subset for name in ("plain", "counting", "long")):
+        missing = [name for name in SUBSETS if len(episodes[name]) < per_subset]
+        if not missing:
             break
-        episode = sample_episode(city, rng, max_actions=120)
-        if len(episodes[_subset(episode)]) < per_subset:
-            episodes[_subset(episode)].append(episode)
+        episode = samplers.get(missing[0], lambda: sample_episode(city, rng, max_actions=120))()
+        name = _subset(episode)
+        if len(episodes[name]) < per_subset and episode_key(episode) not in seen:
+            seen.add(episode_key(episode))
+            episodes[name].append(episode)
     short = [name for name in SUBSETS if len(episodes[name]) < per_subset]
     if short:
         raise RuntimeError(f"city {city.seed} ({city_size}x{city_size}) gave too few episodes of {short}; use a larger city")
@@ -109,18 +120,21 @@ class NavStudyConfig:
 AGENT_KINDS = ("follower", "modular")
 
 
-def training_stream(benchmark: NavBenchmark, stream: str, loop_fraction: float = 0.3) -> Iterator[Episode]:
-    """Endless expert episodes on the benchmark's city (a share of them loops), seeded by ``stream``
-    and never one of the benchmark's evaluation episodes."""
-    def identity(e: Episode) -> tuple:
-        return e.start.node, round(e.start.heading), e.goal, e.instruction
-
-    held_out = {identity(e) for episodes in benchmark.episodes.values() for e in episodes}
+def training_stream(benchmark: NavBenchmark, stream: str, loop_fraction: float = 0.3,
+                    counting_fraction: float = 0.2) -> Iterator[Episode]:
+    """Endless expert episodes on the benchmark's city (shares of them loops and counting episodes),
+    seeded by ``stream`` and never one of the benchmark's evaluation episodes."""
+    held_out = {episode_key(e) for episodes in benchmark.episodes.values() for e in episodes}
     rng = random.Random(f"mem4nav-{stream}")
     while True:
-        loop = rng.random() < loop_fraction
-        episode = sample_loop_episode(benchmark.city, rng) if loop else sample_episode(benchmark.city, rng, max_actions=120)
-        if identity(episode) not in held_out:
+        draw = rng.random()
+        if draw < loop_fraction:
+            episode = sample_loop_episode(benchmark.city, rng)
+        elif draw < loop_fraction + counting_fraction:
+            episode = sample_counting_episode(benchmark.city, rng, max_actions=120)
+        else:
+            episode = sample_episode(benchmark.city, rng, max_actions=120)
+        if episode_key(episode) not in held_out:
             yield episode
 
 

@@ -37,6 +37,9 @@ class VirlConfig(TaskConfig):
     prompt_form: str = "compact"
     #: share of one-turn training routes shown in the relative action space (V5)
     relative_fraction: float = 0.5
+    #: share of decision rows drawn at turn positions (the start and intersections); the rest are
+    #: drawn uniformly along the rail, where most positions only ask for forward()
+    turn_share: float = 0.5
     drop_rate: float = 0.5
     wrap_relative_turns: bool = True
     eval_routes: int = 100
@@ -45,6 +48,9 @@ class VirlConfig(TaskConfig):
     def __post_init__(self) -> None:
         if self.prompt_form not in ("compact", "original"):
             raise ValueError(f"prompt_form must be 'compact' or 'original', got {self.prompt_form!r}")
+        for name in ("relative_fraction", "turn_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
 
 
@@ -84,7 +90,8 @@ class VirlTask(Task):
         env = VirlEnv(route, form=self.config.prompt_form, mode=mode, seed=rng.randrange(2**31),
                       drop_rate=self.config.drop_rate, wrap=self.config.wrap_relative_turns)
         env.reset()
-        env.index = rng.randrange(len(env.rail))
+        turns = [i for i, position in enumerate(env.rail) if position.kind in ("start", "intersection")]
+        env.index = rng.choice(turns) if rng.random() < self.config.turn_share else rng.randrange(len(env.rail))
         position: Position = env.rail[env.index]
         return {"prompt": env.prompt(), "action": position.action(mode), "at_intersection": position.at_intersection,
                 "mode": mode, "demonstration": env.expert_answer()}
