@@ -1,6 +1,7 @@
 """The on-rail environment: prompts, answers, each reward case and the retry rule, on the
 hand-checked fixture route (no dropped points, initial heading 10)."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ def make_env(form="compact", mode="abs"):
 def test_compact_prompt_and_expert_answers_along_the_rail():
     env = make_env()
     prompt = env.prompt()
-    assert prompt == ("[inst] 1 turn left west; 2 to Blue Door Cafe; 3 turn left south; 4 stop at Corner Bakery\n"
+    assert prompt == ("[inst] 1 west/left; 2 to Blue Door Cafe; 3 south/left; 4 stop at Corner Bakery\n"
                       "[mode] abs\n[hist] \n[obs] -\n[answer]")
     answers = []
     while True:
@@ -29,12 +30,23 @@ def test_compact_prompt_and_expert_answers_along_the_rail():
         assert reward == 1.0 and not truncated
         if terminated:
             break
-    assert answers == [" - 1 turn_direction(west)", *[" - 2 forward()"] * 5,
-                       " + 3 turn_direction(south)", *[" - 4 forward()"] * 5, " - 4 stop()"]
+    assert answers == [" - 1 west/left turn_direction(west)", *[" - 2 forward()"] * 5,
+                       " + 3 south/left turn_direction(south)", *[" - 4 forward()"] * 5, " - 4 stop()"]
     assert info["is_success"] and env.record.calls == env.record.correct == 13
     assert "[hist] tff\n[obs] -\n" in make_env_at(3).prompt()
     assert "[hist] tfffff\n[obs] Blue Door Cafe +\n" in make_env_at(6).prompt()
     assert "[obs] Corner Bakery\n" in make_env_at(12).prompt()
+
+
+def test_a_turn_reached_without_points_names_its_turn_sentence():
+    # A first intersection within 5 m of the start gets no interpolated points, and the original
+    # labels it with the move sentence before it (2); the compact answer names its turn sentence (3).
+    short = dataclasses.replace(ROUTE, nodes=(ROUTE.start, *ROUTE.nodes[1:]))
+    env = VirlEnv(short, mode="abs", drop_rate=0.0)
+    env.reset()
+    env.step(env.expert_answer())
+    assert env.rail[1].kind == "intersection" and env.rail[1].sentence == 2
+    assert env.expert_answer() == " + 3 south/left turn_direction(south)"
 
 
 def make_env_at(index):
@@ -73,7 +85,7 @@ def test_each_reward_case_and_the_retry_rule():
 def test_relative_mode_asks_for_relative_turns():
     env = make_env(mode="rel")
     assert "[mode] rel" in env.prompt()
-    assert env.expert_answer() == " - 1 turn_direction(left)"
+    assert env.expert_answer() == " - 1 west/left turn_direction(left)"
     assert env.step(" - 1 turn_direction(west)")[1] == -1.0
     assert env.step(" - 1 turn_direction(left)")[1] == 1.0
 
@@ -106,9 +118,13 @@ def test_virl_task_rows_splits_and_expert_episodes():
     assert all(task.verify(d, d["completion"]).reward == 1.0 for d in demos)
     relative = [d for d in demos if d["mode"] == "rel"]
     assert relative and all("[mode] rel" in d["prompt"] for d in relative)
-    assert all(len(d["completion"].split(maxsplit=2)) == 3 for d in demos)
+    assert all(parse_answer("compact", d["completion"])[0] == d["action"] for d in demos)
     # Every compact demonstration and prompt fits the demo's generation and model lengths.
-    assert max(len(d["completion"]) for d in demos) < 40 and max(len(d["prompt"]) for d in demos) < 300
+    assert max(len(d["completion"]) for d in demos) < 64 and max(len(d["prompt"]) for d in demos) < 300
+    turns_only = get_task("virl", synthetic_routes=300, eval_routes=20, validation_routes=20, turn_share=1.0)
+    assert all(d["action"].startswith("turn_direction") for d in turns_only.demonstrations(50, seed=0))
+    with pytest.raises(ValueError, match="turn_share"):
+        get_task("virl", turn_share=1.5)
     prompts = task.train_prompts(50, seed=0)
     assert all(task.verify(p, " - 1 nonsense").reward < 0 for p in prompts)
     ood = task.eval_episodes("ood-rule")

@@ -9,15 +9,17 @@ Two prompt forms: ``original`` (the paper's sections and JSON answer, for LLMs) 
 (for tiny character-level models trained from scratch). The compact form says the same in few
 characters, and adds the action-space mode token of decision V5::
 
-    [inst] 1 turn left west; 2 to Blue Door Cafe; 3 turn left south; 4 stop at Corner Bakery
+    [inst] 1 west/left; 2 to Blue Door Cafe; 3 south/left; 4 stop at Corner Bakery
     [mode] abs
     [hist] tfff
     [obs] Blue Door Cafe +
-    [answer] + 3 turn_direction(south)
+    [answer] + 3 south/left turn_direction(south)
 
-The history has one letter per past action (``t`` a turn, ``f`` forward), ``+`` marks an
-intersection, and the answer is the claimed observation flag (``+`` or ``-``), the sentence being
-executed and the action.
+A turn sentence gives the compass word, then the relative one. The history has one letter per
+past action (``t`` a turn, ``f`` forward) and ``+`` marks an intersection. The answer is the
+claimed observation flag (``+`` or ``-``), the number of the sentence being executed, at a turn
+that sentence itself (the original's "current instruction", which a small model copies more
+easily than the single word it needs), and the action.
 """
 
 from __future__ import annotations
@@ -69,23 +71,32 @@ def render_target(form: str, sentences: list[str], position: Position, mode: str
     """The expert answer at a position (the SFT target)."""
     action = position.action(mode)
     if form == "compact":
-        return f" {'+' if position.at_intersection else '-'} {position.sentence} {action}"
+        flag = "+" if position.at_intersection else "-"
+        if action.startswith("turn_direction"):
+            # Turn k is sentence 2k - 1; the original labels a turn reached without interpolated
+            # points with the move sentence before it, which the compact answer does not repeat.
+            number = position.sentence + (position.sentence % 2 == 0)
+            return f" {flag} {number} {sentences[number - 1]} {action}"
+        return f" {flag} {position.sentence} {action}"
     return json.dumps(
         {"current observation": position.observation, "current instruction": sentences[position.sentence - 1],
          "action": action}, indent=2)
 
 
 _JSON_FIELD = r'"{}"\s*:\s*"([^"]*)"'
+# flag, sentence number, (the sentence at a turn), action
+_COMPACT_ANSWER = re.compile(r"(\S+) \d+(?: .*)? (forward\(\)|stop\(\)|turn_direction\([^)]*\))")
 
 
 def parse_answer(form: str, text: str) -> tuple[str | None, str | None]:
     """(action, claimed observation) of an answer; None for what cannot be read."""
     if form == "compact":
-        parts = text.split(maxsplit=2)
-        if len(parts) != 3:
+        found = _COMPACT_ANSWER.fullmatch(text.strip())
+        if found is None:
             return None, None
         # The flag is read as the observation it stands for, so one intersection check serves both forms.
-        return parts[2].strip(), INTERSECTION if parts[0] == "+" else parts[0]
+        flag, action = found.groups()
+        return action, INTERSECTION if flag == "+" else flag
     try:
         payload = json.loads(text.strip())
         if isinstance(payload, dict):

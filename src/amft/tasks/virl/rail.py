@@ -85,13 +85,14 @@ def landmark_names(text: str) -> str:
 def instruction_sentences(route: Route, initial_heading: int, wrap: bool = True, compact: bool = False) -> list[str]:
     """The templated instruction (spec §2.2): a turn and a move sentence per milestone.
 
-    ``compact`` keeps what the sentences say in a few words (``turn left west``, ``to Blue Door
-    Cafe``, ``to next``, ``stop at Corner Bakery``), for character-level models."""
+    ``compact`` keeps what the sentences say in a few words, for character-level models: a turn
+    is ``west/left`` (the compass word, then the relative one), a move ``to Blue Door Cafe``,
+    ``to next`` or ``stop at Corner Bakery``. Turn k is always sentence 2k - 1, its move 2k."""
     sentences = []
     last = len(route.milestones)
     for milestone, (absolute, relative) in zip(route.milestones, turn_words(route, initial_heading, wrap)):
         if compact:
-            sentences.append(f"turn {relative} {absolute}")
+            sentences.append(f"{absolute}/{relative}")
             names = landmark_names(milestone.landmarks)
             sentences.append(f"stop at {names}" if milestone.index == last else f"to {'next' if names == '-' else names}")
             continue
