@@ -60,12 +60,12 @@ def test_each_reward_case_and_the_retry_rule():
     env = make_env()
     observation, reward, *_ , info = env.step(" - 1 turn_direction(east)")
     assert reward == -1.0 and env.index == 0
-    assert observation.endswith("turn_direction(east)\nYou failed this trial because you make incorrect action. "
-                                "Please avoid this action and try again.\n")
+    assert observation == env.prompt() + " - 1 turn_direction(east)\n[failed] action\n[answer]"
     # A correct retry still advances, and the tries start again at the next position.
     assert env.step(" - 1 turn_direction(west)")[1] == 1.0 and env.index == 1
     # Claiming an intersection where there is none: -1.5.
-    assert env.step(" + 2 stop()")[1] == -1.5
+    observation, reward, *_ = env.step(" + 2 stop()")
+    assert reward == -1.5 and observation.endswith(" + 2 stop()\n[failed] observation\n[answer]")
     assert env.step(" - 2 stop()")[1] == -1.0
     # A third call at the same position is not evaluated: the episode fails.
     _, reward, terminated, truncated, info = env.step(" - 2 forward()")
@@ -101,6 +101,9 @@ def test_original_prompt_and_json_answers():
     # The skeleton's trailing commas are not JSON: the regex still reads the fields.
     loose = '{\n  "current observation": "x; You observe an intersection",\n  "current instruction": "3",\n  "action": "stop()",\n}'
     assert parse_answer("original", loose) == ("stop()", "x; You observe an intersection")
+    failed, reward, *_ = make_env(form="original").step('{"action": "stop()"}')
+    assert reward == -1.0 and failed.endswith('{"action": "stop()"}\nYou failed this trial because you make incorrect '
+                                              'action. Please avoid this action and try again.\n')
     assert env.step(target)[1] == 1.0
     assert "O_1: No landmarks nearby; \nA_1: turn_direction(west)\nO_2:" in env.prompt()
 
@@ -121,6 +124,10 @@ def test_virl_task_rows_splits_and_expert_episodes():
     assert all(parse_answer("compact", d["completion"])[0] == d["action"] for d in demos)
     # Every compact demonstration and prompt fits the demo's generation and model lengths.
     assert max(len(d["completion"]) for d in demos) < 64 and max(len(d["prompt"]) for d in demos) < 300
+    retries = [d for d in demos if "\n[failed] " in d["prompt"]]
+    assert 0.1 < len(retries) / len(demos) < 0.35  # retry_share 0.2
+    assert all(d["prompt"].endswith("\n[answer]") and parse_answer("compact", d["prompt"].split("\n")[-3].removeprefix("[answer]"))[0]
+               not in (None, d["action"]) for d in retries)
     turns_only = get_task("virl", synthetic_routes=300, eval_routes=20, validation_routes=20, turn_share=1.0)
     assert all(d["action"].startswith("turn_direction") for d in turns_only.demonstrations(50, seed=0))
     with pytest.raises(ValueError, match="turn_share"):

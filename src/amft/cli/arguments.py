@@ -70,6 +70,9 @@ class RunArguments:
         default=0.5,
         metadata={"help": "V-IRL: share of decision rows drawn at turn positions (the rest uniformly along the rail)."},
     )
+    retry_share: float = field(
+        default=0.2, metadata={"help": "V-IRL: share of decision rows that are second tries (a failed answer and its feedback)."}
+    )
     eval_routes: int = field(default=100, metadata={"help": "V-IRL: routes per evaluation split."})
     city_size: int = field(default=8, metadata={"help": "City navigation: the synthetic city is a grid of N x N intersections."})
     city_seed: int = field(

@@ -185,8 +185,22 @@ class VirlEnv(Env):
                 return self.prompt(), verification.reward, True, False, self._info(verification, position)
             self.index += 1
             return self.prompt(), verification.reward, False, False, self._info(verification, position)
-        retry = f"{self.prompt()}{text}\nYou failed this trial because {verification.message}\n"
-        return retry, verification.reward, False, False, self._info(verification, position)
+        return self._retry_prompt(text, verification), verification.reward, False, False, self._info(verification, position)
+
+    def _retry_prompt(self, text: str, verification: Verification) -> str:
+        """The prompt of a retry: the position's prompt, the failed answer and the feedback (in the
+        compact form one word for what was wrong, then a fresh ``[answer]``)."""
+        if self.form == "compact":
+            wrong = "observation" if verification.reward == WRONG_OBSERVATION else "action"
+            return f"{self.prompt()}{text}\n[failed] {wrong}\n[answer]"
+        return f"{self.prompt()}{text}\nYou failed this trial because {verification.message}\n"
+
+    def wrong_answer(self, rng: random.Random) -> str:
+        """The expert's answer with another action of the action space: a failed first try."""
+        correct = self.rail[self.index].action(self.mode)
+        actions = ["forward()", "stop()", *(f"turn_direction({word})" for word in ACTION_SPACES[self.mode])]
+        wrong = rng.choice([action for action in actions if action != correct])
+        return self.expert_answer().replace(correct, wrong)
 
     def _info(self, verification: Verification, position: Position) -> dict[str, Any]:
         return {"verification": verification, "attempts": self.record.calls, "gt_action": position.action(self.mode),

@@ -40,6 +40,8 @@ class VirlConfig(TaskConfig):
     #: share of decision rows drawn at turn positions (the start and intersections); the rest are
     #: drawn uniformly along the rail, where most positions only ask for forward()
     turn_share: float = 0.5
+    #: share of decision rows that are second tries: the prompt holds a failed answer and its feedback
+    retry_share: float = 0.2
     drop_rate: float = 0.5
     wrap_relative_turns: bool = True
     eval_routes: int = 100
@@ -48,7 +50,7 @@ class VirlConfig(TaskConfig):
     def __post_init__(self) -> None:
         if self.prompt_form not in ("compact", "original"):
             raise ValueError(f"prompt_form must be 'compact' or 'original', got {self.prompt_form!r}")
-        for name in ("relative_fraction", "turn_share"):
+        for name in ("relative_fraction", "turn_share", "retry_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
@@ -93,8 +95,10 @@ class VirlTask(Task):
         turns = [i for i, position in enumerate(env.rail) if position.kind in ("start", "intersection")]
         env.index = rng.choice(turns) if rng.random() < self.config.turn_share else rng.randrange(len(env.rail))
         position: Position = env.rail[env.index]
-        return {"prompt": env.prompt(), "action": position.action(mode), "at_intersection": position.at_intersection,
-                "mode": mode, "demonstration": env.expert_answer()}
+        demonstration = env.expert_answer()
+        prompt = env.step(env.wrong_answer(rng))[0] if rng.random() < self.config.retry_share else env.prompt()
+        return {"prompt": prompt, "action": position.action(mode), "at_intersection": position.at_intersection,
+                "mode": mode, "demonstration": demonstration}
 
     def _mode(self, route: Route, rng: random.Random) -> str:
         one_turn = len(route.milestones) == 2
