@@ -70,3 +70,11 @@ def test_whole_episodes_are_evaluated_and_reported_as_episodes(task):
     assert result.episodic and list(result.display_row())[0] == "episode success"
     budgets = [2 * len(e.actions) + 10 for e in task.benchmark("loop").episodes["loop"][:2]]
     assert all(1 <= r.attempts <= b for r, b in zip(result.records, budgets))  # one model call per step, within budget
+
+
+def test_training_streams_mix_episode_kinds_by_the_configured_shares():
+    rows = get_task("citynav", nav_eval_episodes=3, loop_fraction=0.0, counting_fraction=1.0).demonstrations(30, seed=0)
+    assert all(" second " in row["prompt"] or " third " in row["prompt"] or " fourth " in row["prompt"]
+               or " fifth " in row["prompt"] for row in rows)
+    with pytest.raises(ValueError, match="sum of at most 1"):
+        get_task("citynav", loop_fraction=0.9, counting_fraction=0.2)

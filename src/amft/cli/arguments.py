@@ -84,6 +84,9 @@ class RunArguments:
                   "no-short-term, no-long-term or none (no line)."},
     )
     loop_fraction: float = field(default=0.3, metadata={"help": "City navigation: share of training episodes that are loops."})
+    counting_fraction: float = field(
+        default=0.2, metadata={"help": "City navigation: share of training episodes that are counting episodes."}
+    )
     nav_eval_episodes: int = field(default=50, metadata={"help": "City navigation: evaluation episodes per subset."})
     num_train_prompts: int = field(default=20000, metadata={"help": "RL prompts generated for training."})
     num_demonstrations: int = field(default=20000, metadata={"help": "Demonstrations generated for the SFT stream."})

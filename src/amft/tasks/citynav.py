@@ -43,15 +43,17 @@ class CityNavConfig(TaskConfig):
     city_seed: int = 0
     #: the memory behind the [mem] line: an ablation of amft.memory.system.ABLATIONS ("none": no line)
     nav_memory: str = "full"
-    #: share of training episodes that are loops (the rest are instruction routes, some with counting)
+    #: shares of training episodes that are loops and counting episodes (the rest: random routes)
     loop_fraction: float = 0.3
+    counting_fraction: float = 0.2
     nav_eval_episodes: int = 50
 
     def __post_init__(self) -> None:
         if self.nav_memory not in ABLATIONS:
             raise ValueError(f"nav_memory must be one of {tuple(ABLATIONS)}, got {self.nav_memory!r}")
-        if not 0.0 <= self.loop_fraction <= 1.0:
-            raise ValueError(f"loop_fraction must be in [0, 1], got {self.loop_fraction}")
+        if min(self.loop_fraction, self.counting_fraction) < 0.0 or self.loop_fraction + self.counting_fraction > 1.0:
+            raise ValueError("loop_fraction and counting_fraction must be >= 0 with a sum of at most 1, got "
+                             f"{self.loop_fraction} and {self.counting_fraction}")
 
 
 def parse_action(text: str) -> str | None:
@@ -177,7 +179,7 @@ class CityNavTask(Task):
     # ------------------------------------------------------------------ training rows
     def _rows(self, n: int, stream: str) -> list[dict[str, Any]]:
         benchmark = self.benchmark("test")
-        episodes = training_stream(benchmark, f"citynav-{stream}", self.config.loop_fraction)
+        episodes = training_stream(benchmark, f"citynav-{stream}", self.config.loop_fraction, self.config.counting_fraction)
         memory, rows = self._memory(), []
         while len(rows) < n:
             episode = next(episodes)
