@@ -114,6 +114,17 @@ def instruction_for(city: City, actions: list[str], path: list[int], block: floa
     return text[0].upper() + text[1:] + ".", subsets
 
 
+def _expert_episode(city: City, start: NavigatorState, goal: int, block: float, min_actions: int,
+                    max_actions: int) -> Episode | None:
+    """The expert's episode from ``start`` to ``goal``; None if unreachable or of the wrong length."""
+    found = expert_actions(city, start, goal)
+    if found is None or not min_actions <= len(found[0]) <= max_actions:
+        return None
+    actions, path = found
+    text, subsets = instruction_for(city, actions, path, block)
+    return Episode(text, start, goal, tuple(actions), tuple(path), tuple(subsets))
+
+
 def sample_episode(city: City, rng: random.Random, *, block: float = 80.0, min_actions: int = 6,
                    max_actions: int = 80) -> Episode:
     """A random start (facing along a street) and a reachable goal node that has a landmark."""
@@ -122,13 +133,9 @@ def sample_episode(city: City, rng: random.Random, *, block: float = 80.0, min_a
     for _ in range(1000):
         node = rng.choice(starts)
         heading = rng.choice(sorted(city.edges[node].values()))
-        start, goal = NavigatorState(node, heading), rng.choice(goals)
-        found = expert_actions(city, start, goal)
-        if found is None or not min_actions <= len(found[0]) <= max_actions:
-            continue
-        actions, path = found
-        text, subsets = instruction_for(city, actions, path, block)
-        return Episode(text, start, goal, tuple(actions), tuple(path), tuple(subsets))
+        episode = _expert_episode(city, NavigatorState(node, heading), rng.choice(goals), block, min_actions, max_actions)
+        if episode is not None:
+            return episode
     raise RuntimeError("could not sample an episode: the city has too few reachable landmark goals")
 
 
@@ -153,13 +160,9 @@ def sample_counting_episode(city: City, rng: random.Random, *, block: float = 80
         if not city.edges.get(node):
             continue
         start = NavigatorState(node, rng.choice(sorted(city.edges[node].values())))
-        found = expert_actions(city, start, goal)
-        if found is None or not min_actions <= len(found[0]) <= max_actions:
-            continue
-        actions, path = found
-        text, subsets = instruction_for(city, actions, path, block)
-        if "counting" in subsets:
-            return Episode(text, start, goal, tuple(actions), tuple(path), tuple(subsets))
+        episode = _expert_episode(city, start, goal, block, min_actions, max_actions)
+        if episode is not None and "counting" in episode.subsets:
+            return episode
     raise RuntimeError("could not sample a counting episode: no start passes a twin of its goal's landmark")
 
 
