@@ -15,7 +15,8 @@ def test_memory_line_counts_places_and_recognises_the_start_of_a_loop(task):
     loop = task.benchmark("loop").episodes["loop"][0]
     env = task.make_env({"split": "loop", "subset": "loop", "index": 0})
     prompt = env.reset()
-    assert prompt.startswith(f"[inst] {loop.instruction}\n[hist] \n[obs] ") and "[mem] new place" in prompt
+    side = loop.instruction.lower().split("turn ")[1].split()[0]
+    assert prompt.startswith(f"[step] loop {side}\n[obs] ") and prompt.endswith("[mem] new place\n[answer]")
     for action in loop.actions[:-1]:
         prompt, reward, terminated, truncated, info = env.step(f" {action}")
         assert reward == 1.0 and not terminated
@@ -35,8 +36,15 @@ def test_counting_prompts_show_how_many_places_were_passed(task):
     for action in episode.actions[:-1]:
         prompt, *_ = env.step(f" {action}")
     ordinal = episode.instruction.lower().rsplit("stop at the ", 1)[1].split()[0]
-    passed = {"second": 1, "third": 2, "fourth": 3, "fifth": 4}[ordinal]
-    assert f"{goal_name} x{passed}" in prompt and f"{goal_name} here" in prompt
+    count = {"second": 2, "third": 3, "fourth": 4, "fifth": 5}[ordinal]
+    assert prompt.startswith(f"[step] stop at {goal_name} #{count}\n[obs] {goal_name} here")
+    assert f"[mem] {goal_name} x{count}; new place" in prompt
+    blind = get_task("citynav", nav_eval_episodes=3, nav_memory="no-short-term").make_env(
+        {"split": "counting", "subset": "counting", "index": 0})
+    blind.reset()
+    for action in episode.actions[:-1]:
+        prompt, *_ = blind.step(f" {action}")
+    assert f"[mem] {goal_name} x{count}; " in prompt  # the octree still counts places
 
 
 def test_training_rows_reward_the_moves_that_do_what_the_expert_does(task):
@@ -73,8 +81,10 @@ def test_whole_episodes_are_evaluated_and_reported_as_episodes(task):
 
 
 def test_training_streams_mix_episode_kinds_by_the_configured_shares():
-    rows = get_task("citynav", nav_eval_episodes=3, loop_fraction=0.0, counting_fraction=1.0).demonstrations(30, seed=0)
-    assert all(" second " in row["prompt"] or " third " in row["prompt"] or " fourth " in row["prompt"]
-               or " fifth " in row["prompt"] for row in rows)
+    rows = get_task("citynav", nav_eval_episodes=3, loop_fraction=0.0, counting_fraction=1.0).demonstrations(60, seed=0)
+    stops = [row["prompt"].split("\n")[0] for row in rows if row["prompt"].startswith("[step] stop")]
+    assert stops and all(int(line.rsplit("#", 1)[1]) >= 2 for line in stops)
+    rows = get_task("citynav", nav_eval_episodes=3, loop_fraction=1.0, counting_fraction=0.0).demonstrations(30, seed=0)
+    assert all(row["prompt"].startswith("[step] loop ") for row in rows)
     with pytest.raises(ValueError, match="sum of at most 1"):
         get_task("citynav", loop_fraction=0.9, counting_fraction=0.2)

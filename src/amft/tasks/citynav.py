@@ -1,12 +1,17 @@
 """City navigation with Mem4Nav memory for language-model agents (the VELMA-style interface of
 Mem4Nav spec §9: memory rendered as prompt lines), on the synthetic cities of ``amft.memory``.
 
-A decision prompt holds the instruction, the actions so far (one letter each, upper case where
-the step started at an intersection), the current observation (landmarks at the agent's node
-and the street sign at intersections) and, with memory, a ``[mem]`` line: for each landmark the
-instruction names, the number of distinct places it was seen at before this step, and whether
-memory recalls the current place. Without memory (``nav_memory: none``) the line is absent, so
-the agent cannot count what it passed or know it is back. The answer is one action word.
+The agent has the modular agent's planning and mapping (``amft.memory.agents.FollowerAgent``'s
+instruction tracker and Mem4Nav's memory); the language model replaces the decision rule. A
+decision prompt holds the instruction step being executed (``[step] left at sign Avenue 2 &
+Street 3``, ``[step] stop at post box #2``, ``[step] loop right``), the current observation
+(landmarks at the agent's node and the street sign at intersections) and, with memory, a
+``[mem]`` line: for a stop step, the number of distinct places its landmark was seen at, this
+one included, and whether memory recognises the current place. Without memory
+(``nav_memory: none``) the line is absent, so the agent cannot count what it passed or know it
+is back. The answer is one action word. The tracker takes the tiny model's hardest job (finding
+its place in a long instruction from its own action history) off it, so what the study varies
+is only what memory tells it.
 
 Training rows are the steps of expert episodes (the demonstration is the expert's action; an
 answer is rewarded 1 when it leads to the same next state). Evaluation runs whole episodes with
@@ -22,18 +27,15 @@ import random
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from amft.memory.agents import parse_instruction
+from amft.memory.agents import FollowerAgent
 from amft.memory.city import ACTIONS, City
 from amft.memory.episodes import Episode
 from amft.memory.observations import Observer
 from amft.memory.study import SUBSETS, NavBenchmark, build_benchmark, training_stream
-from amft.memory.system import ABLATIONS, Mem4NavConfig, Mem4NavMemory
+from amft.memory.system import ABLATIONS
 from amft.tasks.base import Env, Task, TaskConfig, Verification, completion_text
 
-__all__ = ["CityNavConfig", "CityNavEnv", "CityNavTask", "parse_action"]
-
-_LETTERS = {"forward": "f", "left": "l", "right": "r", "turn_around": "u"}
-
+__all__ = ["CityNavConfig", "CityNavEnv", "CityNavTask", "parse_action", "step_line"]
 
 @dataclass(frozen=True)
 class CityNavConfig(TaskConfig):
@@ -62,48 +64,43 @@ def parse_action(text: str) -> str | None:
     return words[0] if words and words[0] in ACTIONS else None
 
 
-def _mentioned(instruction: str) -> list[str]:
-    names = []
-    for step in parse_instruction(instruction):
-        if step[0] == "stop":
-            names.append(step[1])
-        elif step[0] == "turn" and step[2].endswith(" here"):
-            names.append(step[2][: -len(" here")])
-    return list(dict.fromkeys(names))
+def step_line(step: tuple) -> str:
+    """The instruction step being executed, in the words the observation line uses for its anchor."""
+    kind = step[0]
+    if kind == "turn":
+        return f"{step[1]} at {step[2].replace('sign: ', 'sign ')}"
+    if kind == "stop":
+        return "stop" if step[1] is None else f"stop at {step[1]} #{step[2]}"
+    return {"straight": "go straight", "turn_around": "turn around"}.get(kind) or f"loop {step[1]}"
 
 
 class _Walker:
-    """Walks one episode: the navigator state, the action letters so far and the memory."""
+    """Walks one episode: the navigator state and the follower's tracker and memory, which make the prompt."""
 
-    def __init__(self, city: City, observer: Observer, episode: Episode, memory: Mem4NavMemory | None) -> None:
-        self.city, self.observer, self.episode, self.memory = city, observer, episode, memory
-        self.state, self.letters, self.path = episode.start, "", [episode.start.node]
-        self.names = _mentioned(episode.instruction)
-        self.memory_line: str | None = None
-        if memory is not None:
-            memory.reset()
+    def __init__(self, city: City, observer: Observer, episode: Episode, agent: FollowerAgent) -> None:
+        self.city, self.observer, self.episode, self.agent = city, observer, episode, agent
+        self.state, self.path = episode.start, [episode.start.node]
+        agent.reset(episode.instruction)
         self._look()
 
     def _look(self) -> None:
-        """Read memory for the current place (before writing it), then write the observation."""
+        """Recall the current place and write it to memory (the tracker's facts), and render it."""
         node, text = self.state.node, self.observer.text(self.state)
-        here = [landmark.name for landmark in self.city.landmarks.get(node, [])]
-        parts = [f"{name} here" for name in here] or ["nothing here"]
+        x, y = self.city.positions[node]
+        self.facts = self.agent.observe(text, self.observer.embed(text), (x, y, 0.0))
+        parts = [f"{landmark.name} here" for landmark in self.city.landmarks.get(node, [])] or ["nothing here"]
         if self.city.is_intersection(node):
             parts.append(text.rsplit("| ", 1)[-1].replace("sign: ", "sign "))
         self.observation = " | ".join(parts)
-        if self.memory is not None:
-            x, y = self.city.positions[node]
-            embedding = self.observer.embed(text)
-            recalled = self.memory.recall((x, y, 0.0), embedding)
-            counts = [f"{name} x{self.memory.places_with(name)}" for name in self.names if self.memory.places_with(name)]
-            self.memory_line = "; ".join([*counts, "been here" if recalled.seen_before else "new place"])
-            self.memory.observe((x, y, 0.0), embedding, here)
 
     def prompt(self) -> str:
-        lines = [f"[inst] {self.episode.instruction}", f"[hist] {self.letters}", f"[obs] {self.observation}"]
-        if self.memory_line is not None:
-            lines.append(f"[mem] {self.memory_line}")
+        lines = [f"[step] {step_line(self.facts.step)}", f"[obs] {self.observation}"]
+        if self.agent.memory != "none":
+            facts, memory = self.facts, []
+            if facts.step[0] == "stop" and facts.step[1] is not None and facts.counts_places:
+                memory.append(f"{facts.step[1]} x{facts.target_places}")
+            memory.append("been here" if facts.seen_before else "new place")
+            lines.append(f"[mem] {'; '.join(memory)}")
         return "\n".join(lines) + "\n[answer]"
 
     def equivalent(self, expert: str) -> list[str]:
@@ -111,8 +108,7 @@ class _Walker:
         return self.state.equivalent(self.city, expert)
 
     def move(self, action: str) -> None:
-        letter = _LETTERS[action]
-        self.letters += letter.upper() if self.city.is_intersection(self.state.node) else letter
+        self.agent.commit(self.facts, action)
         self.state = self.state.step(self.city, action)
         if self.state.node != self.path[-1]:
             self.path.append(self.state.node)
@@ -123,12 +119,12 @@ class CityNavEnv(Env):
     """One evaluation episode: ``step(text)`` moves the agent by the answer's action (an answer that
     names no action leaves it in place); the episode ends at ``stop`` or when the budget is spent."""
 
-    def __init__(self, city: City, observer: Observer, episode: Episode, memory: Mem4NavMemory | None) -> None:
-        self.city, self.observer, self.episode, self._memory = city, observer, episode, memory
+    def __init__(self, city: City, observer: Observer, episode: Episode, agent: FollowerAgent) -> None:
+        self.city, self.observer, self.episode, self.agent = city, observer, episode, agent
         self.budget = 2 * len(episode.actions) + 10
 
     def reset(self) -> str:
-        self.walker = _Walker(self.city, self.observer, self.episode, self._memory)
+        self.walker = _Walker(self.city, self.observer, self.episode, self.agent)
         self.steps, self._on_expert_path, self._done = 0, True, False
         return self.walker.prompt()
 
@@ -164,10 +160,8 @@ class CityNavTask(Task):
         self._benchmarks: dict[str, NavBenchmark] = {}
         self._train_city: tuple[City, Observer] | None = None
 
-    def _memory(self) -> Mem4NavMemory | None:
-        switches = ABLATIONS[self.config.nav_memory]
-        config = Mem4NavConfig(**switches)
-        return Mem4NavMemory(config) if config.enabled else None
+    def _agent(self) -> FollowerAgent:
+        return FollowerAgent(memory=self.config.nav_memory)
 
     def benchmark(self, split: str) -> NavBenchmark:
         kind = "unseen" if split == "unseen" else "test"
@@ -180,10 +174,10 @@ class CityNavTask(Task):
     def _rows(self, n: int, stream: str) -> list[dict[str, Any]]:
         benchmark = self.benchmark("test")
         episodes = training_stream(benchmark, f"citynav-{stream}", self.config.loop_fraction, self.config.counting_fraction)
-        memory, rows = self._memory(), []
+        agent, rows = self._agent(), []
         while len(rows) < n:
             episode = next(episodes)
-            walker = _Walker(benchmark.city, benchmark.observer, episode, memory)
+            walker = _Walker(benchmark.city, benchmark.observer, episode, agent)
             for expert in episode.actions:
                 rows.append({"prompt": walker.prompt(), "valid_actions": walker.equivalent(expert),
                              "demonstration": f" {expert}"})
@@ -216,7 +210,7 @@ class CityNavTask(Task):
     def make_env(self, row: Mapping[str, Any]) -> CityNavEnv:
         benchmark = self.benchmark(row["split"])
         return CityNavEnv(benchmark.city, benchmark.observer, benchmark.episodes[row["subset"]][row["index"]],
-                          self._memory())
+                          self._agent())
 
     def verify(self, row: Mapping[str, Any], completion: Any) -> Verification:
         action = parse_action(completion_text(completion))
