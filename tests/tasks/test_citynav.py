@@ -88,3 +88,16 @@ def test_training_streams_mix_episode_kinds_by_the_configured_shares():
     assert all(row["prompt"].startswith("[step] loop ") for row in rows)
     with pytest.raises(ValueError, match="sum of at most 1"):
         get_task("citynav", loop_fraction=0.9, counting_fraction=0.2)
+
+
+def test_decision_share_sets_how_many_rows_are_decisions():
+    rows = get_task("citynav", nav_eval_episodes=3, decision_share=1.0).train_prompts(300, seed=0)
+    walking = [row for row in rows if row["demonstration"] == " forward" and "sign" not in row["prompt"]
+               and "been here" not in row["prompt"]]
+    # what remains is going straight past a landmark the step names (an anchor, or a target not yet counted)
+    assert walking and all(row["prompt"].split("\n")[0].split(" at ")[-1].split(" #")[0] in row["prompt"].split("\n")[1]
+                           for row in walking)
+    plain = get_task("citynav", nav_eval_episodes=3, decision_share=0.0).train_prompts(300, seed=0)
+    assert {row["demonstration"] for row in plain} == {" forward"}
+    with pytest.raises(ValueError, match="decision_share"):
+        get_task("citynav", decision_share=1.5)

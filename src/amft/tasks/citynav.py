@@ -48,6 +48,9 @@ class CityNavConfig(TaskConfig):
     #: shares of training episodes that are loops and counting episodes (the rest: random routes)
     loop_fraction: float = 0.3
     counting_fraction: float = 0.2
+    #: share of training rows drawn from decisions (an intersection, a landmark the step names, a place
+    #: seen before, or an action other than forward); the rest are plain walking along a street
+    decision_share: float = 0.5
     nav_eval_episodes: int = 50
 
     def __post_init__(self) -> None:
@@ -56,6 +59,8 @@ class CityNavConfig(TaskConfig):
         if min(self.loop_fraction, self.counting_fraction) < 0.0 or self.loop_fraction + self.counting_fraction > 1.0:
             raise ValueError("loop_fraction and counting_fraction must be >= 0 with a sum of at most 1, got "
                              f"{self.loop_fraction} and {self.counting_fraction}")
+        if not 0.0 <= self.decision_share <= 1.0:
+            raise ValueError(f"decision_share must be in [0, 1], got {self.decision_share}")
 
 
 def parse_action(text: str) -> str | None:
@@ -174,17 +179,24 @@ class CityNavTask(Task):
     def _rows(self, n: int, stream: str) -> list[dict[str, Any]]:
         benchmark = self.benchmark("test")
         episodes = training_stream(benchmark, f"citynav-{stream}", self.config.loop_fraction, self.config.counting_fraction)
-        agent, rows = self._agent(), []
-        while len(rows) < n:
+        agent = self._agent()
+        wanted = round(n * self.config.decision_share)
+        decisions: list[dict[str, Any]] = []
+        walking: list[dict[str, Any]] = []
+        while len(decisions) < wanted or len(walking) < n - wanted:
             episode = next(episodes)
             walker = _Walker(benchmark.city, benchmark.observer, episode, agent)
             for expert in episode.actions:
-                rows.append({"prompt": walker.prompt(), "valid_actions": walker.equivalent(expert),
-                             "demonstration": f" {expert}"})
+                facts = walker.facts
+                decisive = (expert != "forward" or facts.at_intersection or facts.anchor_here or facts.target_here
+                            or facts.seen_before)
+                (decisions if decisive else walking).append(
+                    {"prompt": walker.prompt(), "valid_actions": walker.equivalent(expert), "demonstration": f" {expert}"})
                 if expert != "stop":
                     walker.move(expert)
+        rows = decisions[:wanted] + walking[: n - wanted]
         random.Random(stream).shuffle(rows)
-        return rows[:n]
+        return rows
 
     def train_prompts(self, n: int, seed: int) -> list[dict]:
         return self._rows(n, f"train:{seed}")
