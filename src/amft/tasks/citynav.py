@@ -37,6 +37,7 @@ from amft.tasks.base import Env, Task, TaskConfig, Verification, completion_text
 
 __all__ = ["CityNavConfig", "CityNavEnv", "CityNavTask", "parse_action", "step_line"]
 
+
 @dataclass(frozen=True)
 class CityNavConfig(TaskConfig):
     """Options of the city-navigation task (each is also a flag of `amft train`)."""
@@ -163,7 +164,6 @@ class CityNavTask(Task):
     def __init__(self, config: CityNavConfig | None = None, **overrides: Any) -> None:
         self.config = config or CityNavConfig(**overrides)
         self._benchmarks: dict[str, NavBenchmark] = {}
-        self._train_city: tuple[City, Observer] | None = None
 
     def _agent(self) -> FollowerAgent:
         return FollowerAgent(memory=self.config.nav_memory)
