@@ -183,3 +183,14 @@ def test_a_resumed_run_keeps_the_quick_evaluations_up_to_its_checkpoint(tmp_path
     assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [40, 80]
     keep_progress_until(str(path), checkpoint_step(None))
     assert path.read_text() == ""
+
+
+def test_every_city_navigation_option_is_a_flag_of_amft_train():
+    # the pipeline passes a task only the options it finds on RunArguments, so a missing flag is silently ignored
+    import dataclasses
+
+    from amft.cli.arguments import RunArguments
+    from amft.tasks import task_options
+
+    flags = {field.name for field in dataclasses.fields(RunArguments)}
+    assert set(task_options("citynav")) <= flags

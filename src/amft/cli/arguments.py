@@ -87,6 +87,11 @@ class RunArguments:
     counting_fraction: float = field(
         default=0.2, metadata={"help": "City navigation: share of training episodes that are counting episodes."}
     )
+    decision_share: float = field(
+        default=0.5,
+        metadata={"help": "City navigation: share of training rows drawn from decisions (an intersection, a landmark the "
+                  "step names, a place seen before, or an action other than forward); the rest are plain walking."},
+    )
     nav_eval_episodes: int = field(default=50, metadata={"help": "City navigation: evaluation episodes per subset."})
     num_train_prompts: int = field(default=20000, metadata={"help": "RL prompts generated for training."})
     num_demonstrations: int = field(default=20000, metadata={"help": "Demonstrations generated for the SFT stream."})

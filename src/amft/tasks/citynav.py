@@ -84,7 +84,7 @@ class _Walker:
     """Walks one episode: the navigator state and the follower's tracker and memory, which make the prompt."""
 
     def __init__(self, city: City, observer: Observer, episode: Episode, agent: FollowerAgent) -> None:
-        self.city, self.observer, self.episode, self.agent = city, observer, episode, agent
+        self.city, self.observer, self.agent = city, observer, agent
         self.state, self.path = episode.start, [episode.start.node]
         agent.reset(episode.instruction)
         self._look()
