@@ -185,12 +185,17 @@ def test_a_resumed_run_keeps_the_quick_evaluations_up_to_its_checkpoint(tmp_path
     assert path.read_text() == ""
 
 
-def test_every_city_navigation_option_is_a_flag_of_amft_train():
+@pytest.mark.parametrize("task", ["citynav", "virl", "math"])
+def test_every_task_option_is_a_flag_of_amft_train_with_the_task_default(task):
     # the pipeline passes a task only the options it finds on RunArguments, so a missing flag is silently ignored
+    # and a flag whose default differs from the task's would change the task behind the user's back
     import dataclasses
 
     from amft.cli.arguments import RunArguments
-    from amft.tasks import task_options
+    from amft.tasks import get_task
 
-    flags = {field.name for field in dataclasses.fields(RunArguments)}
-    assert set(task_options("citynav")) <= flags
+    flags = {field.name: field.default for field in dataclasses.fields(RunArguments)}
+    config = get_task(task).config
+    for option in dataclasses.fields(config):
+        assert option.name in flags, f"{task} option {option.name} has no flag"
+        assert flags[option.name] == getattr(config, option.name), f"{task} option {option.name}: flag default differs"

@@ -54,6 +54,22 @@ class RunArguments:
     benchmark_dir: str | None = field(
         default=None, metadata={"help": "Math: folder of local benchmark files <name>.jsonl/.json/.parquet (else the Hub)."}
     )
+    instruction: str | None = field(
+        default=None,
+        metadata={"help": "Math: the instruction after each chat prompt (default: 'Please reason step by step, and put "
+                  "your final answer within \\boxed{}.'; multiple-choice benchmarks ask for the letter)."},
+    )
+    require_boxed: bool = field(default=True, metadata={"help": "Math: a completion without a \\boxed{} answer scores 0."})
+    verify_timeout_seconds: int = field(
+        default=5, metadata={"help": "Math: seconds Math-Verify may spend on one answer before it counts as wrong."}
+    )
+    validation_size: int = field(
+        default=256, metadata={"help": "Math: dataset problems held out for the meta-gradient's validation prompts."}
+    )
+    eval_size: int = field(default=200, metadata={"help": "Math: generated problems per evaluation split ('id', 'longer')."})
+    generated_max_number: int = field(
+        default=10, metadata={"help": "Math: largest starting count and amount in generated word problems."}
+    )
     routes: str | None = field(
         default=None, metadata={"help": "V-IRL: a route_infos.json file (default: V-IRL-L-synthetic routes)."}
     )
@@ -73,7 +89,17 @@ class RunArguments:
     retry_share: float = field(
         default=0.2, metadata={"help": "V-IRL: share of decision rows that are second tries (a failed answer and its feedback)."}
     )
+    drop_rate: float = field(
+        default=0.5, metadata={"help": "V-IRL: probability of dropping each interpolated point between intersections on the rail."}
+    )
+    wrap_relative_turns: bool = field(
+        default=True, metadata={"help": "V-IRL: heading changes are brought to [-180, 180) before naming the relative turn (350 degrees is a slight "
+                  "right); --wrap_relative_turns false keeps the original rule (a left)."}
+    )
     eval_routes: int = field(default=100, metadata={"help": "V-IRL: routes per evaluation split."})
+    validation_routes: int = field(
+        default=100, metadata={"help": "V-IRL: routes held out for the meta-gradient's validation prompts."}
+    )
     city_size: int = field(default=8, metadata={"help": "City navigation: the synthetic city is a grid of N x N intersections."})
     city_seed: int = field(
         default=0, metadata={"help": "City navigation: seed of the training city (the 'unseen' split uses another city)."}

@@ -39,7 +39,8 @@ class MathConfig(TaskConfig):
     solution_column: str | None = None
     #: "plain" (text prompt, for base and tiny models) or "chat" (a user message, for instruct models)
     prompt_style: str = "plain"
-    instruction: str = DEFAULT_INSTRUCTION
+    #: the instruction after each chat prompt; None = DEFAULT_INSTRUCTION (multiple choice uses CHOICE_INSTRUCTION)
+    instruction: str | None = None
     #: a completion without a \boxed{} answer scores 0
     require_boxed: bool = True
     verify_timeout_seconds: int = 5
@@ -81,7 +82,7 @@ class MathTask(Task):
     # ------------------------------------------------------------------ prompts
     def render_prompt(self, problem: str, choices: list[str] | None = None) -> Any:
         text = problem.strip()
-        instruction = self.config.instruction
+        instruction = self.config.instruction or DEFAULT_INSTRUCTION
         if choices:
             text += "\n" + "\n".join(f"{LETTERS[i]}. {choice}" for i, choice in enumerate(choices))
             instruction = CHOICE_INSTRUCTION
