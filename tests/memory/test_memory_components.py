@@ -130,6 +130,46 @@ def test_long_term_tokens_accumulate_history_and_decode_exactly():
     assert torch.allclose(hits[0][2], second, atol=1e-10)
 
 
+def test_long_term_state_dict_restores_reads_and_later_writes_after_a_safe_load(tmp_path):
+    torch.manual_seed(0)
+    ltm = LongTermMemory(ReversibleTransformer(dim=4, depth=2, heads=2))
+    observations = torch.randn(6, 4)
+    for i, observation in enumerate(observations[:5]):
+        ltm.write(("leaf", i % 3), observation)  # keys written twice carry history
+    torch.save(ltm.state_dict(), tmp_path / "ltm.pt")
+    restored = LongTermMemory(ReversibleTransformer(dim=4, depth=2, heads=2))  # other random weights
+    restored.load_state_dict(torch.load(tmp_path / "ltm.pt", weights_only=True))
+    query = ltm.stored.get(("leaf", 1))
+    assert [(k, d) for k, d, _ in restored.search(query, 3)] == [(k, d) for k, d, _ in ltm.search(query, 3)]
+    assert torch.equal(restored.write(("leaf", 0), observations[5]), ltm.write(("leaf", 0), observations[5]))
+
+
+def test_hnsw_reads_find_the_exact_nearest_tokens_and_see_replaced_ones():
+    pytest.importorskip("hnswlib")
+    torch.manual_seed(0)
+    transformer = ReversibleTransformer(dim=8, depth=1, heads=2)
+    exact, hnsw = LongTermMemory(transformer), LongTermMemory(transformer, index="hnsw")
+    observations = torch.randn(1000, 8)
+    for i, observation in enumerate(observations):  # 500 keys, each written twice: the graph must replace rows
+        for memory in (exact, hnsw):
+            memory.write(i % 500, observation)
+    queries = [exact.stored.get(k) + 0.05 * torch.randn(16) for k in range(0, 500, 5)]
+    agree = sum(hnsw.search(q, 1)[0][0] == exact.search(q, 1)[0][0] for q in queries)
+    assert agree >= 0.95 * len(queries)
+    replaced = hnsw.stored.get(7)
+    key, distance, observation = hnsw.search(replaced, 1)[0]
+    assert key == 7 and distance == pytest.approx(0.0, abs=1e-5)
+    assert torch.allclose(observation, observations[507], atol=1e-4)
+
+
+def test_hnsw_without_hnswlib_names_the_extra_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "hnswlib", None)  # what `import hnswlib` sees when it is not installed
+    with pytest.raises(ImportError, match=r"amft\[hnsw\]"):
+        LongTermMemory(ReversibleTransformer(dim=2, depth=1, heads=1), index="hnsw")
+
+
 def test_retrieval_prefers_similar_short_term_items_then_falls_back():
     stm = ShortTermMemory(radius=3.0)
     ltm = LongTermMemory(ReversibleTransformer(dim=2, depth=1, heads=1))

@@ -8,12 +8,13 @@ For a key (an octree leaf or a graph node) the LTM keeps a read token theta_r (d
 stored token theta_w = R([theta_r ; v]) (dim 2d). Unlike the public code, whose read token
 stays 0 forever, the next read token is the first half of the new stored token, so a key's
 token carries its history (M2). Reads are exact nearest-neighbour search (M3) over the
-stored tokens, decoded with R^-1 into (previous read token, observation).
+stored tokens by default, or HNSW search (``index="hnsw"``, the paper's index, approximate;
+needs hnswlib), decoded with R^-1 into (previous read token, observation).
 """
 
 from __future__ import annotations
 
-from typing import Hashable
+from typing import Any, Hashable
 
 import torch
 from torch import Tensor, nn
@@ -68,13 +69,15 @@ class ReversibleTransformer(nn.Module):
 
 
 class LongTermMemory:
-    """Tokens per key, written through R and read by exact nearest-neighbour search."""
+    """Tokens per key, written through R and read by nearest-neighbour search: ``index`` is
+    ``"exact"`` (every stored token compared) or ``"hnsw"`` (an HNSW graph; approximate, sub-linear)."""
 
-    def __init__(self, transformer: ReversibleTransformer) -> None:
+    def __init__(self, transformer: ReversibleTransformer, index: str = "exact") -> None:
         self.transformer = transformer.eval()  # eval mode: no dropout, so R^-1 undoes R exactly
         self.dim = transformer.dim
+        self.index = index
         self.read_tokens: dict[Hashable, Tensor] = {}
-        self.stored = RowStore(2 * self.dim, dtype=next(transformer.parameters()).dtype)
+        self.stored = RowStore(2 * self.dim, dtype=next(transformer.parameters()).dtype, index=index)
 
     def __len__(self) -> int:
         return len(self.stored)
@@ -112,3 +115,20 @@ class LongTermMemory:
         tokens = torch.stack([self.stored.get(key) for key, _ in hits])
         observations = self.transformer.inverse(tokens.unsqueeze(1)).squeeze(1)[:, self.dim :]
         return [(key, distance, observation) for (key, distance), observation in zip(hits, observations)]
+
+    def state_dict(self) -> dict[str, Any]:
+        """R's weights and every key's read and stored tokens (tensors: save with ``torch.save``,
+        load with ``torch.load(..., weights_only=True)``)."""
+        keys = list(self.stored.keys)
+        return {
+            "transformer": self.transformer.state_dict(), "index": self.index, "keys": keys,
+            "read_tokens": torch.stack([self.read_tokens[key] for key in keys]) if keys else None,
+            "stored_tokens": self.stored.rows.clone() if keys else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.transformer.load_state_dict(state["transformer"])
+        self.__init__(self.transformer, state["index"])
+        for i, key in enumerate(state["keys"]):
+            self.stored.put(key, state["stored_tokens"][i])
+            self.read_tokens[key] = state["read_tokens"][i].clone()

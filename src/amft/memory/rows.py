@@ -1,5 +1,7 @@
 """A row store for nearest-neighbour search: rows live in one preallocated tensor that doubles
-when full, so appending is amortised O(1) and a search is one vectorised pass."""
+when full, so appending is amortised O(1). Search is exact (one vectorised pass over every row)
+by default, or approximate through an HNSW graph (hnswlib, the ``hnsw`` extra) whose cost grows
+with the logarithm of the number of rows."""
 
 from __future__ import annotations
 
@@ -8,14 +10,44 @@ from collections.abc import Hashable
 import torch
 from torch import Tensor
 
-__all__ = ["RowStore"]
+__all__ = ["INDEXES", "RowStore"]
+
+INDEXES = ("exact", "hnsw")
+
+
+class _HnswIndex:
+    """hnswlib's HNSW graph over the store's row positions (its labels). A row written again
+    under the same label replaces the old one in the graph."""
+
+    def __init__(self, width: int, capacity: int, m: int, ef_construction: int, ef_search: int) -> None:
+        try:
+            import hnswlib
+        except ImportError as exc:
+            raise ImportError("index='hnsw' needs hnswlib: pip install 'amft[hnsw]'") from exc
+        self.ef_search = ef_search
+        self.graph = hnswlib.Index(space="l2", dim=width)
+        self.graph.init_index(max_elements=capacity, ef_construction=ef_construction, M=m)
+
+    def put(self, label: int, row: Tensor) -> None:
+        if self.graph.get_current_count() >= self.graph.get_max_elements():
+            self.graph.resize_index(2 * self.graph.get_max_elements())
+        self.graph.add_items(row.detach().float().numpy()[None], [label])
+
+    def candidates(self, query: Tensor, count: int) -> list[int]:
+        self.graph.set_ef(max(self.ef_search, count))
+        labels, _ = self.graph.knn_query(query.detach().float().numpy()[None], k=count)
+        return labels[0].tolist()
 
 
 class RowStore:
-    def __init__(self, width: int, dtype: torch.dtype = torch.float32, capacity: int = 64) -> None:
+    def __init__(self, width: int, dtype: torch.dtype = torch.float32, capacity: int = 64, index: str = "exact",
+                 hnsw_m: int = 16, hnsw_ef_construction: int = 200, hnsw_ef_search: int = 64) -> None:
+        if index not in INDEXES:
+            raise ValueError(f"index must be one of {', '.join(INDEXES)}, got {index!r}")
         self._data = torch.empty(capacity, width, dtype=dtype)
         self._index: dict[Hashable, int] = {}
         self.keys: list[Hashable] = []
+        self._hnsw = _HnswIndex(width, capacity, hnsw_m, hnsw_ef_construction, hnsw_ef_search) if index == "hnsw" else None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -40,11 +72,20 @@ class RowStore:
             position = self._index[key] = len(self.keys)
             self.keys.append(key)
         self._data[position] = row.to(self._data.dtype)
+        if self._hnsw is not None:
+            self._hnsw.put(position, self._data[position])
 
     def nearest(self, query: Tensor, count: int = 1) -> list[tuple[Hashable, float]]:
-        """The ``count`` keys whose rows are nearest to ``query`` (L2), with their distances."""
+        """The ``count`` keys whose rows are nearest to ``query`` (L2), with their distances. With
+        HNSW the keys are the graph's approximate answer; their distances are exact."""
         if not self.keys:
             return []
-        distances = (self.rows - query.to(self._data.dtype)).norm(dim=1)
-        order = torch.topk(distances, min(count, len(self.keys)), largest=False).indices.tolist()
-        return [(self.keys[i], float(distances[i])) for i in order]
+        count = min(count, len(self.keys))
+        query = query.to(self._data.dtype)
+        if self._hnsw is None:
+            distances = (self.rows - query).norm(dim=1)
+            order = torch.topk(distances, count, largest=False).indices.tolist()
+            return [(self.keys[i], float(distances[i])) for i in order]
+        positions = self._hnsw.candidates(query, count)
+        distances = (self._data[positions] - query).norm(dim=1).tolist()
+        return sorted(((self.keys[p], d) for p, d in zip(positions, distances)), key=lambda hit: hit[1])

@@ -59,6 +59,8 @@ class Mem4NavConfig:
     retrieval_threshold: float = 0.7
     #: a recalled observation this similar to the current one means "seen here before"
     same_place_similarity: float = 0.95
+    #: long-term read: "exact" nearest-neighbour search (M3) or "hnsw" (approximate; the hnsw extra)
+    long_term_index: str = "exact"
     long_term_depth: int = 2
     long_term_heads: int = 4
     top_m: int = 3
@@ -108,7 +110,7 @@ class Mem4NavMemory:
         self.octree = SparseOctree(side=c.octree_side, depth=c.octree_depth, origin=(-half, -half, -half)) if c.octree else None
         self.graph = TopologyGraph(delta=c.graph_delta) if c.graph else None
         self.short_term = ShortTermMemory(capacity=c.short_term_capacity, radius=c.short_term_radius) if c.short_term else None
-        self.long_term = LongTermMemory(self._transformer) if self._transformer is not None else None
+        self.long_term = LongTermMemory(self._transformer, c.long_term_index) if self._transformer is not None else None
         self.step = 0
         self._anchor: Position | None = None
         #: landmark name -> the places (octree keys or graph node ids) it was seen at
