@@ -29,6 +29,13 @@ def test_config_defaults():
     assert (c.unseen_fraction, c.demo_fraction, c.eval_episodes_per_split) == (0.15, 0.5, 234)
 
 
+def test_rules_given_as_command_line_text():
+    c = GeneralPointsConfig(training_rules="10,10,10; 11,11,11", ood_rule="12,12,12")
+    assert (c.training_rules, c.ood_rule) == (((10, 10, 10), (11, 11, 11)), (12, 12, 12))
+    with pytest.raises(ValueError, match="training_rules: expected a"):
+        GeneralPointsConfig(training_rules="10,10")
+
+
 def test_reward_trl_call_shapes():
     task = get_task("general-points", template="compact")
     rows = task.train_prompts(3, seed=0)

@@ -38,6 +38,36 @@ class RunArguments:
     id_rule_fraction: float = field(
         default=0.5, metadata={"help": "Share of training deals under the ID rule J=Q=K=10 (the rest use other mappings)."}
     )
+    training_rules: str | None = field(
+        default=None,
+        metadata={"help": "GeneralPoints: the J,Q,K value mappings of training deals, ';'-separated (e.g. '10,10,10' "
+                  "as in the paper's LLM runs; default: every mapping over 10-13 except --ood_rule)."},
+    )
+    ood_rule: str = field(
+        default="11,12,13", metadata={"help": "GeneralPoints: the held-out J,Q,K mapping of the 'ood-rule' split."}
+    )
+    target: int = field(default=24, metadata={"help": "GeneralPoints: the number the cards must make."})
+    strict_format: bool = field(
+        default=False,
+        metadata={"help": "GeneralPoints: accept only the template's own formula form (by default both forms are accepted)."},
+    )
+    chat_format: bool = field(
+        default=False,
+        metadata={"help": "GeneralPoints, original template: prompts and completions as chat messages (TRL's "
+                  "conversational format)."},
+    )
+    partition_seed: int = field(
+        default=0, metadata={"help": "GeneralPoints: seed of the split of value multisets into training and unseen ones."}
+    )
+    unseen_fraction: float = field(
+        default=0.15, metadata={"help": "GeneralPoints: share of value multisets held out for the 'unseen-deals' split."}
+    )
+    eval_seed: int = field(
+        default=42, metadata={"help": "GeneralPoints: seed of the evaluation episodes (42, as in the original scripts)."}
+    )
+    eval_episodes_per_split: int = field(
+        default=234, metadata={"help": "GeneralPoints: evaluation episodes per split (234, as in the original protocol)."}
+    )
     dataset: str | None = field(
         default=None,
         metadata={"help": "Math: training problems from a .jsonl/.json/.parquet file or a Hub dataset (default: generated word problems)."},

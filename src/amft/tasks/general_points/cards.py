@@ -70,10 +70,12 @@ class Rule:
                 raise ValueError(f"face-card values must be integers in 1..99, got {self.as_tuple()}")
 
     @classmethod
-    def of(cls, value: "Rule | Sequence[int]") -> "Rule":
-        """Coerce a ``Rule`` or a ``(j, q, k)`` sequence to a ``Rule``."""
+    def of(cls, value: "Rule | Sequence[int] | str") -> "Rule":
+        """Coerce a ``Rule``, a ``(j, q, k)`` sequence or a ``"j,q,k"`` string to a ``Rule``."""
         if isinstance(value, Rule):
             return value
+        if isinstance(value, str):
+            value = value.split(",")
         j, q, k = value
         return cls(int(j), int(q), int(k))
 

@@ -54,7 +54,8 @@ class GeneralPointsConfig(TaskConfig):
         training_rules: J/Q/K triples used for training prompts and demonstrations.
             ``None`` means every triple over {10, 11, 12, 13} except the held-out
             ``ood_rule`` (63 rules).  For a paper-faithful pretrained-LLM run use
-            ``[(10, 10, 10)]``.
+            ``[(10, 10, 10)]`` (on the command line ``--training_rules 10,10,10``; rules as text
+            are ``"j,q,k"`` separated by ``;``).
         id_rule_fraction: probability of drawing the ID rule (10, 10, 10) for a training
             row when it is in ``training_rules``; the other rules share the rest
             uniformly.  Ignored when the ID rule is not listed (then all are uniform).
@@ -80,9 +81,9 @@ class GeneralPointsConfig(TaskConfig):
     target: int = 24
     max_attempts: int = 5
     revision_keep_last: int | None = None
-    training_rules: Sequence[Sequence[int]] | None = None
+    training_rules: Sequence[Sequence[int]] | str | None = None
     id_rule_fraction: float = 0.5
-    ood_rule: Sequence[int] = field(default=OOD_RULE.as_tuple())
+    ood_rule: Sequence[int] | str = field(default=OOD_RULE.as_tuple())
     partition_seed: int = 0
     unseen_fraction: float = 0.15
     demo_fraction: float = 0.5
@@ -115,7 +116,8 @@ class GeneralPointsConfig(TaskConfig):
             if self.ood_rule != OOD_RULE.as_tuple():
                 rules = tuple(r for r in rules + (OOD_RULE.as_tuple(),) if r != self.ood_rule)
         else:
-            rules = tuple(dict.fromkeys(_rule_tuple(r, "training_rules") for r in self.training_rules))
+            listed = self.training_rules.split(";") if isinstance(self.training_rules, str) else self.training_rules
+            rules = tuple(dict.fromkeys(_rule_tuple(r, "training_rules") for r in listed))
         if not rules:
             raise ValueError("training_rules must not be empty")
         if self.ood_rule in rules:
