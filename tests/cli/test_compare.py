@@ -87,3 +87,19 @@ def test_unknown_study_keys_name_the_file(tmp_path):
     path = write_study(tmp_path, seedz=[1])
     with pytest.raises(ValueError, match="study.yaml: .*seedz"):
         load_study(str(path))
+
+
+@pytest.mark.slow
+def test_parallel_runs_each_train_in_a_process_of_their_own_and_a_failed_run_is_named(tmp_path, capsys):
+    variants = {"sft": VARIANTS["sft"], "amft": VARIANTS["amft"],
+                "broken": {"method": "sft", "demo_file": str(tmp_path / "missing.jsonl")}}
+    path = write_study(tmp_path, variants=variants, reference_variant=None)
+    with pytest.raises(SystemExit, match=r"1 run\(s\) failed: broken · seed 0"):
+        main(["compare", "--config", str(path), "--jobs", "2"])
+    runs = tmp_path / "study" / "runs"
+    assert "missing.jsonl" in (runs / "broken" / "seed0" / "train.log").read_text()
+    for name in ("sft", "amft"):
+        assert json.loads((runs / name / "seed0" / "summary.json").read_text())["run"]["steps"] == 3
+        assert "After training (3 steps)" in (runs / name / "seed0" / "train.log").read_text()  # its own output
+    assert json.loads((tmp_path / "study" / "base" / "seed0" / "summary.json").read_text())["run"]["steps"] == 2
+    assert "| amft | 1 |" in (tmp_path / "study" / "results.md").read_text()  # finished runs are reported anyway

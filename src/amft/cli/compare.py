@@ -15,13 +15,20 @@ A study file (YAML) names the shared settings, the variants and the seeds:
 
 The budget is equal by construction: a variant may not override the keys in `BUDGET_KEYS`
 (optimizer steps, prompts and rollouts per step, demonstrations per step).
+
+With ``--jobs N`` the runs go N at a time, each in a fresh process of its own that writes its
+output to ``train.log`` in its run folder; the seeds' starting models are trained first.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
+import time
+import traceback
 from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,6 +117,38 @@ def is_complete(run_dir: str) -> bool:
     return os.path.exists(os.path.join(run_dir, SUMMARY_FILE))
 
 
+LOG_FILE = "train.log"
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """One training run of a study: what `amft train` gets, and where it goes."""
+
+    label: str
+    settings: dict[str, Any]
+    seed: int
+    output_dir: str
+    model: str | None
+
+    def arguments(self):
+        return run_arguments(self.settings, seed=self.seed, output_dir=self.output_dir, model=self.model)
+
+
+def train_in_own_process(job: RunJob) -> None:
+    """Run ``job`` in this (fresh, single-use) worker process, its output appended to its ``train.log``."""
+    os.makedirs(job.output_dir, exist_ok=True)
+    log = os.open(os.path.join(job.output_dir, LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)  # the file descriptors, so progress bars and library logs go there too
+    os.dup2(log, 2)
+    from amft.cli.pipeline import run_training
+
+    try:
+        run_training(*job.arguments())
+    except BaseException:
+        traceback.print_exc()
+        raise
+
+
 class Comparison:
     """Runs a :class:`Study` (skipping finished runs) and writes its results."""
 
@@ -127,38 +166,82 @@ class Comparison:
         # Seed-major: a study stopped half-way has every variant for its first seeds.
         return [(variant, seed) for seed in self.study.seeds for variant in self.study.variants]
 
-    def run(self) -> list[dict[str, Any]]:
+    def run(self, jobs: int = 1) -> list[dict[str, Any]]:
+        """Train the unfinished runs, ``jobs`` at a time (1: one after the other, in this process)."""
+        plan = self.plan()
+        todo = []
+        for index, (variant, seed) in enumerate(plan, start=1):
+            if is_complete(self.run_dir(variant, seed)):
+                self.console.print(f"[{index}/{len(plan)}] {variant} · seed {seed}: finished earlier, skipped")
+            else:
+                todo.append((index, self.variant_job(variant, seed)))  # settings errors stop the study before any run
+        if jobs == 1:
+            for index, job in todo:
+                self.ensure_base(job.seed)
+                self.console.rule(f"[{index}/{len(plan)}] {job.label}")
+                self.train(job)
+            return self.report()
+        seeds = dict.fromkeys(job.seed for _, job in todo)
+        failed = self.train_in_parallel([job for job in map(self.base_job, seeds) if job is not None], jobs)
+        if not failed:
+            failed = self.train_in_parallel([job for _, job in todo], jobs)
+        rows = self.report()
+        if failed:
+            raise SystemExit(f"amft compare: {len(failed)} run(s) failed: {', '.join(failed)}")
+        return rows
+
+    def variant_job(self, variant: str, seed: int) -> RunJob:
+        """The run of ``variant`` with ``seed``, its settings checked."""
+        model = self.base_dir(seed) if self.study.base_sft_steps else None
+        job = RunJob(f"{variant} · seed {seed}", {**self.study.training, **self.study.variants[variant]}, seed,
+                     self.run_dir(variant, seed), model)
+        try:
+            job.arguments()
+        except ValueError as error:
+            raise ValueError(f"variant {variant!r}: {error}") from None
+        return job
+
+    def base_job(self, seed: int) -> RunJob | None:
+        """The training of the seed's shared starting model, or None when the study has none or it is done."""
+        if not self.study.base_sft_steps or is_complete(self.base_dir(seed)):
+            return None
+        settings = {**self.study.training, **self.study.base, "method": "sft", "max_steps": self.study.base_sft_steps}
+        return RunJob(f"starting model for seed {seed}: {self.study.base_sft_steps} SFT steps", settings, seed,
+                      self.base_dir(seed), None)
+
+    def ensure_base(self, seed: int) -> None:
+        """Train the seed's shared starting model here, unless the study has none or it is done."""
+        job = self.base_job(seed)
+        if job is not None:
+            self.console.rule(job.label)
+            self.train(job)
+
+    @staticmethod
+    def train(job: RunJob) -> None:
         from amft.cli.pipeline import run_training
 
-        plan = self.plan()
-        for index, (variant, seed) in enumerate(plan, start=1):
-            run_dir = self.run_dir(variant, seed)
-            if is_complete(run_dir):
-                self.console.print(f"[{index}/{len(plan)}] {variant} · seed {seed}: finished earlier, skipped")
-                continue
-            model = self.ensure_base(seed)
-            self.console.rule(f"[{index}/{len(plan)}] {variant} · seed {seed}")
-            settings = {**self.study.training, **self.study.variants[variant]}
-            try:
-                run, args = run_arguments(settings, seed=seed, output_dir=run_dir, model=model)
-            except ValueError as error:
-                raise ValueError(f"variant {variant!r}: {error}") from None
-            run_training(run, args)
-        return self.report()
+        run_training(*job.arguments())
 
-    def ensure_base(self, seed: int) -> str | None:
-        """The seed's shared starting model (trained by SFT once), or None without one."""
-        if not self.study.base_sft_steps:
-            return None
-        base_dir = self.base_dir(seed)
-        if not is_complete(base_dir):
-            from amft.cli.pipeline import run_training
-
-            self.console.rule(f"starting model for seed {seed}: {self.study.base_sft_steps} SFT steps")
-            settings = {**self.study.training, **self.study.base, "method": "sft", "max_steps": self.study.base_sft_steps}
-            run, args = run_arguments(settings, seed=seed, output_dir=base_dir, model=None)
-            run_training(run, args)
-        return base_dir
+    def train_in_parallel(self, jobs: list[RunJob], workers: int) -> list[str]:
+        """Each job in a fresh process (nothing carries over from one run to the next), ``workers`` at a time;
+        a failed run is reported with its log and the others go on. The labels of the failed runs."""
+        if not jobs:
+            return []
+        self.console.print(f"{len(jobs)} run(s), {workers} at a time; each writes {LOG_FILE} in its run folder")
+        started, failed = time.perf_counter(), []
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch state shared with this one
+        with ProcessPoolExecutor(workers, mp_context=context, max_tasks_per_child=1) as pool:
+            running = {pool.submit(train_in_own_process, job): job for job in jobs}
+            for future in as_completed(running):
+                job, minutes = running[future], (time.perf_counter() - started) / 60
+                log = os.path.join(job.output_dir, LOG_FILE)
+                try:
+                    future.result()
+                    self.console.print(f"{job.label}: finished ({minutes:.1f} min into this batch)")
+                except Exception as error:  # the run's own traceback is in its log
+                    failed.append(job.label)
+                    self.console.print(f"[red]{job.label}: failed: {error!r}; see {log}[/red]")
+        return failed
 
     def base_start(self, seed: int) -> dict[str, float] | None:
         """The starting model's quick-evaluation success, as step 0 of the variants' curves."""
@@ -209,6 +292,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output_dir", help="Where runs and results go (overrides the file's output_dir).")
     p.add_argument("--seeds", help="Comma-separated seeds (overrides the file's seeds).")
     p.add_argument("--variants", help="Comma-separated subset of the file's variants to run and report.")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="Runs trained at the same time, each in a fresh process writing train.log in its run folder "
+                   "(default 1: one after the other in this process). Give each run its share of the cores with the "
+                   "training setting 'threads' (default here: cores / jobs).")
     p.add_argument("--report_only", action="store_true", help="Only aggregate the finished runs; train nothing.")
     return p
 
@@ -225,8 +312,12 @@ def main(argv: list[str]) -> None:
         study.variants = {name: study.variants[name] for name in names}
         if study.reference_variant not in study.variants:
             study.reference_variant = None
+    if options.jobs < 1:
+        raise SystemExit(f"amft compare: --jobs must be at least 1, got {options.jobs}")
+    if options.jobs > 1 and not study.training.get("threads"):
+        study.training["threads"] = max(1, (os.cpu_count() or 1) // options.jobs)
     comparison = Comparison(study)
     if options.report_only:
         comparison.report()
     else:
-        comparison.run()
+        comparison.run(options.jobs)
