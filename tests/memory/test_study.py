@@ -1,6 +1,7 @@
 """The navigation-memory study: benchmark subsets, statistics, and a miniature end-to-end run."""
 
 import json
+import sys
 
 import pytest
 
@@ -47,3 +48,19 @@ def test_a_miniature_study_writes_its_tables(tmp_path):
         NavStudyConfig(agents={"full": {}}, reference="none")
     with pytest.raises(ValueError, match="unknown options"):
         NavStudyConfig(agents={"none": {"memory": "none", "steps": 5}})
+
+
+def test_memory_options_reach_the_memory_and_unknown_ones_are_refused(tmp_path, monkeypatch):
+    pytest.importorskip("hnswlib")
+    config = NavStudyConfig(output_dir=str(tmp_path), seeds=[0], city_size=8, per_subset=3, reference="exact",
+                            agents={"exact": {"memory": "no-short-term"},  # loops then rest on the long-term reads
+                                    "hnsw": {"memory": "no-short-term", "memory_options": {"long_term_index": "hnsw"}}})
+    summary = run_nav_study(config, progress=lambda _: None)
+    exact, hnsw = summary["splits"]["test"]["exact"], summary["splits"]["test"]["hnsw"]
+    subsets = ("plain", "counting", "loop", "long")
+    assert [hnsw[subset]["B_TC"][0] for subset in subsets] == [exact[subset]["B_TC"][0] for subset in subsets]
+    monkeypatch.setitem(sys.modules, "hnswlib", None)  # the "hnsw" agent really asks for the HNSW index
+    with pytest.raises(ImportError, match="hnsw"):
+        run_nav_study(config, progress=lambda _: None)
+    with pytest.raises(ValueError, match=r"memory_options.long_term_indx"):
+        NavStudyConfig(agents={"none": {"memory": "none", "memory_options": {"long_term_indx": "hnsw"}}})

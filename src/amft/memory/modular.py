@@ -89,9 +89,11 @@ class Decisions:
         return Decisions(self.inputs[index], self.expert[index], self.valid[index])
 
 
-def collect_decisions(city: City, observer: Observer, episodes: list[Episode], memory: str) -> Decisions:
-    """Walk each expert episode with the tracker and ``memory``, recording every decision."""
-    agent = FollowerAgent(memory=memory)
+def collect_decisions(city: City, observer: Observer, episodes: list[Episode], memory: str,
+                      memory_options: dict | None = None) -> Decisions:
+    """Walk each expert episode with the tracker and ``memory`` (and further ``memory_options``), recording
+    every decision."""
+    agent = FollowerAgent(memory=memory, memory_options=memory_options or {})
     inputs, expert, valid = [], [], []
     for episode in episodes:
         agent.reset(episode.instruction)

@@ -33,6 +33,7 @@ from .city import City, make_city
 from .episodes import Episode, sample_counting_episode, sample_episode, sample_loop_episode
 from .metrics import CONVENTION_A, CONVENTION_B, episodes_convention_a, episodes_convention_b
 from .observations import Observer
+from .system import Mem4NavConfig
 
 __all__ = ["NavBenchmark", "NavStudyConfig", "SUBSETS", "build_benchmark", "run_nav_study", "training_stream"]
 
@@ -95,7 +96,8 @@ class NavStudyConfig:
     city_size: int = 8
     per_subset: int = 50
     #: variant name -> {"agent": "follower" or "modular", "memory": an ablation of amft.memory.system.ABLATIONS,
-    #: and for "modular" any ModularTrainingConfig field}
+    #: "memory_options": further Mem4NavConfig fields (e.g. {long_term_index: hnsw}), and for "modular" any
+    #: ModularTrainingConfig field}
     agents: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: modular agents: expert episodes of the seed's city to learn from, and held out for the meta-gradient
     train_episodes: int = 200
@@ -111,13 +113,15 @@ class NavStudyConfig:
         for name, spec in self.agents.items():
             if spec.get("agent", "follower") not in AGENT_KINDS:
                 raise ValueError(f"agent {name}: unknown agent kind {spec.get('agent')!r} (known: {', '.join(AGENT_KINDS)})")
-            unknown = set(spec) - {"agent", "memory"} - (set(ModularTrainingConfig.__dataclass_fields__)
-                                                        if spec.get("agent") == "modular" else set())
+            unknown = set(spec) - set(AGENT_KEYS) - (set(ModularTrainingConfig.__dataclass_fields__)
+                                                     if spec.get("agent") == "modular" else set())
+            unknown |= {f"memory_options.{key}" for key in set(spec.get("memory_options", {})) - set(Mem4NavConfig.__dataclass_fields__)}
             if unknown:
                 raise ValueError(f"agent {name}: unknown options {sorted(unknown)}")
 
 
 AGENT_KINDS = ("follower", "modular")
+AGENT_KEYS = ("agent", "memory", "memory_options")
 
 
 def training_stream(benchmark: NavBenchmark, stream: str, loop_fraction: float = 0.3,
@@ -140,18 +144,19 @@ def training_stream(benchmark: NavBenchmark, stream: str, loop_fraction: float =
 
 def _make_agent(spec: dict[str, Any], config: NavStudyConfig, seed: int, benchmark: NavBenchmark,
                 logs: dict[str, Any], name: str) -> FollowerAgent:
-    memory = spec.get("memory", "full")
+    memory, memory_options = spec.get("memory", "full"), spec.get("memory_options", {})
     if spec.get("agent", "follower") == "follower":
-        return FollowerAgent(memory=memory)
+        return FollowerAgent(memory=memory, memory_options=memory_options)
     key = f"{name}/seed{seed}"
     if key not in logs:
         decisions = [collect_decisions(benchmark.city, benchmark.observer,
-                                       list(itertools.islice(training_stream(benchmark, f"{stream}:{seed}"), count)), memory)
+                                       list(itertools.islice(training_stream(benchmark, f"{stream}:{seed}"), count)), memory,
+                                       memory_options)
                      for count, stream in ((config.train_episodes, "train"), (config.validation_episodes, "validation"))]
-        options = {k: v for k, v in spec.items() if k not in ("agent", "memory")}
+        options = {k: v for k, v in spec.items() if k not in AGENT_KEYS}
         policy, log = train_modular_policy(*decisions, ModularTrainingConfig(**{"seed": seed, **options}))
         logs[key] = {"policy": policy, "log": log}
-    return FollowerAgent(memory=memory, policy=logs[key]["policy"].decide)
+    return FollowerAgent(memory=memory, memory_options=memory_options, policy=logs[key]["policy"].decide)
 
 
 def evaluate_episodes(benchmark: NavBenchmark, agent: FollowerAgent) -> list[dict[str, Any]]:
