@@ -133,6 +133,11 @@ class RunJob:
     def arguments(self):
         return run_arguments(self.settings, seed=self.seed, output_dir=self.output_dir, model=self.model)
 
+    def train(self) -> None:
+        from amft.cli.pipeline import run_training
+
+        run_training(*self.arguments())
+
 
 def train_in_own_process(job: RunJob) -> None:
     """Run ``job`` in this (fresh, single-use) worker process, its output appended to its ``train.log``."""
@@ -140,10 +145,8 @@ def train_in_own_process(job: RunJob) -> None:
     log = os.open(os.path.join(job.output_dir, LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 1)  # the file descriptors, so progress bars and library logs go there too
     os.dup2(log, 2)
-    from amft.cli.pipeline import run_training
-
     try:
-        run_training(*job.arguments())
+        job.train()
     except BaseException:
         traceback.print_exc()
         raise
@@ -179,7 +182,7 @@ class Comparison:
             for index, job in todo:
                 self.ensure_base(job.seed)
                 self.console.rule(f"[{index}/{len(plan)}] {job.label}")
-                self.train(job)
+                job.train()
             return self.report()
         seeds = dict.fromkeys(job.seed for _, job in todo)
         failed = self.train_in_parallel([job for job in map(self.base_job, seeds) if job is not None], jobs)
@@ -214,13 +217,7 @@ class Comparison:
         job = self.base_job(seed)
         if job is not None:
             self.console.rule(job.label)
-            self.train(job)
-
-    @staticmethod
-    def train(job: RunJob) -> None:
-        from amft.cli.pipeline import run_training
-
-        run_training(*job.arguments())
+            job.train()
 
     def train_in_parallel(self, jobs: list[RunJob], workers: int) -> list[str]:
         """Each job in a fresh process (nothing carries over from one run to the next), ``workers`` at a time;

@@ -19,14 +19,16 @@ class _HnswIndex:
     """hnswlib's HNSW graph over the store's row positions (its labels). A row written again
     under the same label replaces the old one in the graph."""
 
-    def __init__(self, width: int, capacity: int, m: int, ef_construction: int, ef_search: int) -> None:
+    #: hnswlib's usual settings: links per node, and the candidate lists of insertion and search
+    M, EF_CONSTRUCTION, EF_SEARCH = 16, 200, 64
+
+    def __init__(self, width: int, capacity: int) -> None:
         try:
             import hnswlib
         except ImportError as exc:
             raise ImportError("index='hnsw' needs hnswlib: pip install 'amft[hnsw]'") from exc
-        self.ef_search = ef_search
         self.graph = hnswlib.Index(space="l2", dim=width)
-        self.graph.init_index(max_elements=capacity, ef_construction=ef_construction, M=m)
+        self.graph.init_index(max_elements=capacity, ef_construction=self.EF_CONSTRUCTION, M=self.M)
 
     def put(self, label: int, row: Tensor) -> None:
         if self.graph.get_current_count() >= self.graph.get_max_elements():
@@ -34,20 +36,19 @@ class _HnswIndex:
         self.graph.add_items(row.detach().float().numpy()[None], [label])
 
     def candidates(self, query: Tensor, count: int) -> list[int]:
-        self.graph.set_ef(max(self.ef_search, count))
+        self.graph.set_ef(max(self.EF_SEARCH, count))
         labels, _ = self.graph.knn_query(query.detach().float().numpy()[None], k=count)
         return labels[0].tolist()
 
 
 class RowStore:
-    def __init__(self, width: int, dtype: torch.dtype = torch.float32, capacity: int = 64, index: str = "exact",
-                 hnsw_m: int = 16, hnsw_ef_construction: int = 200, hnsw_ef_search: int = 64) -> None:
+    def __init__(self, width: int, dtype: torch.dtype = torch.float32, capacity: int = 64, index: str = "exact") -> None:
         if index not in INDEXES:
             raise ValueError(f"index must be one of {', '.join(INDEXES)}, got {index!r}")
         self._data = torch.empty(capacity, width, dtype=dtype)
         self._index: dict[Hashable, int] = {}
         self.keys: list[Hashable] = []
-        self._hnsw = _HnswIndex(width, capacity, hnsw_m, hnsw_ef_construction, hnsw_ef_search) if index == "hnsw" else None
+        self._hnsw = _HnswIndex(width, capacity) if index == "hnsw" else None
 
     def __len__(self) -> int:
         return len(self.keys)
