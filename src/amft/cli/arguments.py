@@ -120,11 +120,13 @@ class RunArguments:
         default=0.2, metadata={"help": "V-IRL: share of decision rows that are second tries (a failed answer and its feedback)."}
     )
     drop_rate: float = field(
-        default=0.5, metadata={"help": "V-IRL: probability of dropping each interpolated point between intersections on the rail."}
+        default=0.5,
+        metadata={"help": "V-IRL: probability of dropping each interpolated point between intersections on the rail."},
     )
     wrap_relative_turns: bool = field(
-        default=True, metadata={"help": "V-IRL: heading changes are brought to [-180, 180) before naming the relative turn (350 degrees is a slight "
-                  "right); --wrap_relative_turns false keeps the original rule (a left)."}
+        default=True,
+        metadata={"help": "V-IRL: heading changes are brought to [-180, 180) before naming the relative turn (350 "
+                  "degrees is a slight right); --no_wrap_relative_turns keeps the original rule (a left)."},
     )
     eval_routes: int = field(default=100, metadata={"help": "V-IRL: routes per evaluation split."})
     validation_routes: int = field(

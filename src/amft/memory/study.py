@@ -115,7 +115,8 @@ class NavStudyConfig:
                 raise ValueError(f"agent {name}: unknown agent kind {spec.get('agent')!r} (known: {', '.join(AGENT_KINDS)})")
             unknown = set(spec) - set(AGENT_KEYS) - (set(ModularTrainingConfig.__dataclass_fields__)
                                                      if spec.get("agent") == "modular" else set())
-            unknown |= {f"memory_options.{key}" for key in set(spec.get("memory_options", {})) - set(Mem4NavConfig.__dataclass_fields__)}
+            memory_keys = set(spec.get("memory_options", {}))
+            unknown |= {f"memory_options.{key}" for key in memory_keys - set(Mem4NavConfig.__dataclass_fields__)}
             if unknown:
                 raise ValueError(f"agent {name}: unknown options {sorted(unknown)}")
 
