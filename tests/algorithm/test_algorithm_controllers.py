@@ -13,7 +13,6 @@ from amft.algorithm import (
     FixedMuController,
     MetaAlignment,
     MetaGradientController,
-    build_controller,
     meta_alignment_from_gradients,
 )
 
@@ -223,8 +222,8 @@ def test_state_dict_round_trip_resumes_identically(split, normalization):
         assert head + _run(fresh, split, TOTAL) != reference
 
 
-def test_fixed_controller_and_builder():
-    fixed = build_controller("fixed", mu=0.3)
+def test_fixed_controller():
+    fixed = FixedMuController(0.3)
     assert isinstance(fixed, FixedMuController) and isinstance(fixed, BalanceController)
     assert fixed.update(ControllerStats(entropy=0.7)) == 0.3 and fixed.mu == 0.3
     assert fixed.last_terms == {
@@ -236,10 +235,8 @@ def test_fixed_controller_and_builder():
     other.load_state_dict(fixed.state_dict())
     assert other.mu == 0.3
 
-    meta = build_controller("meta", mu_init=0.4, warmup_steps=0)
-    assert isinstance(meta, MetaGradientController) and meta.mu == 0.4
-    with pytest.raises(ValueError, match="fixed, meta"):
-        build_controller("luffy")
+    meta = MetaGradientController(mu_init=0.4, warmup_steps=0)
+    assert meta.mu == 0.4
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         FixedMuController(1.5)
 

@@ -15,7 +15,6 @@ from amft.algorithm import (
     ReliftController,
     TwoStageController,
     all_failed_groups,
-    build_controller,
     chord_mu,
     chord_phi,
     clipped_surrogate,
@@ -280,7 +279,7 @@ TERM_KEYS = set(FixedMuController(0.5).last_terms)
 
 
 def test_two_stage_controller_switch():
-    controller = build_controller("two-stage", switch_step=2)
+    controller = TwoStageController(switch_step=2)
     assert isinstance(controller, TwoStageController) and isinstance(controller, BalanceController)
     assert controller.mu == 1.0
     seen = []
@@ -309,7 +308,7 @@ def test_two_stage_controller_state_round_trip():
 
 
 def test_relift_controller_takes_an_sft_step_once_the_buffer_is_full_and_resumes_it():
-    controller = build_controller("relift", buffer_size=3)
+    controller = ReliftController(buffer_size=3)
     assert isinstance(controller, ReliftController)
     rows = [{"prompt": f"p{i}", "completion": f"c{i}"} for i in range(4)]
     assert controller.planned_mu() == 0.0 and controller.update() == 0.0
@@ -325,7 +324,7 @@ def test_relift_controller_takes_an_sft_step_once_the_buffer_is_full_and_resumes
 
 
 def test_chord_controller_follows_chord_mu():
-    controller = build_controller("chord", **SCHEDULE)
+    controller = ChordScheduleController(**SCHEDULE)
     assert isinstance(controller, ChordScheduleController)
     assert controller.mu == 0.0 and not controller.in_warmup
     mus = [controller.update() for _ in range(16)]

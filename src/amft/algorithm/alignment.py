@@ -1,4 +1,4 @@
-"""Inner products between parameter gradients, for the meta-gradient (spec D3, D7).
+"""Inner products between parameter gradients, for the meta-gradient (see docs/design.md, 'The meta-gradient').
 
 A gradient is a sequence with one tensor per parameter, in the same parameter
 order for every gradient; ``None`` stands for a zero gradient (e.g. what
@@ -23,7 +23,6 @@ from torch import Tensor
 
 __all__ = [
     "Gradients",
-    "combine_gradients",
     "gradient_cosine",
     "gradient_dot",
     "gradient_dots",
@@ -88,25 +87,3 @@ def gradient_cosine(
     """Cosine similarity ``<a, b> / max(|a| |b|, eps)``; 0 when either gradient is zero."""
     dot, a_sq, b_sq = gradient_dots([(a, b), (a, a), (b, b)], sharded=sharded, group=group)
     return dot / torch.sqrt(a_sq * b_sq).clamp(min=eps)
-
-
-def combine_gradients(g_a: Gradients, g_b: Gradients, weight_b: float) -> list[Tensor | None]:
-    """``(1 - weight_b) * g_a + weight_b * g_b`` per parameter; ``None`` where both are ``None``.
-
-    This is the gradient of ``(1 - weight_b) * L_a + weight_b * L_b`` (both losses
-    are linear in the weight), so on meta steps the step gradient
-    ``(1 - mu) g_RL + mu g_SFT`` is assembled without another backward pass.
-    """
-    if len(g_a) != len(g_b):
-        raise ValueError(f"gradients have different lengths: {len(g_a)} and {len(g_b)}")
-    combined: list[Tensor | None] = []
-    for x, y in zip(g_a, g_b):
-        if x is None and y is None:
-            combined.append(None)
-        elif y is None:
-            combined.append(x * (1.0 - weight_b))
-        elif x is None:
-            combined.append(y * weight_b)
-        else:
-            combined.append((x * (1.0 - weight_b)).add_(y, alpha=weight_b))
-    return combined

@@ -1,9 +1,9 @@
-"""Controllers of the SFT/RL balance mu in L = (1 - mu) L_RL + mu L_SFT (spec §1.5, D3-D5).
+"""Controllers of the SFT/RL balance mu in L = (1 - mu) L_RL + mu L_SFT (see docs/design.md, 'The controller').
 
 The trainer calls ``update`` once per optimisation step, before the gradient step,
-and takes that step with the returned mu (D5).
+and takes that step with the returned mu.
 
-Sign convention of the meta-gradient (spec §1.4). With g_SFT, g_RL the gradients
+Sign convention of the meta-gradient (see docs/design.md, 'The meta-gradient'). With g_SFT, g_RL the gradients
 of the SFT and RL *losses* at theta, one SGD step with inner rate alpha gives
 ``theta'(mu) = theta - alpha [(1 - mu) g_RL + mu g_SFT]``, hence
 ``d theta'/d mu = -alpha (g_SFT - g_RL)``. The utility U is the validation reward
@@ -25,7 +25,6 @@ from .alignment import Gradients, gradient_dots
 from .methods import HardPromptBuffer, chord_mu
 
 __all__ = [
-    "CONTROLLERS",
     "BalanceController",
     "ChordScheduleController",
     "ControllerStats",
@@ -34,7 +33,6 @@ __all__ = [
     "MetaGradientController",
     "ReliftController",
     "TwoStageController",
-    "build_controller",
     "meta_alignment_from_gradients",
 ]
 
@@ -57,7 +55,7 @@ class ControllerStats:
     """What the trainer measured this step.
 
     ``entropy``: mean per-token entropy H of the policy over its sampled completion
-    tokens (D4), or ``None`` when none were sampled. ``meta_alignment``: given on
+    tokens (see docs/design.md, 'The entropy term'), or ``None`` when none were sampled. ``meta_alignment``: given on
     meta steps only.
     """
 
@@ -99,7 +97,7 @@ class BalanceController(ABC):
 
     def __init__(self, mu: float) -> None:
         self._mu = _check_mu("mu", mu)
-        # Running sums of the two terms: how much of mu's movement came from each (D3).
+        # Running sums of the two terms: how much of mu's movement came from each.
         self._meta_term_total = 0.0
         self._entropy_term_total = 0.0
         self._last_terms = self._terms(entropy=None)
@@ -111,7 +109,7 @@ class BalanceController(ABC):
 
     @property
     def last_terms(self) -> dict[str, float | None]:
-        """Terms of the latest update, for logging (D3): mu, meta_term, meta_gradient,
+        """Terms of the latest update, for logging: mu, meta_term, meta_gradient,
         entropy_term, entropy, target_entropy, and the running sums meta_term_total and entropy_term_total."""
         return dict(self._last_terms)
 
@@ -186,7 +184,7 @@ class FixedMuController(BalanceController):
 
 
 class MetaGradientController(BalanceController):
-    """AMFT's controller (Eq. 6, spec D3-D5).
+    """AMFT's controller (Eq. 6 of the paper; see docs/design.md, 'The controller').
 
     Warm-up: the first ``warmup_steps`` (W) updates return mu = 1 (pure SFT). The
     entropies passed during the last ``entropy_calibration_steps`` (N_H) of them are
@@ -199,7 +197,7 @@ class MetaGradientController(BalanceController):
     ``m = inner_lr * (<g_val, g_SFT> - <g_val, g_RL>)`` (``normalization="raw"``) or
     ``m = cos(g_val, g_SFT) - cos(g_val, g_RL)`` (``"cosine"``, alpha absorbed in
     ``meta_lr``). The entropy term is 0 when H or H* is unknown. Entropy below
-    target raises mu (Eq. 6, D4).
+    target raises mu (Eq. 6, not the paper's prose).
 
     Step indexing: main-phase updates are numbered t = 1, 2, ...; update t is a meta
     step iff ``t % meta_period == 0`` (so the first is t = K). The trainer asks
@@ -492,19 +490,3 @@ class ReliftController(BalanceController):
         super().load_state_dict(state)
         self.buffer.load_state_dict(state["buffer"])
         self._sft_steps = int(state["sft_steps"])
-
-
-CONTROLLERS: dict[str, type[BalanceController]] = {
-    "chord": ChordScheduleController,
-    "fixed": FixedMuController,
-    "meta": MetaGradientController,
-    "relift": ReliftController,
-    "two-stage": TwoStageController,
-}
-
-
-def build_controller(name: str, **kwargs: Any) -> BalanceController:
-    """Build the controller registered as ``name`` with its constructor arguments."""
-    if name not in CONTROLLERS:
-        raise ValueError(f"unknown controller {name!r}; valid: {', '.join(sorted(CONTROLLERS))}")
-    return CONTROLLERS[name](**kwargs)

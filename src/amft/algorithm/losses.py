@@ -1,4 +1,4 @@
-"""Token-level losses shared by AMFT and the baselines (spec D1).
+"""Token-level losses shared by AMFT and the baselines (see docs/design.md, 'The RL loss').
 
 All functions take plain tensors: ``(B, T)`` per-token values with a ``(B, T)``
 0/1 mask marking the tokens that count (completion or demonstration tokens).
@@ -14,7 +14,10 @@ from torch import Tensor
 __all__ = [
     "AGGREGATIONS",
     "ADVANTAGE_SCALES",
+    "IMPORTANCE_SAMPLING_LEVELS",
     "clipped_surrogate",
+    "importance_log_ratio",
+    "kl_to_reference",
     "group_advantages",
     "masked_mean",
     "sft_loss",
@@ -23,6 +26,7 @@ __all__ = [
 ]
 
 AGGREGATIONS = ("grpo", "bnpo", "dr_grpo", "dapo")
+IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")
 ADVANTAGE_SCALES = ("group", "batch", "none")
 
 
@@ -121,8 +125,14 @@ def clipped_surrogate(
     aggregation: str = "grpo",
     max_completion_length: int | None = None,
     normalizer: float | Tensor | None = None,
+    *,
+    importance_sampling_level: str = "token",
+    delta: float | None = None,
+    kl_beta: float = 0.0,
+    ref_token_logps: Tensor | None = None,
+    kl_importance_correction: bool = True,
 ) -> Tensor:
-    """GRPO-family clipped surrogate loss (spec D1), as a 0-dim tensor.
+    """GRPO-family clipped surrogate loss, as a 0-dim tensor.
 
     Per token: ``-min(rho * A, clip(rho, 1 - epsilon_low, 1 + epsilon_high) * A)``
     with ``rho = exp(logp - old_logp)``. ``advantages`` is ``(B,)`` (one per
@@ -137,15 +147,51 @@ def clipped_surrogate(
     ``max_completion_length`` and ``normalizer`` are ignored by the aggregations
     that do not use them.
 
-    The plain policy-gradient loss (used for the validation gradient g_val, spec
-    D2) is this function with ``old_token_logps = token_logps.detach()``: then
+    The settings of TRL's GRPO loss, with TRL's meaning:
+
+    - ``importance_sampling_level="sequence"`` (GSPO): rho is one ratio per sequence,
+      ``exp(mean over its active tokens of (logp - old_logp))``;
+    - ``delta``: two-sided clipping, the unclipped ratio is capped at ``delta``;
+    - ``kl_beta > 0``: adds ``kl_beta * KL`` per token, the k3 estimator of
+      :func:`kl_to_reference` against ``ref_token_logps``, multiplied by the (unclipped)
+      ratio when ``kl_importance_correction`` (TRL's ``use_bias_correction_kl``).
+
+    The plain policy-gradient loss (used for the validation gradient g_val, see
+    docs/design.md, 'The meta-gradient') is this function with ``old_token_logps = token_logps.detach()``: then
     ``rho = 1``, clipping is inactive and the gradient is ``-A * grad(log p)``,
     aggregated as above.
     """
     _check_aggregation(aggregation, max_completion_length)
+    if kl_beta and ref_token_logps is None:
+        raise ValueError("kl_beta > 0 needs ref_token_logps")
     active = mask.bool()
-    per_token = _clipped_token_losses(token_logps, old_token_logps, advantages, active, epsilon_low, epsilon_high)
+    log_ratio = importance_log_ratio(token_logps, old_token_logps, active, importance_sampling_level)
+    per_token = _clipped_losses(log_ratio, advantages, epsilon_low, epsilon_high, delta).expand_as(token_logps)
+    if kl_beta:
+        kl = kl_to_reference(token_logps, ref_token_logps, active)
+        if kl_importance_correction:
+            kl = kl * torch.exp(log_ratio)
+        per_token = per_token + kl_beta * kl
     return _aggregate_token_losses(per_token, active, aggregation, max_completion_length, normalizer)
+
+
+def importance_log_ratio(token_logps: Tensor, old_token_logps: Tensor, mask: Tensor, level: str = "token") -> Tensor:
+    """log(pi / pi_old): per token ``(B, T)``, or per sequence ``(B, 1)`` (GSPO: the mean over the
+    sequence's active tokens). Zero at inactive positions, so padding cannot reach ``exp()``."""
+    if level not in IMPORTANCE_SAMPLING_LEVELS:
+        raise ValueError(f"importance_sampling_level must be one of {IMPORTANCE_SAMPLING_LEVELS}, got {level!r}")
+    active = mask.bool()
+    log_ratio = torch.where(active, token_logps - old_token_logps, torch.zeros_like(token_logps))
+    if level == "token":
+        return log_ratio
+    return (log_ratio.sum(dim=-1) / active.sum(dim=-1).clamp(min=1)).unsqueeze(-1)
+
+
+def kl_to_reference(token_logps: Tensor, ref_token_logps: Tensor, mask: Tensor) -> Tensor:
+    """Per-token KL(pi || pi_ref) by TRL's k3 estimator ``exp(r) - r - 1`` with ``r = ref_logp - logp``
+    (never negative), zero at inactive positions."""
+    diff = torch.where(mask.bool(), ref_token_logps - token_logps, torch.zeros_like(token_logps))
+    return torch.exp(diff) - diff - 1.0
 
 
 def _check_aggregation(aggregation: str, max_completion_length: int | None) -> None:
@@ -168,13 +214,21 @@ def _clipped_token_losses(
 
     At inactive positions rho is 1, so no inf/NaN arises there; the caller masks them out.
     """
+    log_ratio = importance_log_ratio(token_logps, old_token_logps, active)
+    return _clipped_losses(log_ratio, advantages, epsilon_low, epsilon_high, None)
+
+
+def _clipped_losses(
+    log_ratio: Tensor, advantages: Tensor, epsilon_low: float, epsilon_high: float, delta: float | None
+) -> Tensor:
+    """``-min(rho * A, clip(rho, 1 - epsilon_low, 1 + epsilon_high) * A)`` with ``rho = exp(log_ratio)``
+    capped at ``delta`` when given (TRL's two-sided clipping); broadcasts ``(B,)`` advantages."""
     if advantages.dim() == 1:
         advantages = advantages.unsqueeze(-1)
-    # Padding positions may hold arbitrary old log-probs; a zero log-ratio there keeps
-    # exp() finite, so masked tokens cannot put inf/NaN into the gradient.
-    log_ratio = torch.where(active, token_logps - old_token_logps, torch.zeros_like(token_logps))
     ratio = torch.exp(log_ratio)
     clipped_ratio = torch.clamp(ratio, 1.0 - epsilon_low, 1.0 + epsilon_high)
+    if delta is not None:
+        ratio = torch.clamp(ratio, max=delta)
     return -torch.min(ratio * advantages, clipped_ratio * advantages)
 
 

@@ -2,37 +2,19 @@
 
 The Trainer writes a checkpoint folder file by file; a run killed half-way leaves a folder
 that looks like a checkpoint but is not. A checkpoint counts only once its completion marker
-exists, and the marker is written last, atomically (write to a temporary file, then rename).
+exists, and the marker is written last, atomically (`amft.io.atomic_write_json`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import tempfile
-from typing import Any
+
+from amft.io import atomic_write_json
 
 AMFT_STATE_FILE = "amft_state.json"
 COMPLETE_MARKER = "checkpoint_complete.json"
 _CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
-
-
-def atomic_write_json(path: str, payload: Any) -> None:
-    """Write JSON so that readers see either the old file or the whole new one, never a part."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(descriptor, "w") as handle:
-            json.dump(payload, handle, indent=2)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
 
 
 def mark_checkpoint_complete(checkpoint_dir: str) -> None:

@@ -7,13 +7,8 @@ from dataclasses import dataclass, field
 from trl import GRPOConfig
 
 from amft.algorithm import AGGREGATIONS
+from amft.training.methods import METHODS, get_method, methods_help
 
-# Every method is the same trainer with a different balance controller, plus, for some, a
-# different weighting of the same tokens (CHORD's phi, LUFFY's shaping, SRFT's entropy weights),
-# so comparisons differ only in the balancing.
-METHODS = ("amft", "sft", "grpo", "sft-then-rl", "fixed-mu", "luffy", "srft", "chord", "relift")
-# Methods that place a demonstration in each rollout group whose prompt has one.
-IN_GROUP_METHODS = ("luffy", "srft")
 META_NORMALIZATIONS = ("raw", "cosine")
 
 
@@ -108,7 +103,7 @@ class AMFTConfig(GRPOConfig):
         default="tensorboard",
         metadata={"help": "Where logs go: 'tensorboard' (the default here), 'wandb', 'mlflow', a list, or 'none'."},
     )
-    method: str = field(default="amft", metadata={"help": f"How SFT and RL are balanced: one of {METHODS}."})
+    method: str = field(default="amft", metadata={"help": f"How SFT and RL are balanced. {methods_help()}."})
     mu: float = field(default=0.5, metadata={"help": "Constant mu of 'fixed-mu'."})
     switch_step: int = field(default=300, metadata={"help": "Step at which 'sft-then-rl' switches from SFT to RL."})
     chord_mu_peak: float = field(default=0.9, metadata={"help": "Peak mu of the 'chord' schedule."})
@@ -158,25 +153,57 @@ class AMFTConfig(GRPOConfig):
     )
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        method = get_method(self.method)
         if self.meta_normalization not in META_NORMALIZATIONS:
             raise ValueError(f"meta_normalization must be one of {META_NORMALIZATIONS}, got {self.meta_normalization!r}")
         if not 0.0 <= self.mu_min <= self.mu_max <= 1.0:
             raise ValueError(f"need 0 <= mu_min <= mu_max <= 1, got {self.mu_min}, {self.mu_max}")
         if self.meta_period < 1:
             raise ValueError(f"meta_period must be >= 1, got {self.meta_period}")
-        if self.loss_type not in AGGREGATIONS:
-            raise ValueError(f"AMFTTrainer's L_RL supports loss_type in {AGGREGATIONS}, got {self.loss_type!r}")
-        if self.use_vllm and self.vllm_importance_sampling_correction:
-            raise ValueError(
-                "AMFTTrainer does not apply vLLM's importance-sampling correction yet: "
-                "set vllm_importance_sampling_correction=False to use vLLM rollouts"
-            )
-        if self.method in IN_GROUP_METHODS and self.beta != 0.0:
-            raise ValueError(f"method {self.method!r} places demonstrations in rollout groups and needs beta=0 (no KL term)")
         if self.srft_sft_entropy_sign not in (-1, 1):
             raise ValueError(f"srft_sft_entropy_sign must be -1 or 1, got {self.srft_sft_entropy_sign}")
-        if self.use_adaptive_entropy:
-            raise ValueError("use_adaptive_entropy is not supported by AMFTTrainer: the controller steers entropy")
+        for problem in unsupported_grpo_settings(self, method.name):
+            raise ValueError(problem)
         super().__post_init__()
+
+
+def unsupported_grpo_settings(args: GRPOConfig, method: str) -> list[str]:
+    """Why each GRPO setting of ``args`` that changes TRL's loss is not honoured by AMFT's L_RL for
+    ``method`` (empty when every one is honoured).
+
+    Honoured (they act in L_RL as in TRL's loss): `loss_type` among the aggregations, `epsilon`,
+    `epsilon_high`, `delta`, `importance_sampling_level`, `beta` with `use_bias_correction_kl`,
+    `entropy_coef`, `temperature`; and everything TRL applies while generating and scoring
+    (`scale_rewards`, `reward_weights`, `mask_truncated_completions`, `num_iterations`, ...).
+    See docs/design.md, "GRPO settings".
+    """
+    entry = METHODS[method]
+    problems = []
+    if args.loss_type not in AGGREGATIONS:
+        problems.append(f"AMFTTrainer's L_RL supports loss_type in {AGGREGATIONS}, got {args.loss_type!r}")
+    if args.top_entropy_quantile != 1.0:
+        problems.append(f"top_entropy_quantile={args.top_entropy_quantile} is not implemented in AMFTTrainer's L_RL "
+                        "(leave it at 1.0)")
+    if args.off_policy_mask_threshold is not None:
+        problems.append("off_policy_mask_threshold is not implemented in AMFTTrainer's L_RL (leave it None)")
+    if args.use_adaptive_entropy:
+        problems.append("use_adaptive_entropy is not supported by AMFTTrainer: its controller steers entropy")
+    if args.use_vllm and args.vllm_importance_sampling_correction:
+        problems.append("AMFTTrainer does not apply vLLM's importance-sampling correction yet: "
+                        "set vllm_importance_sampling_correction=False to use vLLM rollouts")
+    if args.router_aux_loss_coef:
+        problems.append("router_aux_loss_coef (a mixture-of-experts router loss) is not added by AMFTTrainer's L_RL; "
+                        "set it to 0")
+    if entry.rl_loss != "clipped":
+        # These methods replace rollouts by demonstrations, whose reference log-probs and ratios TRL never saw.
+        if args.beta != 0.0:
+            problems.append(f"method {method!r} places demonstrations in rollout groups and needs beta=0 (no KL term)")
+        if args.importance_sampling_level != "token":
+            problems.append(f"method {method!r} has its own L_RL; importance_sampling_level='sequence' applies to the "
+                            "clipped GRPO surrogate only")
+        if args.delta is not None:
+            problems.append(f"method {method!r} has its own L_RL; delta applies to the clipped GRPO surrogate only")
+    if entry.demonstrations_in_groups and args.multi_objective_aggregation != "sum_then_normalize":
+        problems.append(f"method {method!r} recomputes group advantages from summed rewards: "
+                        "multi_objective_aggregation must be 'sum_then_normalize'")
+    return problems

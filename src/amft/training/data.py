@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from amft.tasks.base import completion_text
+from amft.tasks.base import completion_text, prompt_text
 
 
 class RowStream:
@@ -64,13 +64,6 @@ class RowStream:
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.seed, self.epoch, self.position = state["seed"], state["epoch"], state["position"]
         self._order = self._permutation(self.epoch)
-
-
-def prompt_text(prompt: Any, tokenizer: PreTrainedTokenizerBase) -> str:
-    """A prompt as text: strings as they are, chat messages through the chat template."""
-    if isinstance(prompt, str):
-        return prompt
-    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
 
 
 @dataclass

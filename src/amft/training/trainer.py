@@ -1,46 +1,48 @@
 """`AMFTTrainer`: TRL's GRPOTrainer with an SFT stream, the mixed loss and a balance controller.
 
-One optimizer step, top to bottom (see `training_step`):
-  1. warm-up (mu = 1): an SFT step; in the last N_H warm-up steps also sample completions
-     for the RL prompts, without gradient, to measure the target entropy H*.
-  2. mixed phase: TRL generates and scores completions for the RL prompts (group advantages);
-     a demonstration batch gives L_SFT; the RL forward gives L_RL and the entropy H.
-     Every K steps the gradients g_SFT, g_RL and the validation policy gradient g_val are
-     taken separately and the controller's meta term reads their alignment.
-  3. the controller updates mu BEFORE the gradient step, and the step uses the new mu:
-     one backward of (1 - mu) L_RL + mu L_SFT, or on meta steps the same gradient assembled
-     from g_RL and g_SFT without another backward pass.
+One optimizer step, top to bottom. The Trainer's own `training_step` runs every micro-step
+(so gradient accumulation, mixed precision and every backend scale and reduce the loss exactly
+as they do for TRL's trainers); this class decides what the step is and what its loss is:
+  1. `_prepare_inputs`, when a step opens, asks the controller what the step will be. A pure SFT
+     step (the warm-up, or a planned mu of 1) takes no rollouts. Otherwise TRL generates and
+     scores completions for the RL prompts (group advantages); methods of the table that place
+     demonstrations in the groups or collect failed prompts do so here.
+  2. `compute_loss`: L_RL over the rollouts (the method's form of it) and the entropy H; L_SFT on
+     a demonstration batch. On meta steps (every K main-phase steps) the gradients g_RL, g_SFT and
+     the validation policy gradient g_val are taken separately and the controller's meta term
+     reads their alignment.
+  3. The controller updates mu BEFORE the gradient step; the returned loss
+     (1 - mu) L_RL + mu L_SFT, divided by the accumulation steps as TRL's GRPO loss is, is what
+     the Trainer differentiates.
 
 With gradient accumulation the controller reads the first micro-batch of each optimizer step
 (with one micro-batch per step, the default on CPU, that is the whole step).
+See docs/design.md, "The training step".
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+from accelerate.utils import DistributedType
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 from transformers.trainer_utils import rotate_checkpoints
 from trl import GRPOTrainer
 
 from amft.algorithm import (
     BalanceController,
-    ChordScheduleController,
     ControllerStats,
-    FixedMuController,
     MetaGradientController,
-    ReliftController,
-    TwoStageController,
     all_failed_groups,
     chord_phi,
     clipped_surrogate,
-    combine_gradients,
     group_advantages,
+    kl_to_reference,
     luffy_surrogate,
     masked_mean,
     meta_alignment_from_gradients,
@@ -51,41 +53,9 @@ from amft.algorithm import (
     token_log_probs,
 )
 from amft.training.checkpoint import AMFT_STATE_FILE, atomic_write_json, mark_checkpoint_complete
-from amft.training.config import IN_GROUP_METHODS, AMFTConfig
+from amft.training.config import AMFTConfig
 from amft.training.data import CompletionBatch, RowStream, replace_completions, tokenize_demonstrations
-
-
-def controller_from_config(args: AMFTConfig) -> BalanceController:
-    """The balance controller of the config's method."""
-    # LUFFY and SRFT put the demonstrations inside L_RL's groups, so their mu is 0.
-    constant_mu = {"sft": 1.0, "grpo": 0.0, "fixed-mu": args.mu, "luffy": 0.0, "srft": 0.0}
-    if args.method in constant_mu:
-        return FixedMuController(constant_mu[args.method])
-    if args.method == "sft-then-rl":
-        return TwoStageController(args.switch_step)
-    if args.method == "relift":
-        return ReliftController(args.relift_buffer_size or args.sft_batch_size)
-    if args.method == "chord":
-        return ChordScheduleController(
-            mu_peak=args.chord_mu_peak,
-            mu_valley=args.chord_mu_valley,
-            warmup_steps=args.chord_mu_warmup_steps,
-            decay_steps=args.chord_mu_decay_steps,
-        )
-    return MetaGradientController(
-        mu_init=args.mu_init,
-        mu_min=args.mu_min,
-        mu_max=args.mu_max,
-        meta_lr=args.meta_lr,
-        entropy_lr=args.entropy_lr,
-        meta_period=args.meta_period,
-        inner_lr=args.learning_rate if args.inner_lr is None else args.inner_lr,
-        normalization=args.meta_normalization,
-        warmup_steps=args.amft_warmup_steps,
-        entropy_calibration_steps=args.entropy_calibration_steps,
-        use_meta=args.use_meta_term,
-        use_entropy=args.use_entropy_term,
-    )
+from amft.training.methods import get_method
 
 
 def rollout_batch(rollouts: dict[str, Any]) -> CompletionBatch:
@@ -100,20 +70,32 @@ def prompt_key(prompt: Any) -> str:
     return prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True)
 
 
+@dataclass(frozen=True)
+class StepPlan:
+    """What an optimizer step does, decided when it opens."""
+
+    #: pure SFT: no rollouts (the warm-up, or a planned mu of 1)
+    sft_only: bool
+    #: a demonstration batch is needed (any mu but a planned 0)
+    uses_demonstrations: bool
+    #: the controller's meta term is measured on this step
+    is_meta_step: bool
+
+
 class AMFTTrainer(GRPOTrainer):
     """GRPO plus imitation in one stage, with mu steered by a controller.
 
     Args:
         model: a model or a name/path, as for `GRPOTrainer`.
         reward_funcs: reward function(s), as for `GRPOTrainer`.
-        args: an [`AMFTConfig`].
+        args: an [`AMFTConfig`]; its `method` names an entry of `amft.training.methods.METHODS`.
         train_dataset: RL prompts (a `prompt` column plus whatever the reward functions read).
-        demo_dataset: demonstrations, rows with `prompt` and `completion` (plain text). LUFFY, SRFT
-            and ReLIFT also look up a prompt's demonstration here when its row has no
-            `demonstration` column.
+        demo_dataset: demonstrations, rows with `prompt` and `completion` (plain text). Methods that
+            place demonstrations in groups or collect failed prompts also look up a prompt's
+            demonstration here when its row has no `demonstration` column.
         meta_dataset: held-out validation prompts for the meta term, same columns as
             `train_dataset`; required when the controller uses the meta term.
-        controller: a ready controller; by default the one `args` describes.
+        controller: a ready controller; by default the one the method's entry builds from `args`.
         Other keyword arguments go to `GRPOTrainer`.
     """
 
@@ -139,113 +121,132 @@ class AMFTTrainer(GRPOTrainer):
             callbacks=callbacks,
             **kwargs,
         )
-        self.controller = controller if controller is not None else controller_from_config(args)
+        if self.aux_loss_enabled:
+            raise ValueError("AMFTTrainer's L_RL does not add the mixture-of-experts router loss: "
+                             "set router_aux_loss_coef=0")
+        self.method = get_method(args.method)
+        self.controller = controller if controller is not None else self.method.controller(args)
         shard = dict(process_index=self.accelerator.process_index, num_processes=self.accelerator.num_processes)
         self.demo_stream = RowStream(list(demo_dataset), batch_size=args.sft_batch_size, seed=args.seed, **shard)
         needs_meta = isinstance(self.controller, MetaGradientController) and self.controller.use_meta
         if needs_meta and not meta_dataset:
             raise ValueError("the meta term needs validation prompts: pass meta_dataset (or set use_meta_term=False)")
+        if needs_meta and self._shards_parameters():
+            raise ValueError(
+                "the meta term takes separate gradients of the full parameters, which FSDP and DeepSpeed ZeRO-3 "
+                "shard: use DDP or ZeRO-2, or set use_meta_term=False"
+            )
         self.meta_stream = (
             RowStream(list(meta_dataset), batch_size=args.meta_batch_size, seed=args.seed + 1, **shard)
             if meta_dataset
             else None
         )
         self._demonstration_of = {prompt_key(row["prompt"]): row["completion"] for row in demo_dataset}
-        if isinstance(self.controller, ReliftController):
+        if self.method.collects_failed_prompts:
             if args.success_reward is None:
-                raise ValueError("ReLIFT needs success_reward: the reward at which a rollout counts as solved")
+                raise ValueError(f"{self.method.name} needs success_reward: the reward at which a rollout counts as solved")
             if self.accelerator.num_processes > 1:
                 # Each process would fill its own buffer and reach its SFT step at a different time.
-                raise ValueError("method 'relift' runs in a single process for now")
+                raise ValueError(f"method {self.method.name!r} runs in a single process for now")
+        self._plan: StepPlan | None = None
         self._scored_rewards: torch.Tensor | None = None
         self._hard_prompt_rows: list[dict[str, Any]] = []
-        self._relift_rows: list[list[dict[str, Any]]] = []
+        self._buffered_sft_rows: list[list[dict[str, Any]]] = []
+
+    def _shards_parameters(self) -> bool:
+        state = self.accelerator.state
+        if state.distributed_type == DistributedType.FSDP:
+            return True
+        return state.distributed_type == DistributedType.DEEPSPEED and state.deepspeed_plugin.zero_stage == 3
 
     # ----------------------------------------------------------------------------------------------
-    # One micro-step
+    # One micro-step: the plan, then the loss the Trainer differentiates
     # ----------------------------------------------------------------------------------------------
-    def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
-        started = time.perf_counter()
-        model.train()
+    def _prepare_inputs(self, generation_batch):
+        if not self.model.training:  # evaluation: TRL's own path
+            return super()._prepare_inputs(generation_batch)
+        if self._step % self.current_gradient_accumulation_steps == 0:
+            self._plan = self._plan_step()
+        if self._plan.sft_only:
+            return {"prompt_rows": generation_batch}  # kept for the entropy sample of the warm-up's end
+        return super()._prepare_inputs(generation_batch)
+
+    def _plan_step(self) -> StepPlan:
+        # A planned mu of 1 is plain SFT (no rollouts), a planned 0 plain RL (no demonstrations).
+        planned_mu = self.controller.planned_mu()
+        sft_only = self.controller.in_warmup or planned_mu == 1.0
+        return StepPlan(
+            sft_only=sft_only,
+            uses_demonstrations=planned_mu != 0.0,
+            is_meta_step=not sft_only and self.controller.is_meta_step(),
+        )
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not model.training:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if return_outputs:
+            raise ValueError("AMFTTrainer does not return outputs")
         accumulation = self.current_gradient_accumulation_steps
         opens_step = self._step % accumulation == 0
-        # A planned mu of 1 is plain SFT (no rollouts), a planned 0 plain RL (no demonstrations).
-        planned_mu = self._step_mu(opens_step)
-        if self.controller.in_warmup or planned_mu == 1.0:
-            loss = self._sft_micro_step(model, inputs, accumulation, opens_step)
+        if self._plan.sft_only:
+            loss = self._sft_step_loss(model, inputs["prompt_rows"], accumulation, opens_step)
         else:
-            loss = self._mixed_micro_step(model, inputs, accumulation, opens_step, uses_demonstrations=planned_mu != 0.0)
-        if isinstance(self.controller, ReliftController) and self._hard_prompt_rows:
-            # Collected after this step's update, so the step that found them stays an RL step.
+            loss = self._mixed_step_loss(model, inputs, opens_step)
+        if self._hard_prompt_rows:
+            # Collected after this step's mu was set, so the step that found them stays an RL step.
             self.controller.collect(self._hard_prompt_rows)
             self._hard_prompt_rows = []
-        self._step += 1
-        self._current_train_step_time += time.perf_counter() - started
-        if self._step % accumulation == 0:
-            self._metrics["train"]["step_time"].append(self._current_train_step_time)
-            self._current_train_step_time = 0.0
-        return loss.detach()
+        # As TRL's GRPO loss: already divided for gradient accumulation (`loss_is_scaled_for_ga`).
+        return loss / accumulation
 
-    def _sft_micro_step(self, model, inputs, accumulation: int, opens_step: bool) -> torch.Tensor:
-        """Pure SFT (mu = 1): the warm-up, or a constant mu of 1. In the last N_H warm-up steps,
+    def _sft_step_loss(self, model, prompt_rows, accumulation: int, opens_step: bool) -> torch.Tensor:
+        """Pure SFT (mu = 1): the warm-up, or a planned mu of 1. In the last N_H warm-up steps,
         completions are also sampled, without gradient, to measure the target entropy H*."""
         if opens_step:
             entropy = None
             if self.controller.needs_entropy_sample:
-                batch = rollout_batch(self._generate_and_score_completions(inputs))
+                batch = rollout_batch(self._generate_and_score_completions(prompt_rows))
                 with torch.no_grad():
                     logits = self._completion_logits(model, batch) / self.temperature
                     entropy = self._mean_over_processes(token_entropy(logits), batch.completion_mask)
             self.controller.update(ControllerStats(entropy=entropy))
             self._log_controller()
-            if isinstance(self.controller, ReliftController):
+            if self.method.collects_failed_prompts:
                 rows = self.controller.drain()
-                self._relift_rows = [rows[i::accumulation] for i in range(accumulation)]
-        rows = self._relift_rows.pop(0) if self._relift_rows else None
+                self._buffered_sft_rows = [rows[i::accumulation] for i in range(accumulation)]
+        rows = self._buffered_sft_rows.pop(0) if self._buffered_sft_rows else None
         loss = self._sft_forward(model, rows)
-        self.accelerator.backward(loss / accumulation)
         self._metrics["train"]["amft/sft_loss"].append(loss.item())
         return loss
 
-    def _step_mu(self, opens_step: bool) -> float | None:
-        """The mu this micro-step will use when it is known before measuring anything (a schedule)."""
-        return self.controller.planned_mu() if opens_step else self.controller.mu
-
-    def _mixed_micro_step(
-        self, model, inputs, accumulation: int, opens_step: bool, uses_demonstrations: bool
-    ) -> torch.Tensor:
-        rollouts = self._prepare_inputs(inputs)
-        is_meta_step = opens_step and self.controller.is_meta_step()
-        if is_meta_step:
-            # Separate gradients, taken on the unwrapped model so no data-parallel hook fires
-            # half-way; they are averaged over processes by hand.
-            network = self.accelerator.unwrap_model(model)
-            params = [p for p in network.parameters() if p.requires_grad]
-            rl_loss, entropy = self._rl_forward(network, rollouts)
-            demo_loss = self._sft_forward(network)
-            g_rl = self._average_over_processes(torch.autograd.grad(rl_loss, params, allow_unused=True))
-            g_sft = self._average_over_processes(torch.autograd.grad(demo_loss, params, allow_unused=True))
-            g_val = self._average_over_processes(self._validation_gradient(network, params))
-            alignment = meta_alignment_from_gradients(g_val, g_sft, g_rl)
-            mu = self.controller.update(ControllerStats(entropy=entropy, meta_alignment=alignment))
-            for param, grad in zip(params, combine_gradients(g_rl, g_sft, mu)):
-                if grad is None:
-                    continue
-                grad = grad / accumulation
-                param.grad = grad if param.grad is None else param.grad + grad
-            loss = ((1.0 - mu) * rl_loss + mu * demo_loss).detach()
-        else:
-            rl_loss, entropy = self._rl_forward(model, rollouts)
-            demo_loss = self._sft_forward(model) if uses_demonstrations else torch.zeros((), device=rl_loss.device)
-            mu = self.controller.update(ControllerStats(entropy=entropy)) if opens_step else self.controller.mu
-            loss = (1.0 - mu) * rl_loss + mu * demo_loss
-            self.accelerator.backward(loss / accumulation)
+    def _mixed_step_loss(self, model, rollouts: dict[str, Any], opens_step: bool) -> torch.Tensor:
+        rl_loss, entropy = self._rl_loss(model, rollouts)
+        uses_demonstrations = self._plan.uses_demonstrations
+        demo_loss = self._sft_forward(model) if uses_demonstrations else torch.zeros((), device=rl_loss.device)
         if opens_step:
+            alignment = self._meta_alignment(model, rl_loss, demo_loss) if self._plan.is_meta_step else None
+            mu = self.controller.update(ControllerStats(entropy=entropy, meta_alignment=alignment))
             self._log_controller()
+        else:
+            mu = self.controller.mu
         if uses_demonstrations:
             self._metrics["train"]["amft/sft_loss"].append(demo_loss.item())
         self._metrics["train"]["amft/rl_loss"].append(rl_loss.item())
-        return loss
+        return (1.0 - mu) * rl_loss + mu * demo_loss
+
+    def _meta_alignment(self, model, rl_loss: torch.Tensor, demo_loss: torch.Tensor):
+        """The alignment of g_val with g_SFT and g_RL, each gradient averaged over processes.
+
+        The separate gradients are taken with `autograd.grad`, which fires no data-parallel hook, and
+        averaged by hand; the graphs are kept for the Trainer's backward of the mixed loss.
+        """
+        network = self.accelerator.unwrap_model(model)
+        params = [p for p in network.parameters() if p.requires_grad]
+        g_rl = torch.autograd.grad(rl_loss, params, retain_graph=True, allow_unused=True)
+        g_sft = torch.autograd.grad(demo_loss, params, retain_graph=True, allow_unused=True)
+        g_val = self._validation_gradient(network, params)
+        average = self._average_over_processes
+        return meta_alignment_from_gradients(average(g_val), average(g_sft), average(g_rl))
 
     # ----------------------------------------------------------------------------------------------
     # Rollouts: LUFFY and SRFT place demonstrations in the groups, ReLIFT collects hard prompts
@@ -256,7 +257,7 @@ class AMFTTrainer(GRPOTrainer):
 
     def _generate_and_score_completions(self, inputs):
         rollouts = super()._generate_and_score_completions(inputs)
-        uses_groups = self.args.method in IN_GROUP_METHODS or isinstance(self.controller, ReliftController)
+        uses_groups = self.method.demonstrations_in_groups or self.method.collects_failed_prompts
         if not (self.model.training and uses_groups):  # validation and evaluation rollouts stay as sampled
             return rollouts
         group = self.num_generations
@@ -269,7 +270,7 @@ class AMFTTrainer(GRPOTrainer):
         start = self.accelerator.process_index * len(inputs)
         scored = self._scored_rewards[start : start + len(inputs)]
         rewards = (scored * self.reward_weights.to(scored.device)).nansum(dim=1)
-        if isinstance(self.controller, ReliftController):
+        if self.method.collects_failed_prompts:
             failed = all_failed_groups(rewards, group, self.args.success_reward)
             for first in (index * group for index in failed):
                 demonstration = self._demonstration_for(inputs[first])
@@ -350,7 +351,7 @@ class AMFTTrainer(GRPOTrainer):
         ).to(self.accelerator.device)
         logps = token_log_probs(self._completion_logits(model, batch), batch.completion_ids)
         # CHORD-phi down-weights demonstration tokens the policy is already sure of or finds implausible.
-        weights = chord_phi(logps) if self.args.method == "chord" and self.args.chord_phi else None
+        weights = chord_phi(logps) if self.method.sft_weighting(self.args) == "chord-phi" else None
         return sft_loss(logps, batch.completion_mask, token_weights=weights, normalizer=self._shared_normalizer(batch.completion_mask))
 
     def _shared_normalizer(self, mask: torch.Tensor) -> torch.Tensor | None:
@@ -361,12 +362,14 @@ class AMFTTrainer(GRPOTrainer):
         total = self.accelerator.reduce(mask.sum().float(), reduction="sum")
         return (total / self.accelerator.num_processes).clamp(min=1.0)
 
-    def _rl_forward(self, model, rollouts: dict[str, Any]) -> tuple[torch.Tensor, float]:
+    def _rl_loss(self, model, rollouts: dict[str, Any]) -> tuple[torch.Tensor, float]:
         """L_RL over the rollouts (the method's form of it) and H, the mean token entropy of the
         sampled completions over all processes (demonstrations placed in the groups excluded)."""
         batch = rollout_batch(rollouts)
         logits = self._completion_logits(model, batch) / self.temperature
         mask = batch.completion_mask
+        if "tool_mask" in rollouts:
+            mask = mask * rollouts["tool_mask"]
         entropies = token_entropy(logits)
         logps = token_log_probs(logits, batch.completion_ids)
         off_policy = rollouts.get("off_policy")
@@ -380,12 +383,12 @@ class AMFTTrainer(GRPOTrainer):
             normalizer=self._dapo_normalizer(rollouts) if self.loss_type == "dapo" else None,
         )
         clipping = dict(epsilon_low=self.epsilon_low, epsilon_high=self.epsilon_high)
-        if self.args.method == "luffy":
+        if self.method.rl_loss == "luffy":
             loss = luffy_surrogate(
                 logps, old_logps, rollouts["advantages"], mask, off_policy, gamma=self.args.luffy_gamma,
                 **clipping, **aggregation,
             )
-        elif self.args.method == "srft":
+        elif self.method.rl_loss == "srft":
             demo_weight, positive_weight = srft_weights(
                 entropy,
                 sft_coef=self.args.srft_sft_coef,
@@ -399,7 +402,16 @@ class AMFTTrainer(GRPOTrainer):
             self._metrics["train"]["srft/demo_weight"].append(demo_weight)
             self._metrics["train"]["srft/positive_weight"].append(positive_weight)
         else:
-            loss = clipped_surrogate(logps, old_logps, rollouts["advantages"], mask, **clipping, **aggregation)
+            reference = rollouts.get("ref_per_token_logps")
+            loss = clipped_surrogate(
+                logps, old_logps, rollouts["advantages"], mask, **clipping, **aggregation,
+                importance_sampling_level=self.importance_sampling_level, delta=self.args.delta,
+                kl_beta=self.beta, ref_token_logps=reference, kl_importance_correction=self.args.use_bias_correction_kl,
+            )
+            if self.beta:
+                self._metrics["train"]["kl"].append(
+                    self._mean_over_processes(kl_to_reference(logps.detach(), reference, mask), mask)
+                )
         if self.entropy_coef:
             loss = loss - self.entropy_coef * masked_mean(entropies, sampled)
         return loss, entropy
@@ -415,9 +427,10 @@ class AMFTTrainer(GRPOTrainer):
         return tokens / self.accelerator.num_processes / self.args.steps_per_generation
 
     def _validation_gradient(self, model, params: list[torch.Tensor]) -> list[torch.Tensor | None]:
-        """g_val: gradient of the policy-gradient loss on fresh rollouts for held-out prompts (D2).
+        """g_val: gradient of the policy-gradient loss on fresh rollouts for held-out prompts.
 
-        Descending this loss ascends the validation reward, so g_val ~ -grad U.
+        Descending this loss ascends the validation reward, so g_val ~ -grad U (see docs/design.md,
+        'The meta-gradient').
         """
         rows = self.meta_stream.next_batch()
         repeated = [dict(row) for row in rows for _ in range(self.num_generations_eval)]
