@@ -23,20 +23,10 @@ class AMFTConfig(GRPOConfig):
 
     Parameters that control the balance:
         method (`str`, defaults to `"amft"`):
-            `"amft"`: the meta-gradient controller (warm-up, entropy term, meta term every
-            `meta_period` steps). `"sft"`: mu = 1. `"grpo"`: mu = 0. `"fixed-mu"`: a constant
-            `mu`. `"sft-then-rl"`: mu = 1 for `switch_step` steps, then 0 (two stages in one
-            run). `"luffy"`: each rollout group whose prompt has a demonstration gets it in
-            place of one rollout, with advantages over the mixed group and the shaped,
-            unclipped importance term p / (p + `luffy_gamma`) on its tokens. `"srft"`: the
-            same groups; the demonstrations get an SFT loss weighted `srft_sft_coef` *
-            exp(-H) and the positive rollouts an RL weight `srft_rl_coef` * exp(H).
-            `"chord"`: CHORD's global schedule (linear rise to `chord_mu_peak`, cosine decay
-            to `chord_mu_valley`) and, with `chord_phi`, the per-token weight p(1 - p) on the
-            SFT loss. `"relift"`: RL; prompts whose rollouts all fail are collected with their
-            demonstrations, and every `relift_buffer_size` of them make one SFT step.
-            Demonstrations for a prompt come from its `demonstration` column, or else from the
-            demonstration rows with the same prompt.
+            An entry of the table of methods, `amft.training.methods.METHODS` (its `summary` says
+            what each does; `amft train --help` lists them). Methods that place demonstrations in
+            groups or collect failed prompts find a prompt's demonstration in its `demonstration`
+            column, or else among the demonstration rows with the same prompt.
         mu (`float`, defaults to `0.5`):
             The constant mu of `"fixed-mu"`.
         switch_step (`int`, defaults to `300`):

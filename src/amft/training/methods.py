@@ -187,3 +187,10 @@ def get_method(name: str) -> Method:
 def methods_help() -> str:
     """One line per method, for `--help`."""
     return "; ".join(f"'{m.name}': {m.summary}" for m in METHODS.values())
+
+
+def methods_markdown() -> str:
+    """The README's methods table: one row per method, from this table."""
+    lines = ["| method | what sets the balance | paper |", "|---|---|---|"]
+    lines += [f"| `{m.name}` | {m.summary} | {m.paper or '-'} |" for m in METHODS.values()]
+    return "\n".join(lines) + "\n"
