@@ -1,4 +1,5 @@
-"""Step-time overhead of AMFT against plain GRPO (decision D7: target ratio <= 1.10 with K = 20).
+"""Step-time overhead of AMFT against plain GRPO (target ratio <= 1.10 with K = 20; see docs/design.md,
+'The meta-gradient').
 
 Both trainers run in this one process on the same tiny model (the same initial weights, a
 short shared SFT pre-training so completions look like real ones), the same prompts, batch,

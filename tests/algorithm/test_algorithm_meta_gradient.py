@@ -1,4 +1,5 @@
-"""The controller's meta-gradient against finite differences of a known utility (spec §1.4, D3).
+"""The controller's meta-gradient against finite differences of a known utility (see docs/design.md,
+'The meta-gradient').
 
 For theta'(mu) = theta - alpha [(1 - mu) g_RL + mu g_SFT] (one SGD step on the mixed
 loss), dU(theta'(mu))/dmu is estimated by central differences and compared with the

@@ -34,13 +34,22 @@ def test_unknown_command_is_an_error(capsys):
     assert "unknown command" in capsys.readouterr().err
 
 
-def test_train_help_explains_the_amft_options():
+def test_train_help_explains_the_amft_options_and_the_chosen_tasks():
     result = subprocess.run([sys.executable, "-m", "amft", "train", "--help"], capture_output=True, text=True, check=True)
     text = " ".join(result.stdout.split())  # argparse wraps lines at the terminal width
     for option, words in (("--meta_period", "meta term every K"), ("--entropy_lr", "eta_H"),
-                          ("--eval_attempts", "verified tries per episode"), ("--eval_samples", "avg@k and pass@k"), ("--demo_fraction", "have demonstrations")):
+                          ("--eval_attempts", "answers (model calls) per evaluation episode"),
+                          ("--eval_samples", "avg@k and pass@k"), ("--demo_fraction", "have demonstrations"),
+                          ("--completion_format", "'formula' (the formula alone)")):
         assert option in text
         assert words in text
+    assert "general-points task options:" in text and "--prompt_form" not in text
+    assert "amft train --task NAME --help, NAME one of citynav, math, virl" in text
+
+    result = subprocess.run([sys.executable, "-m", "amft", "train", "--task", "virl", "--help"], capture_output=True,
+                            text=True, check=True)
+    text = " ".join(result.stdout.split())
+    assert "virl task options:" in text and "--prompt_form" in text and "--template" not in text
 
 
 @pytest.mark.slow
@@ -71,17 +80,14 @@ def test_miniature_demo_writes_summary_plot_and_model_then_eval_reads_it(tmp_pat
     [("demo-general-points.yaml", "general-points"), ("demo-math.yaml", "math"), ("demo-virl.yaml", "virl")],
 )
 def test_demo_presets_are_packaged_and_parse(preset, task):
-    from trl import TrlParser
+    from amft.cli.options import read_command_line
+    from amft.tasks import get_task
 
-    from amft.cli.arguments import RunArguments
-    from amft.cli.pipeline import build_task
-    from amft.training import AMFTConfig
-
-    run, args = TrlParser((RunArguments, AMFTConfig)).parse_args_and_config(args=["--config", preset_path(preset)])
+    run, task_config, args = read_command_line([], "amft demo", "", config=preset_path(preset)).build()
     assert run.model_name_or_path == "tiny-gp"
     assert args.method == "amft"
     assert args.use_cpu
-    assert build_task(run).name == task
+    assert get_task(run.task, config=task_config).name == task
 
 
 @pytest.mark.slow
@@ -135,7 +141,8 @@ def test_the_7b_recipe_resolves_its_plan_without_a_gpu_or_downloads():
     result = subprocess.run([sys.executable, "-m", "amft", "train", "--config", str(config), "--dry-run"],
                             capture_output=True, text=True, check=True, env={**os.environ, "COLUMNS": "200"})
     out = result.stdout
-    for words in ("Qwen/Qwen2.5-Math-7B", "math (Elliott/Openr1-Math-46k-8192)", "vLLM (colocate mode)",
+    for words in ("Qwen/Qwen2.5-Math-7B", "math (dataset=Elliott/Openr1-Math-46k-8192, prompt_style=chat)",
+                  "vLLM (colocate mode)",
                   "x 8 completions (<= 2048 tokens)", "500 optimizer steps", "aime24,amc,math500,minerva,olympiad",
                   "mu_init 0.8 in [0.05, 0.95]"):
         assert words in out, words
@@ -185,22 +192,18 @@ def test_a_resumed_run_keeps_the_quick_evaluations_up_to_its_checkpoint(tmp_path
     assert path.read_text() == ""
 
 
-#: task options whose flag is set apart on purpose: the command line trains tiny models, so compact prompts;
-#: max_attempts is the evaluation's --eval_attempts
-FLAG_EXCEPTIONS = {"general-points": {"template", "max_attempts"}}
-
-
 @pytest.mark.parametrize("task", ["citynav", "virl", "math", "general-points"])
-def test_every_task_option_is_a_flag_of_amft_train_with_the_task_default(task):
-    # the pipeline passes a task only the options it finds on RunArguments, so a missing flag is silently ignored
-    # and a flag whose default differs from the task's would change the task behind the user's back
+def test_every_task_config_field_is_a_flag_with_the_configs_default(task):
+    # the task config is the one owner of its options: the command line parses it, so every field is a flag
+    # (listed by --help) and a run without flags builds the config's defaults
     import dataclasses
 
-    from amft.cli.arguments import RunArguments
-    from amft.tasks import get_task
+    from amft.cli.options import read_command_line
+    from amft.tasks import task_config_class
 
-    flags = {field.name: field.default for field in dataclasses.fields(RunArguments)}
-    options = [f.name for f in dataclasses.fields(get_task(task).config) if f.name not in FLAG_EXCEPTIONS.get(task, ())]
-    assert not [name for name in options if name not in flags], "options without a flag"
-    from_flags = get_task(task, **{name: flags[name] for name in options}).config
-    assert from_flags == get_task(task).config
+    config_class = task_config_class(task)
+    line = read_command_line(["--task", task, "--use_cpu", "true"], "amft train", "")
+    for field in dataclasses.fields(config_class):
+        assert line.values[field.name] == field.default, field.name
+    _, task_config, _ = line.build()
+    assert task_config == config_class()

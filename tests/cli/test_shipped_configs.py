@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from amft.cli.compare import load_study, run_arguments
-from amft.memory.study import NavStudyConfig
+from amft.navigation.study import NavStudyConfig
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "configs"
 

@@ -1,4 +1,5 @@
-"""Solver and verifier agree on every ID value multiset; deal-space statistics (spec §9, G1)."""
+"""Solver and verifier agree on every ID value multiset; deal-space statistics; exact arithmetic
+(see docs/design.md, 'The verifier')."""
 
 from itertools import combinations_with_replacement
 from fractions import Fraction
@@ -93,7 +94,7 @@ def test_solver_never_divides_by_zero_and_handles_targets():
 
 
 def test_complete_tree_enumeration_agrees_on_solvability():
-    """An independent search over all expression trees finds the same solvable ID sets (spec §3)."""
+    """An independent search over all expression trees finds the same solvable ID sets."""
 
     def reachable(vals):
         if len(vals) == 1:

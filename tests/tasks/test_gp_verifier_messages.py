@@ -1,4 +1,4 @@
-"""The exact check order, stacking and messages of spec §6.2."""
+"""The exact check order, stacking and messages of the original verifier (see docs/design.md, 'The verifier')."""
 
 import pytest
 

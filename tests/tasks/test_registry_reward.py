@@ -25,7 +25,7 @@ def test_registry():
 def test_config_defaults():
     c = GeneralPointsConfig()
     assert len(c.training_rules) == 63 and (11, 12, 13) not in c.training_rules
-    assert (c.template, c.max_attempts, c.target, c.id_rule_fraction) == ("original", 5, 24, 0.5)
+    assert (c.template, c.target, c.id_rule_fraction) == ("original", 24, 0.5)
     assert (c.unseen_fraction, c.demo_fraction, c.eval_episodes_per_split) == (0.15, 0.5, 234)
 
 

@@ -72,7 +72,7 @@ def test_instruction_and_rail_of_the_worked_example():
     (route,) = load_routes(FILES / "route_bare.json")
     assert distance_m(route.start, route.nodes[0]) == pytest.approx(59.6, abs=0.5)
     assert instruction_sentences(route, initial_heading=10) == [
-        "First, turn left to face west.",  # 270 - 10 = 260 wraps to -100 (V4); the original says "right"
+        "First, turn left to face west.",  # 270 - 10 = 260 wraps to -100 (we wrap); the original says "right"
         "Move forward until you reach next intersection where Blue Door Cafe is on your left behind.",
         "Turn left to face south.",
         "Move forward until you reach destination where The destination Corner Bakery is on your right.",

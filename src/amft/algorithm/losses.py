@@ -157,9 +157,9 @@ def clipped_surrogate(
       ratio when ``kl_importance_correction`` (TRL's ``use_bias_correction_kl``).
 
     The plain policy-gradient loss (used for the validation gradient g_val, see
-    docs/design.md, 'The meta-gradient') is this function with ``old_token_logps = token_logps.detach()``: then
-    ``rho = 1``, clipping is inactive and the gradient is ``-A * grad(log p)``,
-    aggregated as above.
+    docs/design.md, 'The meta-gradient') is this function with
+    ``old_token_logps = token_logps.detach()``: then ``rho = 1``, clipping is inactive and
+    the gradient is ``-A * grad(log p)``, aggregated as above.
     """
     _check_aggregation(aggregation, max_completion_length)
     if kl_beta and ref_token_logps is None:

@@ -1,4 +1,4 @@
-"""Math and state of the baselines that mix SFT and RL differently from AMFT (spec §6).
+"""Math and state of the baselines that mix SFT and RL differently from AMFT (see docs/design.md, 'Methods').
 
 - CHORD (arXiv 2508.11408): a scheduled mu (:func:`chord_mu`) and the token weight
   p(1 - p) on the SFT loss (:func:`chord_phi`).
@@ -126,7 +126,7 @@ def srft_weights(
     demonstrations; ``w_rl_positive = rl_coef * exp(H)`` weights the positive
     self-rollouts (``positive_weight`` of :func:`srft_rl_loss`). Both are plain floats,
     i.e. the paper's stop-gradient. ``sft_entropy_sign = -1`` is the paper's Eq. 8; the
-    released code reportedly uses +1 (unverified, spec §6), hence the flag.
+    released code reportedly uses +1 (unverified), hence the flag (see docs/design.md, 'SRFT').
     """
     if sft_entropy_sign not in (-1, 1):
         raise ValueError(f"sft_entropy_sign must be -1 or 1, got {sft_entropy_sign}")

@@ -34,6 +34,8 @@ DEMO_PRESETS = {"general-points": "demo-general-points.yaml", "math": "demo-math
 class EvalArguments:
     """Options of `amft eval` beyond the task and evaluation settings."""
 
+    _argument_group_name = "eval options"
+
     model: str = field(default="", metadata={"help": "Trained model folder (or Hub id) to evaluate. Required."})
     output_file: str | None = field(
         default=None, metadata={"help": "Where to write the JSON results (default: <model>/eval-<split>.json)."}
@@ -42,14 +44,9 @@ class EvalArguments:
     seed: int = field(default=0, metadata={"help": "Sampling seed."})
 
 
-def _parse_training_args(argv: list[str], prog: str):
-    from trl import TrlParser
-
-    from amft.cli.arguments import RunArguments
-    from amft.training import AMFTConfig
-
-    parser = TrlParser((RunArguments, AMFTConfig), prog=prog)
-    return parser.parse_args_and_config(args=argv)
+TRAIN_DESCRIPTION = "Train a model with AMFT or a baseline (--method) on a task (--task)."
+DEMO_DESCRIPTION = ("The embedded demo: amft train with the task's preset (see amft/cli/presets); flags override "
+                    "the preset.")
 
 
 def preset_path(name: str) -> str:
@@ -57,42 +54,80 @@ def preset_path(name: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from amft.cli.options import OptionsError
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0
     command, rest = argv[0], argv[1:]
-    if command == "train":
-        from amft.cli.pipeline import run_training
-
-        if "--dry-run" in rest or "--dry_run" in rest:
-            return _dry_run(rest)
-        run, args = _parse_training_args(rest, "amft train")
-        run_training(run, args)
-    elif command == "demo":
-        from amft.cli.pipeline import run_training
-
-        task = rest[rest.index("--task") + 1] if "--task" in rest[:-1] else "general-points"
-        if task not in DEMO_PRESETS:
-            print(f"amft demo: no demo for task {task!r}; demos: {', '.join(DEMO_PRESETS)}", file=sys.stderr)
-            return 2
-        run, args = _parse_training_args(["--config", preset_path(DEMO_PRESETS[task]), *rest], "amft demo")
-        summary = run_training(run, args)
-        print(f"Run folder: {args.output_dir} (summary.md, summary.json, training_dynamics.png)")
-        print(json.dumps({"success_rate": summary["success_rate"], "wall_time_seconds": summary["wall_time_seconds"]}))
-    elif command == "compare":
-        from amft.cli.compare import main as compare_main
-
-        compare_main(rest)
-    elif command == "eval":
-        _run_eval(rest)
-    elif command == "nav-study":
-        return _run_nav_study(rest)
-    elif command == "data":
-        return _run_data(rest)
-    else:
+    commands = {"train": _run_train, "demo": _run_demo, "compare": _run_compare, "eval": _run_eval,
+                "nav-study": _run_nav_study, "data": _run_data}
+    if command not in commands:
         print(f"amft: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2
+    try:
+        return commands[command](rest)
+    except OptionsError as error:
+        print(f"amft {command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _training_options(argv: list[str], prog: str, description: str, preset: str | None = None):
+    """The run's, the task's and the engine's options, and for a dry run the plan instead of a run."""
+    import torch
+
+    from amft.cli.options import read_command_line
+
+    line = read_command_line(argv, prog, description, config=preset)
+    note = None
+    if line.values["dry_run"] and not line.values["use_cpu"] and not torch.cuda.is_available():
+        # Transformers refuses bf16 without a GPU unless told to use the CPU; the plan is still the
+        # recipe's, resolved on this machine.
+        line.values["use_cpu"] = True
+        note = "no GPU on this machine: resolved with use_cpu=True"
+    run, task_config, args = line.build()
+    if run.dry_run:
+        from amft.cli.plan import print_plan
+
+        print_plan(run, task_config, args, note=note)
+        return None
+    return run, task_config, args
+
+
+def _run_train(argv: list[str]) -> int:
+    options = _training_options(argv, "amft train", TRAIN_DESCRIPTION)
+    if options is not None:
+        from amft.cli.pipeline import run_training
+
+        run_training(*options)
+    return 0
+
+
+def _run_demo(argv: list[str]) -> int:
+    from amft.cli.options import OptionsError, task_and_file
+
+    task, config = task_and_file(argv)
+    task = task or "general-points"
+    if task not in DEMO_PRESETS:
+        raise OptionsError(f"no demo for task {task!r}; demos: {', '.join(DEMO_PRESETS)}")
+    if config is not None:
+        raise OptionsError("a demo runs its preset; to train from a config file use amft train --config FILE")
+    options = _training_options(argv, "amft demo", DEMO_DESCRIPTION, preset=preset_path(DEMO_PRESETS[task]))
+    if options is None:
+        return 0
+    from amft.cli.pipeline import run_training
+
+    summary = run_training(*options)
+    print(f"Run folder: {options[2].output_dir} (summary.md, summary.json, training_dynamics.png)")
+    print(json.dumps({"success_rate": summary["success_rate"], "wall_time_seconds": summary["wall_time_seconds"]}))
+    return 0
+
+
+def _run_compare(argv: list[str]) -> int:
+    from amft.cli.compare import main as compare_main
+
+    compare_main(argv)
     return 0
 
 
@@ -121,7 +156,7 @@ def _run_nav_study(argv: list[str]) -> int:
 
     import yaml
 
-    from amft.memory.study import NavStudyConfig, run_nav_study
+    from amft.navigation.study import NavStudyConfig, run_nav_study
 
     parser = argparse.ArgumentParser(
         prog="amft nav-study",
@@ -157,37 +192,38 @@ def _run_nav_study(argv: list[str]) -> int:
     return 0
 
 
-def _dry_run(argv: list[str]) -> int:
+#: the run options `amft eval` reads; it refuses the others (they belong to training)
+EVAL_RUN_OPTIONS = frozenset({"task", "eval_splits", "benchmarks", "eval_samples", "use_vllm_eval", "eval_attempts",
+                              "eval_temperature", "eval_max_new_tokens", "eval_limit", "threads"})
+
+
+def _run_eval(argv: list[str]) -> int:
     import torch
 
-    from amft.cli.plan import print_plan
-
-    # Transformers refuses bf16 without a GPU unless told to use the CPU; the plan is still the
-    # recipe's, resolved on this machine.
-    without_gpu = not torch.cuda.is_available() and "--use_cpu" not in argv
-    run, args = _parse_training_args([*argv, "--use_cpu", "true"] if without_gpu else argv, "amft train")
-    print_plan(run, args, note="no GPU on this machine: resolved with use_cpu=True" if without_gpu else None)
-    return 0
-
-
-def _run_eval(argv: list[str]) -> None:
-    from trl import TrlParser
-
     from amft.cli.arguments import RunArguments
-    from amft.cli.pipeline import build_task, evaluate_splits
+    from amft.cli.options import OptionsError, field_names, read_command_line
+    from amft.cli.pipeline import evaluate_splits
     from amft.evaluation.report import print_results
     from amft.models import load_model
+    from amft.tasks import get_task
     from amft.training.checkpoint import atomic_write_json
 
-    parser = TrlParser((EvalArguments, RunArguments), prog="amft eval")
-    eval_args, run = parser.parse_args_and_config(args=argv)
+    line = read_command_line(argv, "amft eval", "Evaluate a trained model on task splits; writes JSON.",
+                             before=(EvalArguments,), engine=False)
+    eval_args, run, task_config = line.build()
     if not eval_args.model:
-        parser.error("--model is required")
-    task = build_task(run)
+        raise OptionsError("--model is required")
+    training_only = sorted(name for name in field_names(RunArguments) - EVAL_RUN_OPTIONS
+                           if getattr(run, name) != RunArguments.__dataclass_fields__[name].default)
+    if training_only:
+        raise OptionsError(f"{line.source}: {', '.join(training_only)}: options of training, not of amft eval")
+    if run.threads:
+        torch.set_num_threads(run.threads)
+    task = get_task(run.task, config=task_config)
     splits = run.splits(task.default_splits)
     if run.use_vllm_eval:
         if task.multi_turn:
-            parser.error("--use_vllm_eval applies to sampled evaluation (math), not to multi-turn episodes")
+            raise OptionsError("--use_vllm_eval applies to sampled evaluation (math), not to multi-turn episodes")
         from amft.evaluation.sampling import evaluate_samples
         from amft.models.loading import load_tokenizer
 
@@ -205,3 +241,4 @@ def _run_eval(argv: list[str]) -> None:
     output = eval_args.output_file or os.path.join(eval_args.model, f"eval-{'-'.join(splits)}.json")
     atomic_write_json(output, {split: r.summary() for split, r in results.items()})
     print(f"Results written to {output}")
+    return 0

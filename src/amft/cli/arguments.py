@@ -1,156 +1,27 @@
-"""Command-line arguments beyond `AMFTConfig`: the task, the model, data sizes and evaluation."""
+"""The options of a run beyond `AMFTConfig` (engine and method) and the task's own config
+(`amft.tasks`): which task and model, how much data, which files, how to evaluate, the budget."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 
-
 @dataclass
 class RunArguments:
     """What to train and how to evaluate it. Every field is also a YAML key of `--config`."""
 
-    task: str = field(default="general-points", metadata={"help": "Task name: 'general-points', 'math', 'virl' or 'citynav'."})
+    _argument_group_name = "run options"
+
+    task: str = field(
+        default="general-points",
+        metadata={"help": "Task name: 'general-points', 'math', 'virl' or 'citynav'; its own options are listed under "
+                  "'<task> task options'."},
+    )
     model_name_or_path: str = field(
         default="tiny-gp",
         metadata={"help": "A tiny model name built from scratch (tiny-test, tiny-gp, tiny-6m), a Hub id or a local folder."},
     )
     model_seed: int = field(default=0, metadata={"help": "Seed of the random initialisation of a tiny model."})
-    template: str = field(
-        default="compact",
-        metadata={"help": "Prompt template: 'compact' (tiny models, value-mapping header) or 'original' (pretrained LLMs)."},
-    )
-    completion_format: str = field(
-        default="plain",
-        metadata={"help": "Compact completion: 'plain' (cards, numbers, formula) or 'steps' (adds the three intermediate results)."},
-    )
-    demo_solution: str = field(
-        default="random",
-        metadata={"help": "Which solver solution a demonstration shows: 'random' (diverse) or 'canonical' (one per multiset)."},
-    )
-    revision_keep_last: int | None = field(
-        default=None,
-        metadata={"help": "Revision prompts keep only the last K failed attempts (None: all; 0: every retry sees the original prompt)."},
-    )
-    demo_fraction: float = field(
-        default=0.5, metadata={"help": "Share of training value multisets that have demonstrations."}
-    )
-    id_rule_fraction: float = field(
-        default=0.5, metadata={"help": "Share of training deals under the ID rule J=Q=K=10 (the rest use other mappings)."}
-    )
-    training_rules: str | None = field(
-        default=None,
-        metadata={"help": "GeneralPoints: the J,Q,K value mappings of training deals, ';'-separated (e.g. '10,10,10' "
-                  "as in the paper's LLM runs; default: every mapping over 10-13 except --ood_rule)."},
-    )
-    ood_rule: str = field(
-        default="11,12,13", metadata={"help": "GeneralPoints: the held-out J,Q,K mapping of the 'ood-rule' split."}
-    )
-    target: int = field(default=24, metadata={"help": "GeneralPoints: the number the cards must make."})
-    strict_format: bool = field(
-        default=False,
-        metadata={"help": "GeneralPoints: accept only the template's own formula form (by default both forms are accepted)."},
-    )
-    chat_format: bool = field(
-        default=False,
-        metadata={"help": "GeneralPoints, original template: prompts and completions as chat messages (TRL's "
-                  "conversational format)."},
-    )
-    partition_seed: int = field(
-        default=0, metadata={"help": "GeneralPoints: seed of the split of value multisets into training and unseen ones."}
-    )
-    unseen_fraction: float = field(
-        default=0.15, metadata={"help": "GeneralPoints: share of value multisets held out for the 'unseen-deals' split."}
-    )
-    eval_seed: int = field(
-        default=42, metadata={"help": "GeneralPoints: seed of the evaluation episodes (42, as in the original scripts)."}
-    )
-    eval_episodes_per_split: int = field(
-        default=234, metadata={"help": "GeneralPoints: evaluation episodes per split (234, as in the original protocol)."}
-    )
-    dataset: str | None = field(
-        default=None,
-        metadata={"help": "Math: training problems from a .jsonl/.json/.parquet file or a Hub dataset (default: generated word problems)."},
-    )
-    dataset_split: str = field(default="train", metadata={"help": "Math: split of a Hub dataset."})
-    problem_column: str | None = field(default=None, metadata={"help": "Math: column of the problem (default: detected)."})
-    answer_column: str | None = field(default=None, metadata={"help": "Math: column of the final answer (default: detected)."})
-    solution_column: str | None = field(
-        default=None, metadata={"help": "Math: column of the worked solution or trace to imitate (default: detected)."}
-    )
-    prompt_style: str = field(
-        default="plain", metadata={"help": "Math: 'plain' text prompts (base and tiny models) or 'chat' messages (instruct models)."}
-    )
-    benchmark_dir: str | None = field(
-        default=None, metadata={"help": "Math: folder of local benchmark files <name>.jsonl/.json/.parquet (else the Hub)."}
-    )
-    instruction: str | None = field(
-        default=None,
-        metadata={"help": "Math: the instruction after each chat prompt (default: 'Please reason step by step, and put "
-                  "your final answer within \\boxed{}.'; multiple-choice benchmarks ask for the letter)."},
-    )
-    require_boxed: bool = field(default=True, metadata={"help": "Math: a completion without a \\boxed{} answer scores 0."})
-    verify_timeout_seconds: int = field(
-        default=5, metadata={"help": "Math: seconds Math-Verify may spend on one answer before it counts as wrong."}
-    )
-    validation_size: int = field(
-        default=256, metadata={"help": "Math: dataset problems held out for the meta-gradient's validation prompts."}
-    )
-    eval_size: int = field(default=200, metadata={"help": "Math: generated problems per evaluation split ('id', 'longer')."})
-    generated_max_number: int = field(
-        default=10, metadata={"help": "Math: largest starting count and amount in generated word problems."}
-    )
-    routes: str | None = field(
-        default=None, metadata={"help": "V-IRL: a route_infos.json file (default: V-IRL-L-synthetic routes)."}
-    )
-    synthetic_routes: int = field(default=1200, metadata={"help": "V-IRL: number of synthetic routes to generate."})
-    synthetic_seed: int = field(default=0, metadata={"help": "V-IRL: seed of the synthetic street grids and routes."})
-    prompt_form: str = field(
-        default="compact",
-        metadata={"help": "V-IRL: 'compact' prompts with an action-space mode token (tiny models) or the paper's 'original' ones."},
-    )
-    relative_fraction: float = field(
-        default=0.5, metadata={"help": "V-IRL: share of one-turn training routes shown in the relative action space."}
-    )
-    turn_share: float = field(
-        default=0.5,
-        metadata={"help": "V-IRL: share of decision rows drawn at turn positions (the rest uniformly along the rail)."},
-    )
-    retry_share: float = field(
-        default=0.2, metadata={"help": "V-IRL: share of decision rows that are second tries (a failed answer and its feedback)."}
-    )
-    drop_rate: float = field(
-        default=0.5,
-        metadata={"help": "V-IRL: probability of dropping each interpolated point between intersections on the rail."},
-    )
-    wrap_relative_turns: bool = field(
-        default=True,
-        metadata={"help": "V-IRL: heading changes are brought to [-180, 180) before naming the relative turn (350 "
-                  "degrees is a slight right); --no_wrap_relative_turns keeps the original rule (a left)."},
-    )
-    eval_routes: int = field(default=100, metadata={"help": "V-IRL: routes per evaluation split."})
-    validation_routes: int = field(
-        default=100, metadata={"help": "V-IRL: routes held out for the meta-gradient's validation prompts."}
-    )
-    city_size: int = field(default=8, metadata={"help": "City navigation: the synthetic city is a grid of N x N intersections."})
-    city_seed: int = field(
-        default=0, metadata={"help": "City navigation: seed of the training city (the 'unseen' split uses another city)."}
-    )
-    nav_memory: str = field(
-        default="full",
-        metadata={"help": "City navigation: the memory behind the prompt's [mem] line: full, no-octree, no-graph, "
-                  "no-short-term, no-long-term or none (no line)."},
-    )
-    loop_fraction: float = field(default=0.3, metadata={"help": "City navigation: share of training episodes that are loops."})
-    counting_fraction: float = field(
-        default=0.2, metadata={"help": "City navigation: share of training episodes that are counting episodes."}
-    )
-    decision_share: float = field(
-        default=0.5,
-        metadata={"help": "City navigation: share of training rows drawn from decisions (an intersection, a landmark the "
-                  "step names, a place seen before, or an action other than forward); the rest are plain walking."},
-    )
-    nav_eval_episodes: int = field(default=50, metadata={"help": "City navigation: evaluation episodes per subset."})
     num_train_prompts: int = field(default=20000, metadata={"help": "RL prompts generated for training."})
     num_demonstrations: int = field(default=20000, metadata={"help": "Demonstrations generated for the SFT stream."})
     num_meta_prompts: int = field(default=256, metadata={"help": "Held-out validation prompts for the meta term."})
@@ -180,7 +51,9 @@ class RunArguments:
         default=1, metadata={"help": "Math: completions per problem; avg@k and pass@k are reported for k = this."}
     )
     use_vllm_eval: bool = field(default=False, metadata={"help": "Math: generate evaluation samples with vLLM (needs the vllm extra)."})
-    eval_attempts: int = field(default=5, metadata={"help": "GeneralPoints: verified tries per episode (1 = single turn)."})
+    eval_attempts: int = field(
+        default=5, metadata={"help": "Multi-turn tasks: answers (model calls) per evaluation episode (1 = single turn)."}
+    )
     eval_temperature: float = field(default=0.6, metadata={"help": "Sampling temperature of evaluation (0 = greedy)."})
     eval_max_new_tokens: int = field(default=96, metadata={"help": "Token limit of each evaluation attempt."})
     eval_limit: int | None = field(default=None, metadata={"help": "Evaluate only the first N episodes per split."})

@@ -32,8 +32,9 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
 from rich.console import Console
+
+from amft.cli.options import OptionsError, check_keys, check_run_keys, field_names, load_dataclass, read_mapping, resolve
 
 BUDGET_KEYS = (
     "max_steps",
@@ -78,39 +79,38 @@ class Study:
     @property
     def splits(self) -> list[str]:
         """The evaluated splits: the training settings' `eval_splits`, else the task's own."""
-        from amft.cli.arguments import RunArguments
-        from amft.cli.pipeline import build_task
+        from amft.tasks import get_task
 
-        run = RunArguments(**{k: v for k, v in self.training.items() if k in RunArguments.__dataclass_fields__})
-        return run.splits(build_task(run).default_splits)
+        run, task_config, _ = resolve(self.training, "training")
+        return run.splits(get_task(run.task, config=task_config).default_splits)
 
 
 def load_study(path: str, **overrides: Any) -> Study:
-    """The study in the YAML file ``path``; ``overrides`` (not None) replace its top-level keys."""
-    with open(path) as handle:
-        data = yaml.safe_load(handle) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
+    """The study in the YAML file ``path``; ``overrides`` (not None) replace its top-level keys.
+    Every key is checked: the study's own, and those of its training settings and variants."""
+    data = read_mapping(path)
     data.update({key: value for key, value in overrides.items() if value is not None})
-    try:
-        return Study(**data)
-    except TypeError as error:  # unknown or missing keys
-        raise ValueError(f"{path}: {error}") from None
-    except ValueError as error:
-        raise ValueError(f"{path}: {error}") from None
+    check_keys(data, field_names(Study), path)
+    for section in ("training", "base", "variants"):
+        if not isinstance(data.get(section, {}), Mapping):
+            raise OptionsError(f"{path}: {section!r} must be a mapping")
+    training = data.get("training", {})
+    check_run_keys(training, f"{path}: training")
+    check_run_keys({**training, **data.get("base", {})}, f"{path}: base")
+    for name, overrides in data.get("variants", {}).items():
+        if not isinstance(overrides, Mapping):
+            raise OptionsError(f"{path}: variant {name!r}: expected a mapping of settings, got {type(overrides).__name__}")
+        check_run_keys({**training, **overrides}, f"{path}: variant {name!r}")
+    return load_dataclass(Study, data, path)
 
 
 def run_arguments(settings: Mapping[str, Any], *, seed: int, output_dir: str, model: str | None):
-    """`amft train` arguments for one run: the settings with the seed, folder and starting model."""
-    from transformers import HfArgumentParser
-
-    from amft.cli.arguments import RunArguments
-    from amft.training import AMFTConfig
-
+    """`amft train` options for one run (run, task config, engine): the settings with the seed,
+    folder and starting model."""
     values = {**settings, "seed": seed, "model_seed": seed, "task_seed": seed, "output_dir": output_dir, "resume": True}
     if model is not None:
         values["model_name_or_path"] = model
-    return HfArgumentParser((RunArguments, AMFTConfig)).parse_dict(values)
+    return resolve(values, output_dir)
 
 
 def is_complete(run_dir: str) -> bool:

@@ -12,26 +12,21 @@ from typing import Any
 
 import torch
 from datasets import Dataset
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, ProgressCallback, TrainerCallback
 
 from amft.cli.arguments import RunArguments
 from amft.evaluation.evaluate import evaluate
 from amft.evaluation.sampling import evaluate_samples
 from amft.evaluation.report import PROGRESS_FILE, EvalResult, plot_training_dynamics, print_results, read_progress, write_summary
 from amft.models import load_model
-from amft.tasks import get_task, task_options
-from amft.tasks.base import DataError, Task, load_rows
+from amft.tasks import get_task
+from amft.tasks.base import DataError, Task, TaskConfig, load_rows
 from amft.training import AMFTConfig, AMFTTrainer
 from amft.training.checkpoint import atomic_write_json, last_complete_checkpoint
 
 logger = logging.getLogger(__name__)
 LOG_HISTORY_FILE = "log_history.json"
-
-
-def build_task(run: RunArguments) -> Task:
-    """The task of the run, configured by the run's options that the task knows."""
-    options = {name: getattr(run, name) for name in task_options(run.task) if hasattr(run, name)}
-    return get_task(run.task, **options)
 
 
 PROMPT_FIELDS = {"prompt": str}
@@ -110,13 +105,48 @@ class TimeBudgetCallback(TrainerCallback):
     """Stops training once the wall-clock budget is spent; the run then evaluates and reports."""
 
     def __init__(self, minutes: float) -> None:
-        self.deadline = time.monotonic() + minutes * 60
+        self.seconds = minutes * 60
+        self.started = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
 
     def on_step_end(self, args, state, control, **kwargs):
-        if time.monotonic() >= self.deadline:
+        if self.elapsed() >= self.seconds:
             control.should_training_stop = True
             control.should_save = True
         return control
+
+
+def clock(seconds: float) -> str:
+    """``seconds`` as m:ss (h:mm:ss from an hour on)."""
+    minutes, secs = divmod(round(max(seconds, 0.0)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class TimeBudgetProgressCallback(ProgressCallback):
+    """transformers' training bar, measured in the time budget: with a budget, training ends when
+    the time is spent, long before ``max_steps``, so a bar counting steps would show a wrong end."""
+
+    def __init__(self, budget: TimeBudgetCallback) -> None:
+        super().__init__()
+        self.budget = budget
+
+    def status(self, step: int, max_steps: int, elapsed: float) -> str:
+        return f"step {step} (at most {max_steps}), {clock(self.budget.seconds - elapsed)} of {clock(self.budget.seconds)} left"
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.training_bar = tqdm(total=self.budget.seconds, desc="training", dynamic_ncols=True,
+                                     bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+            self.training_bar.set_postfix_str(self.status(state.global_step, state.max_steps, self.budget.elapsed()))
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            elapsed = min(self.budget.elapsed(), self.budget.seconds)
+            self.training_bar.n = elapsed
+            self.training_bar.set_postfix_str(self.status(state.global_step, state.max_steps, elapsed))
 
 
 class ProgressEvalCallback(TrainerCallback):
@@ -168,13 +198,13 @@ def controller_summary(log_history: list[Mapping[str, Any]], final_terms: Mappin
     }
 
 
-def run_training(run: RunArguments, args: AMFTConfig) -> dict[str, Any]:
+def run_training(run: RunArguments, task_config: TaskConfig, args: AMFTConfig) -> dict[str, Any]:
     """Train, evaluate and report; returns the summary written to `summary.json`."""
     started = time.monotonic()
     if run.threads:
         torch.set_num_threads(run.threads)
     os.makedirs(args.output_dir, exist_ok=True)
-    task = build_task(run)
+    task = get_task(run.task, config=task_config)
     prompts, demonstrations, validation = training_rows(run, task)  # bad files fail here, before any work
     model, tokenizer = load_model(run.model_name_or_path, seed=run.model_seed)
     splits = run.splits(task.default_splits)
@@ -197,8 +227,9 @@ def run_training(run: RunArguments, args: AMFTConfig) -> dict[str, Any]:
         print_results("Before training", initial)
 
     callbacks: list[TrainerCallback] = []
-    if run.time_budget_minutes:
-        callbacks.append(TimeBudgetCallback(run.time_budget_minutes))
+    budget = TimeBudgetCallback(run.time_budget_minutes) if run.time_budget_minutes else None
+    if budget is not None:
+        callbacks.append(budget)
     if run.progress_eval_steps:
         callbacks.append(ProgressEvalCallback(task, run, args, splits))
     trainer = AMFTTrainer(
@@ -212,6 +243,9 @@ def run_training(run: RunArguments, args: AMFTConfig) -> dict[str, Any]:
         callbacks=callbacks,
         peft_config=run.peft_config(),
     )
+    if budget is not None and not args.disable_tqdm:
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(TimeBudgetProgressCallback(budget))
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(args.output_dir)
 

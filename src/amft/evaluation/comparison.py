@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from amft.evaluation.report import read_progress  # noqa: E402
-from amft.training.checkpoint import atomic_write_json  # noqa: E402
+from amft.io import atomic_write_json  # noqa: E402
 
 Curve = list[tuple[int, float]]
 

@@ -1,26 +1,31 @@
 """Evaluation of a model on a task split: every episode runs in its environment, with the
-verifier's feedback fed back for up to `max_attempts` tries (sequential revision); all
+verifier's feedback fed back for up to `max_attempts` model calls (sequential revision); all
 episodes advance together, one batched `generate` call per round."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils.logging import tqdm
 
 from amft.tasks.base import Task
 
 
 @dataclass
 class EpisodeRecord:
+    """One episode: its model calls (``attempts``), their rewards and texts, the calls the environment
+    evaluated and found correct, and whether a limit cut it short."""
+
     index: int
     success: bool
     attempts: int
     rewards: list[float]
     completions: list[str]
     correct_calls: int = 0
+    evaluated_calls: int = 0
     truncated: bool = False
 
 
@@ -37,8 +42,8 @@ class SplitResult:
     temperature: float
     #: correct answers over evaluated model calls (a call refused for exceeding the tries is not evaluated)
     call_accuracy: float = 0.0
-    #: episodes span several decisions and their environment decides success (navigation), rather
-    #: than ending at the first verified answer
+    #: the environment's ``episodic``: episodes span several decisions and the environment decides
+    #: success (navigation), rather than ending at the first verified answer
     episodic: bool = False
     records: list[EpisodeRecord] = field(default_factory=list, repr=False)
 
@@ -76,8 +81,10 @@ def generate_texts(
     max_new_tokens: int,
     temperature: float,
     batch_size: int = 256,
+    on_batch: Callable[[int], None] | None = None,
 ) -> list[str]:
-    """Complete each prompt (left-padded batches); temperature 0 means greedy decoding."""
+    """Complete each prompt (left-padded batches); temperature 0 means greedy decoding.
+    ``on_batch(n)`` is called after each batch with the number of prompts it completed."""
     outputs: list[str] = []
     previous_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
@@ -95,6 +102,8 @@ def generate_texts(
             )
             new_tokens = generated[:, encoded["input_ids"].size(1) :]
             outputs.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+            if on_batch is not None:
+                on_batch(len(chunk))
     finally:
         tokenizer.padding_side = previous_side
     return outputs
@@ -112,27 +121,29 @@ def evaluate(
     batch_size: int = 256,
     seed: int = 0,
     limit: int | None = None,
+    progress: bool = True,
 ) -> SplitResult:
-    """Run every episode of `split` with up to `max_attempts` model calls (1 = single turn).
+    """Run every episode of `split` with a budget of `max_attempts` model calls each (1 = single turn).
 
-    An episode succeeds when its environment says so (``info["episode_success"]``, for tasks whose
-    episodes span several decisions), else at its first verified success.
+    Each environment ends its episode: at the first verified success, when the budget is spent, or
+    earlier by the task's own rules (see :class:`~amft.tasks.base.Env`); ``info["is_success"]``
+    says whether it was solved. ``progress`` shows a bar of finished episodes.
     """
     rows = task.eval_episodes(split)
     if limit is not None:
         rows = rows[:limit]
-    envs = [task.make_env(row) for row in rows]
-    observations = [env.reset() for env in envs]
+    envs = [task.make_env(row, max_attempts=max_attempts) for row in rows]
+    observations = [env.reset()[0] for env in envs]
     records = [EpisodeRecord(i, False, 0, [], []) for i in range(len(rows))]
     active = list(range(len(rows)))
-    episodic = False
     was_training = model.training
     model.eval()
-    with torch.random.fork_rng():
+    bar = tqdm(total=len(rows), desc=f"evaluating {split}", unit="episode", leave=False, disable=not progress)
+    with bar, torch.random.fork_rng():
         torch.manual_seed(seed)
-        for _ in range(max_attempts):
-            if not active:
-                break
+        rounds = 0
+        while active:
+            rounds += 1
             texts = generate_texts(
                 model,
                 tokenizer,
@@ -146,16 +157,19 @@ def evaluate(
                 observation, reward, terminated, truncated, info = envs[i].step(text)
                 record = records[i]
                 record.attempts += 1
-                record.rewards.append(float(reward))
+                record.rewards.append(reward)
                 record.completions.append(text)
                 verification = info["verification"]
-                record.correct_calls += int(verification.success)
-                record.truncated = record.truncated or truncated
-                episodic = episodic or "episode_success" in info
-                record.success = info.get("episode_success", record.success or verification.success)
+                if verification is not None:
+                    record.evaluated_calls += 1
+                    record.correct_calls += int(verification.success)
+                record.truncated = truncated
+                record.success = info["is_success"]
                 observations[i] = observation
                 if not (terminated or truncated):
                     still_active.append(i)
+            bar.update(len(active) - len(still_active))
+            bar.set_postfix(round=rounds, solved=sum(r.success for r in records))
             active = still_active
     model.train(was_training)
     count = max(len(records), 1)
@@ -166,9 +180,9 @@ def evaluate(
         # The environment ends an episode at its first success, so one attempt + success = first-try success.
         first_attempt_success_rate=sum(r.success and r.attempts == 1 for r in records) / count,
         mean_attempts=sum(r.attempts for r in records) / count,
-        call_accuracy=sum(r.correct_calls for r in records) / max(sum(r.attempts - r.truncated for r in records), 1),
+        call_accuracy=sum(r.correct_calls for r in records) / max(sum(r.evaluated_calls for r in records), 1),
         max_attempts=max_attempts,
         temperature=temperature,
-        episodic=episodic,
+        episodic=any(env.episodic for env in envs),
         records=records,
     )

@@ -17,7 +17,7 @@ from rich.table import Table  # noqa: E402
 
 from amft.evaluation.evaluate import SplitResult  # noqa: E402
 from amft.evaluation.sampling import SampledResult  # noqa: E402
-from amft.training.checkpoint import atomic_write_json  # noqa: E402
+from amft.io import atomic_write_json, atomic_write_text  # noqa: E402
 
 
 #: Multi-turn episode results (GeneralPoints) or independent-sample results (math benchmarks).
@@ -95,8 +95,7 @@ def write_summary(
     if controller_summary:
         lines += ["", "## Controller", ""] + [f"- {key}: {value}" for key, value in controller_summary.items()]
     lines += ["", "![training dynamics](training_dynamics.png)", ""]
-    with open(os.path.join(run_dir, "summary.md"), "w") as handle:
-        handle.write("\n".join(lines))
+    atomic_write_text(os.path.join(run_dir, "summary.md"), "\n".join(lines))
     return payload
 
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils.logging import tqdm
 
 from amft.evaluation.evaluate import generate_texts
-from amft.tasks.base import Task
-from amft.training.data import prompt_text
+from amft.tasks.base import Task, prompt_text
 
 __all__ = ["SampledResult", "evaluate_samples", "sample_metrics", "vllm_generate"]
 
@@ -54,15 +54,15 @@ class SampledResult:
 
 
 def vllm_generate(model_path: str, prompts: list[str], *, samples: int, temperature: float, max_new_tokens: int,
-                  seed: int) -> list[list[str]]:
-    """``samples`` completions per prompt from vLLM (the `vllm` extra)."""
+                  seed: int, progress: bool = True) -> list[list[str]]:
+    """``samples`` completions per prompt from vLLM (the `vllm` extra), with vLLM's progress bar."""
     try:
         from vllm import LLM, SamplingParams
     except ImportError as error:
         raise ImportError("generation with vLLM needs the vllm package: pip install 'amft[vllm]'") from error
     llm = LLM(model=model_path, seed=seed)
     params = SamplingParams(n=samples, temperature=temperature, max_tokens=max_new_tokens, seed=seed)
-    return [[choice.text for choice in output.outputs] for output in llm.generate(prompts, params)]
+    return [[choice.text for choice in output.outputs] for output in llm.generate(prompts, params, use_tqdm=progress)]
 
 
 def evaluate_samples(
@@ -78,9 +78,10 @@ def evaluate_samples(
     limit: int | None = None,
     use_vllm: bool = False,
     batch_size: int = 256,
+    progress: bool = True,
 ) -> SampledResult:
     """k = ``samples`` completions per problem of ``split``. With ``use_vllm``, ``model`` is the
-    model's path; otherwise a loaded model."""
+    model's path; otherwise a loaded model. ``progress`` shows a bar of the completions generated."""
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
     rows = task.eval_episodes(split)[:limit]
@@ -89,14 +90,17 @@ def evaluate_samples(
         if not isinstance(model, str):
             raise ValueError("vLLM generation needs the model's path, not a loaded model")
         grouped = vllm_generate(model, prompts, samples=samples, temperature=temperature,
-                                max_new_tokens=max_new_tokens, seed=seed)
+                                max_new_tokens=max_new_tokens, seed=seed, progress=progress)
     else:
         was_training = model.training
         model.eval()
-        with torch.random.fork_rng():
+        bar = tqdm(total=len(rows) * samples, desc=f"sampling {split}", unit="completion", leave=False,
+                   disable=not progress)
+        with bar, torch.random.fork_rng():
             torch.manual_seed(seed)
             flat = generate_texts(model, tokenizer, [p for p in prompts for _ in range(samples)],
-                                  max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size)
+                                  max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size,
+                                  on_batch=bar.update)
         model.train(was_training)
         grouped = [flat[i * samples : (i + 1) * samples] for i in range(len(rows))]
     correct = [[task.verify(row, text).success for text in texts] for row, texts in zip(rows, grouped)]

@@ -1,5 +1,5 @@
 """Semantic topology graph: appearance clusters of embeddings as nodes, traversals as weighted
-edges, Dijkstra for planning (Mem4Nav spec §4).
+edges, Dijkstra for planning (see docs/design.md, 'Topology graph').
 
 An observation joins the nearest node when its embedding is within ``delta`` (L2) of that
 node's, updating the node's mean embedding and position; otherwise it starts a new node.

@@ -1,4 +1,4 @@
-"""Long-term memory written and read through a reversible Transformer (Mem4Nav spec §5-6, M2, M3).
+"""Long-term memory written and read through a reversible Transformer (see docs/design.md, 'Long-term memory').
 
 Each block couples the two halves of its input additively, y1 = x1 + F(LN(x2)),
 y2 = x2 + G(LN(y1)), with F multi-head self-attention and G a GELU MLP, so the stack is
@@ -7,7 +7,7 @@ invertible whatever its weights (exactly up to float round-off, in eval mode).
 For a key (an octree leaf or a graph node) the LTM keeps a read token theta_r (dim d) and a
 stored token theta_w = R([theta_r ; v]) (dim 2d). Unlike the public code, whose read token
 stays 0 forever, the next read token is the first half of the new stored token, so a key's
-token carries its history (M2). Reads are exact nearest-neighbour search (M3) over the
+token carries its history. Reads are exact nearest-neighbour search over the
 stored tokens by default, or HNSW search (``index="hnsw"``, the paper's index, approximate;
 needs hnswlib), decoded with R^-1 into (previous read token, observation).
 """

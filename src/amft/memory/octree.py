@@ -1,4 +1,4 @@
-"""Sparse octree over positions, keyed by Morton codes (Mem4Nav spec §3, decision M1).
+"""Sparse octree over positions, keyed by Morton codes (see docs/design.md, 'Octree and Morton keys').
 
 A position in metres is quantised to a cube of side ``side`` at ``depth`` levels (21 bits per
 axis at most) and its three integer coordinates are bit-interleaved: x in bit 0, y in bit 1,

@@ -1,5 +1,5 @@
-"""The retrieval policy (Mem4Nav spec §8): short-term memory first; the long-term memory only when
-the short-term memory has nothing near or nothing similar enough."""
+"""The retrieval policy: short-term memory first; the long-term memory only when the short-term
+memory has nothing near or nothing similar enough (see docs/design.md, 'Retrieval')."""
 
 from __future__ import annotations
 

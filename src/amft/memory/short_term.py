@@ -1,5 +1,5 @@
 """Short-term memory: a fixed-capacity cache of recent observations in coordinates relative to the
-current graph node (Mem4Nav spec §7).
+current graph node (see docs/design.md, 'Short-term memory').
 
 Eviction removes the entry with the lowest ``lam * freq - (1 - lam) * (t - last_access)``
 (ties: the oldest inserted). Retrieval keeps the entries within ``radius`` of the query's

@@ -1,5 +1,5 @@
-"""Mem4Nav's memory as one object a navigation agent can use (spec §1 data flow, §8 retrieval),
-with each component switchable for the paper's ablations.
+"""Mem4Nav's memory as one object a navigation agent can use, with each component switchable for
+the paper's ablations (see docs/design.md, 'The composite memory and its ablations').
 
 Per step, :meth:`Mem4NavMemory.observe` takes the agent's position, its observation embedding
 and the landmark names it sees at its own node, and writes them everywhere that is switched
@@ -40,7 +40,7 @@ Position = tuple[float, float, float]
 
 @dataclass(frozen=True)
 class Mem4NavConfig:
-    """Which components are on, and their sizes (spec §10 values where they carry over to the
+    """Which components are on, and their sizes (the paper's values where they carry over to the
     synthetic city: 4 m leaves instead of 1.5 mm, d = 64 instead of 384)."""
 
     octree: bool = True
@@ -59,7 +59,7 @@ class Mem4NavConfig:
     retrieval_threshold: float = 0.7
     #: a recalled observation this similar to the current one means "seen here before"
     same_place_similarity: float = 0.95
-    #: long-term read: "exact" nearest-neighbour search (M3) or "hnsw" (approximate; the hnsw extra)
+    #: long-term read: "exact" nearest-neighbour search (the default) or "hnsw" (approximate; the hnsw extra)
     long_term_index: str = "exact"
     long_term_depth: int = 2
     long_term_heads: int = 4
@@ -71,7 +71,7 @@ class Mem4NavConfig:
         return self.octree or self.graph or self.short_term or self.long_term
 
 
-#: the paper's ablations (spec M6) as config overrides
+#: the paper's ablations as config overrides
 ABLATIONS: dict[str, dict[str, bool]] = {
     "full": {},
     "no-octree": {"octree": False},
@@ -131,7 +131,7 @@ class Mem4NavMemory:
         return tuple(p - a for p, a in zip(position, anchor))  # type: ignore[return-value]
 
     def observe(self, position: Position, embedding: Tensor, landmarks_here: list[str]) -> None:
-        """Write one step's observation (spec §1 steps 2-5)."""
+        """Write one step's observation: octree leaf, graph node, long-term tokens, short-term entries."""
         self.step += 1
         leaf_key = self.octree.insert(position, embedding).key if self.octree is not None else None
         node = None
@@ -166,7 +166,7 @@ class Mem4NavMemory:
         return len(self.sightings.get(landmark, ()))
 
     def recall(self, position: Position, embedding: Tensor) -> Recollection:
-        """Spec §8: short-term memory first, the long-term memory when that finds nothing similar enough.
+        """Short-term memory first, the long-term memory when that finds nothing similar enough.
         Call before :meth:`observe` of the same step, or the step finds itself."""
         if self.short_term is None and self.long_term is None:
             return Recollection("none")

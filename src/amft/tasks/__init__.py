@@ -5,7 +5,8 @@
     from amft.tasks import get_task
     task = get_task("general-points", template="compact")
 
-Register more with ``register_task(name, factory)``; ``available_tasks()`` lists the names.
+Register more with ``register_task(name, factory, config=...)``; ``available_tasks()`` lists the
+names.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any, Callable
 
-from .base import DataError, Env, Task, Verification, completion_text, load_rows
+from .base import DataError, Env, Task, TaskConfig, Verification, completion_text, load_rows
 
 __all__ = [
     "DataError",
@@ -25,28 +26,46 @@ __all__ = [
     "get_task",
     "register_task",
     "available_tasks",
-    "task_options",
+    "task_config_class",
+    "task_names",
+    "task_owning_option",
 ]
 
 _REGISTRY: dict[str, Callable[..., Task]] = {}
-_OPTIONS: dict[str, Callable[[], tuple[str, ...]]] = {}
+_CONFIGS: dict[str, Callable[[], type[TaskConfig]]] = {}
+_NAMES: dict[str, str] = {}  # every registered key -> the task's own name (aliases resolved)
 
 
 def register_task(
-    name: str, factory: Callable[..., Task], *aliases: str, options: Callable[[], tuple[str, ...]] = tuple
+    name: str, factory: Callable[..., Task], *aliases: str, config: Callable[[], type[TaskConfig]]
 ) -> None:
-    """Register ``factory(**config_overrides) -> Task`` under ``name`` (and ``aliases``);
-    ``options()`` names the config overrides it accepts."""
+    """Register ``factory(config=None, **config_overrides) -> Task`` under ``name`` (and
+    ``aliases``); ``config()`` returns the task's config dataclass (a :class:`TaskConfig`, without
+    fields for a task without options), whose fields the CLI parses as flags and YAML keys."""
     for key in (name, *aliases):
         _REGISTRY[key] = factory
-        _OPTIONS[key] = options
+        _CONFIGS[key] = config
+        _NAMES[key] = name
 
 
-def task_options(name: str) -> tuple[str, ...]:
-    """The config options the task ``name`` accepts."""
-    if name not in _OPTIONS:
+def task_config_class(name: str) -> type[TaskConfig]:
+    """The config dataclass of the task ``name``: its fields are the task's options."""
+    if name not in _CONFIGS:
         raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(available_tasks())}")
-    return _OPTIONS[name]()
+    return _CONFIGS[name]()
+
+
+def task_names() -> tuple[str, ...]:
+    """The registered tasks by their own names (without aliases)."""
+    return tuple(sorted(set(_NAMES.values())))
+
+
+def task_owning_option(option: str) -> str | None:
+    """The name of the task whose config declares ``option`` (None: no task's)."""
+    for name in task_names():
+        if option in task_config_class(name).field_names():
+            return name
+    return None
 
 
 def available_tasks() -> tuple[str, ...]:
@@ -55,19 +74,19 @@ def available_tasks() -> tuple[str, ...]:
 
 def _builtin(name: str, module: str, config_class: str, task_class: str, *aliases: str) -> None:
     """Register a task of this package, imported only when first used. Its task class takes
-    ``(config=None, **overrides)`` and its config class names its options with ``field_names()``."""
+    ``(config=None, **overrides)``; its config class is a :class:`TaskConfig`."""
 
-    def options() -> tuple[str, ...]:
-        return tuple(getattr(import_module(module, __name__), config_class).field_names())
+    def config() -> type[TaskConfig]:
+        return getattr(import_module(module, __name__), config_class)
 
     def factory(**overrides: Any) -> Task:
-        config = overrides.pop("config", None)
-        unknown = sorted(set(overrides) - set(options()))
+        given = overrides.pop("config", None)
+        unknown = sorted(set(overrides) - set(config().field_names()))
         if unknown:
-            raise ValueError(f"unknown {name} option(s) {unknown}; known: {sorted(options())}")
-        return getattr(import_module(module, __name__), task_class)(config, **overrides)
+            raise ValueError(f"unknown {name} option(s) {unknown}; known: {sorted(config().field_names())}")
+        return getattr(import_module(module, __name__), task_class)(given, **overrides)
 
-    register_task(name, factory, *aliases, options=options)
+    register_task(name, factory, *aliases, config=config)
 
 
 _builtin("general-points", ".general_points", "GeneralPointsConfig", "GeneralPointsTask", "gp-l", "general_points")

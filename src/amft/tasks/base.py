@@ -8,7 +8,7 @@ A :class:`Task` supplies (think gymnasium, but text in / text out):
 * ``eval_episodes(split)``        fixed evaluation rows of a named split
 * ``verify(row, completion)``     one :class:`Verification`
 * ``reward(prompts, completions, **columns)``  a TRL-compatible reward function
-* ``make_env(row)``               an :class:`Env` for multi-turn evaluation
+* ``make_env(row, max_attempts=n)`` an :class:`Env` for multi-turn evaluation
 
 Rows are plain ``dict`` objects so they go straight into ``datasets.Dataset.from_list``.
 
@@ -22,11 +22,16 @@ from __future__ import annotations
 import json
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping, Sequence, overload
 
-__all__ = ["Verification", "Env", "Task", "TaskConfig", "DataError", "load_rows", "completion_text"]
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+__all__ = [
+    "Verification", "Turn", "Env", "Task", "TaskConfig", "DataError", "load_rows", "completion_text", "prompt_text",
+]
 
 
 @dataclass(frozen=True)
@@ -50,22 +55,86 @@ class TaskConfig:
         return tuple(f.name for f in fields(cls))
 
 
-class Env(ABC):
-    """A gymnasium-like text environment for multi-turn (revision) evaluation.
+@dataclass(frozen=True)
+class Turn:
+    """What an environment makes of one answer, before :meth:`Env.step` applies the attempt budget.
 
-    ``reset()`` returns the first prompt text.  ``step(text)`` takes the model's reply and
-    returns ``(observation, reward, terminated, truncated, info)`` where ``observation`` is
-    the whole conversation so far as the text the model should continue from, and ``info``
-    holds at least ``verification`` (a :class:`Verification`, or ``None``) and ``attempts``
-    (the number of verified attempts so far).  Calling ``step`` after the episode ended
-    raises ``RuntimeError``; call ``reset()`` first.
+    ``verification`` is ``None`` for an answer the environment does not evaluate (V-IRL's call
+    after the tries of a position are spent); ``reward`` is then the environment's penalty.
+    ``terminated``: the episode reached an end state (solved, or stopped); ``truncated``: a limit of
+    the task's own rules (tries per position, steps per route) cut it short; ``success``: the
+    episode is solved; ``info``: the environment's own extra keys.
     """
 
-    @abstractmethod
-    def reset(self) -> str: ...
+    observation: str
+    reward: float
+    verification: Verification | None
+    terminated: bool = False
+    truncated: bool = False
+    success: bool = False
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Env(ABC):
+    """A text environment in the shape of gymnasium's ``Env``, for multi-turn evaluation.
+
+    * ``reset(seed=None) -> (observation, info)`` starts an episode; ``seed`` reseeds the
+      environment's random choices (an environment without any accepts it and stays the same).
+    * ``step(action) -> (observation, reward, terminated, truncated, info)`` takes the model's
+      answer (text, or chat messages) and returns the text the model continues from next (the
+      conversation so far, with the feedback on a failed answer).
+    * ``episodic`` (a class attribute): True when an episode spans several decisions and the
+      environment decides its success (navigation: the agent reaches the goal); False when an
+      episode is one problem that ends at its first verified success (GeneralPoints, math).
+    * ``max_attempts``: the episode's budget of answers (model calls), set by the evaluator.
+      The answer that spends it ends the episode with ``truncated=True`` unless it ended it
+      anyway; the task's own rules may end an episode sooner.
+
+    ``info`` always holds ``verification`` (the :class:`Verification` of the last answer;
+    ``None`` after ``reset`` and for an answer the environment does not evaluate), ``attempts``
+    (the answers taken this episode) and ``is_success`` (whether the episode is solved, the key
+    gymnasium-robotics and Stable-Baselines3 use), plus each environment's own keys.  Calling
+    ``step`` after the episode ended, or before ``reset``, raises ``RuntimeError``.
+
+    A subclass declares ``episodic``, calls ``super().__init__(max_attempts=...)`` and implements
+    :meth:`_begin` (the first observation) and :meth:`_respond` (one answer's :class:`Turn`).
+    """
+
+    episodic: ClassVar[bool]
+
+    def __init__(self, *, max_attempts: int) -> None:
+        if not isinstance(getattr(type(self), "episodic", None), bool):
+            raise TypeError(f"{type(self).__name__} must declare the class attribute episodic: bool")
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+            raise ValueError(f"max_attempts must be a positive integer, got {max_attempts!r}")
+        self.max_attempts = max_attempts
+        self.attempts = 0
+        self.is_success = False
+        self._over = True
+
+    def reset(self, seed: int | None = None) -> tuple[str, dict[str, Any]]:
+        observation = self._begin(seed)
+        self.attempts, self.is_success, self._over = 0, False, False
+        return observation, {"verification": None, "attempts": 0, "is_success": False}
+
+    def step(self, action: Any) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        if self._over:
+            raise RuntimeError("the episode is over or not started; call reset()")
+        self.attempts += 1
+        turn = self._respond(completion_text(action))
+        self.is_success = turn.success
+        truncated = not turn.terminated and (turn.truncated or self.attempts >= self.max_attempts)
+        self._over = turn.terminated or truncated
+        info = {**turn.info, "verification": turn.verification, "attempts": self.attempts, "is_success": turn.success}
+        return turn.observation, float(turn.reward), turn.terminated, truncated, info
 
     @abstractmethod
-    def step(self, text: str) -> tuple[str, float, bool, bool, dict[str, Any]]: ...
+    def _begin(self, seed: int | None) -> str:
+        """Start a new episode (reseeded with ``seed`` when given); return its first observation."""
+
+    @abstractmethod
+    def _respond(self, answer: str) -> Turn:
+        """Score one answer text and move the episode on."""
 
 
 class Task(ABC):
@@ -109,8 +178,8 @@ class Task(ABC):
         """Score one completion for one row; never raises on any completion text."""
 
     @abstractmethod
-    def make_env(self, row: Mapping[str, Any]) -> Env:
-        """A multi-turn environment for one evaluation row."""
+    def make_env(self, row: Mapping[str, Any], *, max_attempts: int) -> Env:
+        """An environment for one evaluation row, allowed ``max_attempts`` answers per episode."""
 
     def reward(self, prompts: Sequence[Any] | None = None, completions: Sequence[Any] | None = None,
                **columns: Any) -> list[float]:
@@ -149,6 +218,13 @@ def completion_text(completion: Any) -> str:
     if isinstance(completion, (list, tuple)) and completion:
         return completion_text(completion[-1])
     return ""
+
+
+def prompt_text(prompt: Any, tokenizer: PreTrainedTokenizerBase) -> str:
+    """A prompt as text: strings as they are, chat messages through the chat template."""
+    if isinstance(prompt, str):
+        return prompt
+    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
 
 
 # --------------------------------------------------------------------------- row files

@@ -1,7 +1,8 @@
 """City navigation with Mem4Nav memory for language-model agents (the VELMA-style interface of
-Mem4Nav spec §9: memory rendered as prompt lines), on the synthetic cities of ``amft.memory``.
+Mem4Nav: memory rendered as prompt lines), on the synthetic cities of ``amft.navigation``
+(see docs/design.md, 'The language-model agent').
 
-The agent has the modular agent's planning and mapping (``amft.memory.agents.FollowerAgent``'s
+The agent has the modular agent's planning and mapping (``amft.navigation.agents.FollowerAgent``'s
 instruction tracker and Mem4Nav's memory); the language model replaces the decision rule. A
 decision prompt holds the instruction step being executed (``[step] left at sign Avenue 2 &
 Street 3``, ``[step] stop at post box #2``, ``[step] loop right``), the current observation
@@ -24,35 +25,40 @@ Splits: ``plain``, ``counting``, ``loop``, ``long`` (held-out episodes on the tr
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from amft.memory.agents import FollowerAgent
-from amft.memory.city import ACTIONS, City
-from amft.memory.episodes import Episode
-from amft.memory.observations import Observer
-from amft.memory.study import SUBSETS, NavBenchmark, build_benchmark, training_stream
 from amft.memory.system import ABLATIONS
-from amft.tasks.base import Env, Task, TaskConfig, Verification, completion_text
+from amft.navigation.agents import FollowerAgent
+from amft.navigation.benchmark import SUBSETS, NavBenchmark, build_benchmark, training_stream
+from amft.navigation.city import ACTIONS, City
+from amft.navigation.episodes import Episode
+from amft.navigation.observations import Observer
+from amft.tasks.base import Env, Task, TaskConfig, Turn, Verification, completion_text
 
 __all__ = ["CityNavConfig", "CityNavEnv", "CityNavTask", "parse_action", "step_line"]
 
 
 @dataclass(frozen=True)
 class CityNavConfig(TaskConfig):
-    """Options of the city-navigation task (each is also a flag of `amft train`)."""
+    """Options of the city-navigation task: each field is a flag and a YAML key of `amft train` /
+    `amft eval` when the task is ``citynav``, and a keyword of ``get_task("citynav", ...)``."""
 
-    city_size: int = 8
-    city_seed: int = 0
-    #: the memory behind the [mem] line: an ablation of amft.memory.system.ABLATIONS ("none": no line)
-    nav_memory: str = "full"
-    #: shares of training episodes that are loops and counting episodes (the rest: random routes)
-    loop_fraction: float = 0.3
-    counting_fraction: float = 0.2
-    #: share of training rows drawn from decisions (an intersection, a landmark the step names, a place
-    #: seen before, or an action other than forward); the rest are plain walking along a street
-    decision_share: float = 0.5
-    nav_eval_episodes: int = 50
+    _argument_group_name = "citynav task options"
+
+    city_size: int = field(default=8, metadata={"help": "The synthetic city is a grid of N x N intersections."})
+    city_seed: int = field(default=0, metadata={"help": (
+        "Seed of the training city (the 'unseen' split uses another city).")})
+    nav_memory: str = field(default="full", metadata={"help": (
+        "The memory behind the prompt's [mem] line: full, no-octree, no-graph, no-short-term, no-long-term "
+        "or none (no line).")})
+    loop_fraction: float = field(default=0.3, metadata={"help": "Share of training episodes that are loops."})
+    counting_fraction: float = field(default=0.2, metadata={"help": (
+        "Share of training episodes that are counting episodes ('stop at the second X'); the rest are random routes.")})
+    decision_share: float = field(default=0.5, metadata={"help": (
+        "Share of training rows drawn from decisions (an intersection, a landmark the step names, a place seen "
+        "before, or an action other than forward); the rest are plain walking along a street.")})
+    nav_eval_episodes: int = field(default=50, metadata={"help": "Evaluation episodes per subset."})
 
     def __post_init__(self) -> None:
         if self.nav_memory not in ABLATIONS:
@@ -123,21 +129,25 @@ class _Walker:
 
 class CityNavEnv(Env):
     """One evaluation episode: ``step(text)`` moves the agent by the answer's action (an answer that
-    names no action leaves it in place); the episode ends at ``stop`` or when the budget is spent."""
+    names no action leaves it in place); the episode ends at ``stop`` (solved when the agent stands on
+    the goal) or, truncated, when its step budget (2 x the expert's length + 10) or ``max_attempts``
+    is spent."""
 
-    def __init__(self, city: City, observer: Observer, episode: Episode, agent: FollowerAgent) -> None:
+    episodic = True
+
+    def __init__(self, city: City, observer: Observer, episode: Episode, agent: FollowerAgent, *,
+                 max_attempts: int) -> None:
+        super().__init__(max_attempts=max_attempts)
         self.city, self.observer, self.episode, self.agent = city, observer, episode, agent
         self.budget = 2 * len(episode.actions) + 10
 
-    def reset(self) -> str:
+    def _begin(self, seed: int | None) -> str:
         self.walker = _Walker(self.city, self.observer, self.episode, self.agent)
-        self.steps, self._on_expert_path, self._done = 0, True, False
+        self.steps, self._on_expert_path = 0, True
         return self.walker.prompt()
 
-    def step(self, text: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
-        if self._done:
-            raise RuntimeError("episode ended; call reset()")
-        walker, action = self.walker, parse_action(text)
+    def _respond(self, answer: str) -> Turn:
+        walker, action = self.walker, parse_action(answer)
         # A call is correct while the agent is still on the expert's trajectory and does what it does.
         expert = self.episode.actions[self.steps] if self._on_expert_path and self.steps < len(self.episode.actions) else None
         correct = expert is not None and action in walker.equivalent(expert)
@@ -146,12 +156,11 @@ class CityNavEnv(Env):
         stopped = action == "stop"
         if action is not None and not stopped:
             walker.move(action)
-        self._done = stopped or self.steps >= self.budget
-        success = stopped and walker.state.node == self.episode.goal
         message = "on the expert's way" if correct else "off the expert's way"
-        info = {"verification": Verification(1.0 if correct else 0.0, correct, message), "episode_success": success,
-                "path": list(walker.path), "stopped": stopped}
-        return walker.prompt(), 1.0 if correct else 0.0, stopped, self._done and not stopped, info
+        verification = Verification(1.0 if correct else 0.0, correct, message)
+        return Turn(walker.prompt(), verification.reward, verification, terminated=stopped,
+                    truncated=self.steps >= self.budget, success=stopped and walker.state.node == self.episode.goal,
+                    info={"path": list(walker.path), "stopped": stopped})
 
 
 class CityNavTask(Task):
@@ -219,10 +228,10 @@ class CityNavTask(Task):
                  for i in range(len(benchmark.episodes[subset]))]
         return [{"split": split, "subset": subset, "index": i, "episode": k} for k, (subset, i) in enumerate(pairs)]
 
-    def make_env(self, row: Mapping[str, Any]) -> CityNavEnv:
+    def make_env(self, row: Mapping[str, Any], *, max_attempts: int) -> CityNavEnv:
         benchmark = self.benchmark(row["split"])
         return CityNavEnv(benchmark.city, benchmark.observer, benchmark.episodes[row["subset"]][row["index"]],
-                          self._agent())
+                          self._agent(), max_attempts=max_attempts)
 
     def verify(self, row: Mapping[str, Any], completion: Any) -> Verification:
         action = parse_action(completion_text(completion))

@@ -1,13 +1,13 @@
 """GeneralPoints-L (GP-L): the 24-points card game with cards as text.
 
-Spec: ``/work/shared/spec/general-points.md``.  Modules by concern:
+Decisions and deviations from the original: docs/design.md, 'GeneralPoints'.  Modules by concern:
 
-* :mod:`.cards`      ranks, symbols, J/Q/K value rules, deal sampling (§1, §2, G4)
-* :mod:`.solver`     exact solver, cached ``solvable`` (§3)
-* :mod:`.verifier`   safe field extraction, tokenizer, Fraction evaluator, reward table (§5, §6, G1, G2)
-* :mod:`.prompts`    original and compact templates, revision rendering (§4, §6.3)
-* :mod:`.partition`  the seeded demo / rl-only / unseen partition of value multisets (G3)
-* :mod:`.eval_sets`  fixed, versioned evaluation files (G5)
+* :mod:`.cards`      ranks, symbols, J/Q/K value rules, deal sampling
+* :mod:`.solver`     exact solver, cached ``solvable``
+* :mod:`.verifier`   safe field extraction, tokenizer, Fraction evaluator, reward table
+* :mod:`.prompts`    original and compact templates, revision rendering
+* :mod:`.partition`  the seeded demo / rl-only / unseen partition of value multisets
+* :mod:`.eval_sets`  fixed, versioned evaluation files
 * :mod:`.config`     :class:`GeneralPointsConfig`
 * :mod:`.task`       :class:`GeneralPointsTask` and :class:`GeneralPointsEnv`
 """

@@ -1,6 +1,7 @@
 """Cards, value rules (J/Q/K mappings) and deal sampling for GeneralPoints.
 
-Spec: ``/work/shared/spec/general-points.md`` §1, §2 and decision G4.
+See docs/design.md, 'Rules and the value-mapping header', and for the sampling docs/design.md,
+'Deal sampling and the solver'.
 
 * Ranks are the integers 1..13 (A=1, 2..10, J=11, Q=12, K=13).  The model sees
   rank *symbols*: ``A``, ``2`` .. ``10``, ``J``, ``Q``, ``K`` (the ten is ``10``).
@@ -110,7 +111,7 @@ class Rule:
 
     @property
     def header(self) -> str:
-        """The compact value-mapping header (G4), e.g. ``J=10 Q=10 K=10``."""
+        """The compact value-mapping header, e.g. ``J=10 Q=10 K=10``."""
         return f"J={self.j} Q={self.q} K={self.k}"
 
 

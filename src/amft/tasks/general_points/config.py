@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from amft.tasks.base import TaskConfig
 
@@ -11,6 +11,7 @@ from .cards import ID_RULE, OOD_RULE, Rule, default_training_rules
 from .prompts import COMPLETION_FORMATS, TEMPLATES
 
 DEMO_SOLUTIONS = ("random", "canonical")
+OOD_RULE_TEXT = ",".join(map(str, OOD_RULE.as_tuple()))
 
 __all__ = ["GeneralPointsConfig"]
 
@@ -24,71 +25,58 @@ def _rule_tuple(value: Any, name: str) -> tuple[int, int, int]:
 
 @dataclass
 class GeneralPointsConfig(TaskConfig):
-    """Knobs of GP-L.  Every field has a default; ``get_task("general-points", **overrides)``.
+    """Options of the GeneralPoints-L task: each field is a flag and a YAML key of `amft train`
+    when the task is ``general-points``, and a keyword of ``get_task("general-points", ...)``.
 
-    Prompt format
-        template: ``"original"`` (the paper's ``Q_GeneralPoint_EQN_L`` text, for pretrained
-            LLMs) or ``"compact"`` (``[rule] J=10 Q=10 K=10 [cards] A 3 K 6 [target] 24
-            [answer]``, for tiny character-level models).
-        completion_format: compact only; ``"plain"`` (cards, number, formula), ``"steps"``
-            (adds the three intermediate results before the formula) or ``"short"`` (number
-            and formula: the prompt already shows the cards).
-        demo_solution: which solver solution a demonstration shows: ``"random"`` (seeded
-            uniform choice, diverse targets) or ``"canonical"`` (the smallest solution
-            string of the multiset, so every deal of a multiset has the same target).
-        chat_format: original only; if True, ``prompt`` / ``completion`` of the rows are
-            chat message lists (``[{"role": "user", "content": ...}]``) for TRL's
-            conversational format instead of plain strings.
-        strict_format: if True, the verifier accepts only the active template's formula
-            form (original: JSON / ``"formula": "..."``; compact: ``formula: ...``);
-            by default both forms are accepted.
-
-    Game
-        target: the number to reach (24 in every published experiment).
-        max_attempts: verified attempts per multi-turn episode (the original ``verify_iter``);
-            the next call returns -1 truncated without evaluation.
-        revision_keep_last: revision prompts keep only the last K failed attempts
-            (``None``: all); bounds the context of small models.
-
-    Rules (G4)
-        training_rules: J/Q/K triples used for training prompts and demonstrations.
-            ``None`` means every triple over {10, 11, 12, 13} except the held-out
-            ``ood_rule`` (63 rules).  For a paper-faithful pretrained-LLM run use
-            ``[(10, 10, 10)]`` (on the command line ``--training_rules 10,10,10``; rules as text
-            are ``"j,q,k"`` separated by ``;``).
-        id_rule_fraction: probability of drawing the ID rule (10, 10, 10) for a training
-            row when it is in ``training_rules``; the other rules share the rest
-            uniformly.  Ignored when the ID rule is not listed (then all are uniform).
-        ood_rule: the held-out rule of the ``ood-rule`` split; must not be a training rule.
-
-    Data regime (G3)
-        partition_seed, unseen_fraction, demo_fraction: see
-            :func:`amft.tasks.general_points.partition.make_partition`.
-
-    Evaluation sets (G5)
-        eval_seed: seed of the evaluation-set generator (42 as in the original scripts).
-        eval_episodes_per_split: episodes per split (234 as in the original protocol).
-        With the default partition / eval settings the committed files in
-        ``eval_sets/`` are loaded (their header is checked); with any other settings the
-        episodes are generated in memory, deterministically, and a warning is logged.
+    Rules are written ``"j,q,k"`` (the values of J, Q and K), several separated by ``;``; YAML
+    files and Python may give lists of triples instead. After construction ``training_rules`` and
+    ``ood_rule`` hold ``(J, Q, K)`` tuples. The data regime (``partition_seed``,
+    ``unseen_fraction``, ``demo_fraction``) is :func:`amft.tasks.general_points.partition.make_partition`'s.
+    With the default partition and evaluation settings the committed files in ``eval_sets/`` are
+    loaded (their header is checked); with any other settings the episodes are generated in
+    memory, deterministically, and a warning is logged.
     """
 
-    template: str = "original"
-    completion_format: str = "plain"
-    demo_solution: str = "random"
-    chat_format: bool = False
-    strict_format: bool = False
-    target: int = 24
-    max_attempts: int = 5
-    revision_keep_last: int | None = None
-    training_rules: Sequence[Sequence[int]] | str | None = None
-    id_rule_fraction: float = 0.5
-    ood_rule: Sequence[int] | str = field(default=OOD_RULE.as_tuple())
-    partition_seed: int = 0
-    unseen_fraction: float = 0.15
-    demo_fraction: float = 0.5
-    eval_seed: int = 42
-    eval_episodes_per_split: int = 234
+    _argument_group_name = "general-points task options"
+
+    template: str = field(default="original", metadata={"help": (
+        "Prompt template: 'original' (the paper's Q_GeneralPoint_EQN_L text, for pretrained LLMs) or 'compact' "
+        "('[rule] J=10 Q=10 K=10 [cards] A 3 K 6 [target] 24 [answer]', for tiny character-level models).")})
+    completion_format: str = field(default="plain", metadata={"help": (
+        "Completion of the compact template: 'plain' (cards, numbers, formula), 'steps' (adds the three "
+        "intermediate results before the formula), 'short' (numbers and formula: the prompt already shows the "
+        "cards) or 'formula' (the formula alone).")})
+    demo_solution: str = field(default="random", metadata={"help": (
+        "Which solver solution a demonstration shows: 'random' (a seeded uniform choice: diverse targets) or "
+        "'canonical' (the multiset's smallest solution string: every deal of a multiset has the same target).")})
+    chat_format: bool = field(default=False, metadata={"help": (
+        "Original template only: prompts and completions as chat messages (TRL's conversational format) "
+        "instead of plain text.")})
+    strict_format: bool = field(default=False, metadata={"help": (
+        "Accept only the template's own formula form (original: JSON '\"formula\": \"...\"'; compact: "
+        "'formula: ...'); by default both forms are accepted.")})
+    target: int = field(default=24, metadata={"help": "The number the cards must make (24 in every published experiment)."})
+    revision_keep_last: int | None = field(default=None, metadata={"help": (
+        "Revision prompts keep only the last K failed attempts (default: all; 0: every retry sees the original "
+        "prompt); bounds the context of small models.")})
+    training_rules: str | None = field(default=None, metadata={"help": (
+        "The J,Q,K value mappings of training prompts and demonstrations, 'j,q,k' separated by ';' (e.g. "
+        "'10,10,10', the paper's setting for pretrained LLMs); default: every mapping over 10-13 except "
+        "ood_rule (63 rules).")})
+    id_rule_fraction: float = field(default=0.5, metadata={"help": (
+        "Probability that a training row uses the ID rule J=Q=K=10 when it is a training rule; the other rules "
+        "share the rest uniformly (all are uniform when it is not one).")})
+    ood_rule: str = field(default=OOD_RULE_TEXT, metadata={"help": (
+        "The held-out J,Q,K mapping of the 'ood-rule' split, 'j,q,k'; never a training rule.")})
+    partition_seed: int = field(default=0, metadata={"help": (
+        "Seed of the split of value multisets into training and unseen ones.")})
+    unseen_fraction: float = field(default=0.15, metadata={"help": (
+        "Share of value multisets held out for the 'unseen-deals' split.")})
+    demo_fraction: float = field(default=0.5, metadata={"help": (
+        "Share of training value multisets that have demonstrations (the others make the 'rl-only' split).")})
+    eval_seed: int = field(default=42, metadata={"help": "Seed of the evaluation episodes (42, as in the original scripts)."})
+    eval_episodes_per_split: int = field(default=234, metadata={"help": (
+        "Evaluation episodes per split (234, as in the original protocol).")})
 
     def __post_init__(self) -> None:
         if self.template not in TEMPLATES:
@@ -101,8 +89,6 @@ class GeneralPointsConfig(TaskConfig):
             raise ValueError("chat_format is only meaningful with template='original'")
         if not isinstance(self.target, int) or isinstance(self.target, bool) or not 1 <= self.target <= 9999:
             raise ValueError(f"target must be an integer in 1..9999, got {self.target!r}")
-        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be a positive integer, got {self.max_attempts!r}")
         if self.revision_keep_last is not None and (not isinstance(self.revision_keep_last, int)
                                                     or self.revision_keep_last < 0):
             raise ValueError(f"revision_keep_last must be None or an integer >= 0, got {self.revision_keep_last!r}")

@@ -1,9 +1,9 @@
-"""Fixed, seeded, versioned evaluation sets for GP-L (decision G5).
+"""Fixed, seeded, versioned evaluation sets for GP-L (see docs/design.md, 'Evaluation sets').
 
 Splits (each 234 episodes by default, distinct ordered rank tuples within a split):
 
 ============== ================= =========================== ==============================
-split          rule              sampling (spec §2)          accepted value multisets
+split          rule              deal sampler                accepted value multisets
 ============== ================= =========================== ==============================
 id             (10, 10, 10)      4 ranks uniform on 1..13    ``demo``
 rl-only        (10, 10, 10)      4 ranks uniform on 1..13    ``rl-only``
@@ -64,7 +64,8 @@ __all__ = [
 
 GENERATOR_VERSION = "gp-eval-v1"
 EVAL_SPLITS: tuple[str, ...] = ("id", "rl-only", "unseen-deals", "ood-rule")
-#: rule: "id" or "ood" (the config's ood_rule); sampling: §2 sampler; accept: partition role or "solvable"
+#: rule: "id" or "ood" (the config's ood_rule); sampling: the deal sampler, "id" or "ood";
+#: accept: a partition role or "solvable"
 SPLIT_SPECS: dict[str, dict[str, str]] = {
     "id": {"rule": "id", "sampling": "id", "accept": "demo"},
     "rl-only": {"rule": "id", "sampling": "id", "accept": "rl-only"},

@@ -1,4 +1,4 @@
-"""The data regime: a seeded partition of the value multisets (decision G3 plus the project's regime).
+"""The data regime: a seeded partition of the value multisets (see docs/design.md, 'The data regime').
 
 A *value multiset* is the sorted tuple of a deal's 4 values (1..13), so there are
 C(16, 4) = 1820 of them; under the target 24, 1362 are solvable (566 over 1..10, the

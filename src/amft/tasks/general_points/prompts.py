@@ -1,4 +1,4 @@
-"""Prompt and completion templates for GP-L (spec §4, §6.3, §7; decision G4).
+"""Prompt and completion templates for GP-L (see docs/design.md, 'Prompts, demonstrations and revision').
 
 Two templates:
 
@@ -10,7 +10,7 @@ with trailing commas (:func:`original_completion`); the leading newline of the
 original response template is dropped because the prompt already ends with a blank
 line.  A revision turn is the user message ``You failed this trial because <message>``.
 
-``"compact"`` -- a short form for tiny character-level models (project, §4.2)::
+``"compact"`` -- a short form for tiny character-level models (ours, not the original's)::
 
     prompt:      [rule] J=10 Q=10 K=10 [cards] A 3 K 6 [target] 24 [answer]
     completion:   cards: A 3 K 6 ; number: 1 3 10 6 ; formula: 10*3-6*1=24

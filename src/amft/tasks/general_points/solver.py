@@ -1,4 +1,4 @@
-"""Exact solver for the 24-points game (spec §3).
+"""Exact solver for the 24-points game (see docs/design.md, 'Deal sampling and the solver').
 
 Enumeration (same order as the original): distinct permutations of the 4 values
 (sorted, then shuffled by the given RNG) x 64 operator triples from ``+-*/`` (in

@@ -6,7 +6,7 @@ import logging
 import random
 from typing import Any, Mapping
 
-from amft.tasks.base import Env, Task, Verification, completion_text
+from amft.tasks.base import Env, Task, Turn, Verification, completion_text
 
 from .cards import ID_RULE, Rule, multiset, rank_symbol, sample_ranks, symbol_rank
 from .config import GeneralPointsConfig
@@ -184,23 +184,24 @@ class GeneralPointsTask(Task):
         values, target = self._deal(row)
         return verify_text(completion_text(completion), values, target, self._styles)
 
-    def make_env(self, row: Mapping[str, Any]) -> "GeneralPointsEnv":
-        return GeneralPointsEnv(self, row)
+    def make_env(self, row: Mapping[str, Any], *, max_attempts: int) -> "GeneralPointsEnv":
+        return GeneralPointsEnv(self, row, max_attempts=max_attempts)
 
 
 class GeneralPointsEnv(Env):
-    """Sequential revision (spec §6.3): up to ``max_attempts`` verified tries per episode.
+    """Sequential revision: up to ``max_attempts`` verified tries per episode.
 
-    * A +5 attempt ends the episode (``terminated=True``, ``info["success"]=True``).
+    * A +5 attempt ends the episode (``terminated=True``, ``info["is_success"]=True``).
     * After a failed attempt the observation is the next prompt text: the conversation so
       far with the feedback turn (see :func:`render_conversation`; ``info["messages"]``
       holds the same conversation as chat messages).
-    * The call after ``max_attempts`` failed tries returns reward -1, ``truncated=True``,
-      without evaluating its text (``info["verification"]`` has message
-      ``step_limit_reached``).
+    * The failed attempt that spends ``max_attempts`` ends the episode (``truncated=True``).
     """
 
-    def __init__(self, task: GeneralPointsTask, row: Mapping[str, Any]):
+    episodic = False
+
+    def __init__(self, task: GeneralPointsTask, row: Mapping[str, Any], *, max_attempts: int):
+        super().__init__(max_attempts=max_attempts)
         self.task = task
         self.row = dict(row)
         self.values, self.target = task._deal(self.row)
@@ -211,16 +212,11 @@ class GeneralPointsEnv(Env):
             raise ValueError("the row needs a 'prompt'")
         self.prompt: str = prompt
         self.template = task.config.template
-        self.max_attempts = task.config.max_attempts
         self.keep_last = task.config.revision_keep_last
-        self.reset()
-
-    def reset(self) -> str:
         self.history: list[tuple[str, str]] = []
-        self.attempts = 0
-        self.success = False
-        self.done = False
-        self.rewards: list[float] = []
+
+    def _begin(self, seed: int | None) -> str:
+        self.history = []
         return self.prompt
 
     def messages(self) -> list[dict[str, str]]:
@@ -229,26 +225,10 @@ class GeneralPointsEnv(Env):
     def observation(self) -> str:
         return render_conversation(self.prompt, self.history, self.template, self.keep_last)
 
-    def _info(self, verification: Verification) -> dict[str, Any]:
-        return {"verification": verification, "attempts": self.attempts, "success": self.success,
-                "attempts_left": max(0, self.max_attempts - self.attempts), "messages": self.messages()}
-
-    def step(self, text: Any) -> tuple[str, float, bool, bool, dict[str, Any]]:
-        if self.done:
-            raise RuntimeError("the episode is over; call reset()")
-        text = completion_text(text)
-        if self.attempts >= self.max_attempts:
-            self.done = True
-            verification = Verification(-1.0, False, "step_limit_reached")
-            self.rewards.append(-1.0)
-            return self.observation(), -1.0, False, True, self._info(verification)
-        self.attempts += 1
-        verification = verify_text(text, self.values, self.target, self.task._styles)
-        self.rewards.append(verification.reward)
+    def _respond(self, answer: str) -> Turn:
+        verification = verify_text(answer, self.values, self.target, self.task._styles)
         if verification.success:
-            self.success = True
-            self.done = True
-            obs = self.observation() + text
-            return obs, verification.reward, True, False, self._info(verification)
-        self.history.append((text, verification.message))
-        return self.observation(), verification.reward, False, False, self._info(verification)
+            return Turn(self.observation() + answer, verification.reward, verification, terminated=True, success=True,
+                        info={"messages": self.messages()})
+        self.history.append((answer, verification.message))
+        return Turn(self.observation(), verification.reward, verification, info={"messages": self.messages()})

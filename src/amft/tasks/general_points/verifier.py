@@ -1,4 +1,4 @@
-"""Parser and verifier for GeneralPoints (spec §5, §6, decisions G1 and G2).
+"""Parser and verifier for GeneralPoints (see docs/design.md, 'The verifier').
 
 Pipeline for one model output:
 
@@ -11,18 +11,18 @@ Pipeline for one model output:
    No field found -> the string ``"None"`` (as in the original), which fails the
    character check with -3.
 2. The formula is cut at the first ``=``.
-3. :func:`verify_formula` reproduces the check order of §6.2 exactly, with stacking:
+3. :func:`verify_formula` reproduces the original's check order exactly, with stacking:
    character check (-3, stop); syntax walk (-3 per bad transition); number checks
    (-2, ``if/elif`` for invalid/overused, then an independent -2 for unused);
    evaluation only when the total is still 0 (+5 ``Correct solution``; evaluation
    failure and a prefix of a solver solution: +1 ``partial solution``; otherwise -1
    with the prefix-walk message).  Messages are joined with ``", "`` plus a final ``"."``.
 
-Differences from the original, all documented decisions:
+Differences from the original, both deliberate:
 
-* G1: evaluation is exact (:class:`fractions.Fraction`), so ``8/(3-8/3)`` on
+* Exact arithmetic: evaluation is exact (:class:`fractions.Fraction`), so ``8/(3-8/3)`` on
   [3, 3, 8, 8] scores +5 (the original float ``eval`` gives 0).
-* G2: a hand-written tokenizer and recursive-descent parser; model text never
+* Safe parsing: a hand-written tokenizer and recursive-descent parser; model text never
   reaches Python ``eval``.  Tokens are ASCII digit runs of at most
   :data:`MAX_LITERAL_DIGITS` digits and ``+ - * / ( )``; anything else (a space,
   ``x``, ``×``, a 4-digit literal, a non-ASCII digit such as ``٣``, which the
@@ -303,7 +303,7 @@ def verify_formula(
     target: int = 24,
     prefixes: Callable[[], frozenset[str]] | None = None,
 ) -> Verification:
-    """Score one formula against the card ``values`` with the exact §6.2 check order.
+    """Score one formula against the card ``values`` with the original's exact check order.
 
     ``formula`` is the extracted field (``None`` counts as the string ``"None"``); it is
     cut at the first ``=`` here.  ``prefixes`` returns the set of all prefixes of all

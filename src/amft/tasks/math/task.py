@@ -9,10 +9,10 @@ the training ones) and ``longer`` (three steps, one more than training ever show
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from amft.tasks.base import Env, Task, TaskConfig, Verification, completion_text
+from amft.tasks.base import Env, Task, TaskConfig, Turn, Verification, completion_text
 
 from .answers import choice_letter
 from .benchmarks import BENCHMARKS, LETTERS, load_benchmark
@@ -25,34 +25,42 @@ __all__ = ["MathConfig", "MathTask", "MathEnv"]
 GENERATED_SPLITS = ("id", "longer")
 DEFAULT_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 CHOICE_INSTRUCTION = "Answer with the letter of the correct option within \\boxed{}."
+#: what follows a wrong answer in a revision episode
+RETRY_PROMPT = "\nThat answer is incorrect. Try again.\nAnswer:"
 
 
 @dataclass(frozen=True)
 class MathConfig(TaskConfig):
-    """Options of the math task (each is also a flag of `amft train` / `amft eval`)."""
+    """Options of the math task: each field is a flag and a YAML key of `amft train` / `amft eval`
+    when the task is ``math``, and a keyword of ``get_task("math", ...)``."""
 
-    #: training problems: a .jsonl/.json/.parquet file or a Hub dataset; None = generated word problems
-    dataset: str | None = None
-    dataset_split: str = "train"
-    problem_column: str | None = None
-    answer_column: str | None = None
-    solution_column: str | None = None
-    #: "plain" (text prompt, for base and tiny models) or "chat" (a user message, for instruct models)
-    prompt_style: str = "plain"
-    #: the instruction after each chat prompt; None = DEFAULT_INSTRUCTION (multiple choice uses CHOICE_INSTRUCTION)
-    instruction: str | None = None
-    #: a completion without a \boxed{} answer scores 0
-    require_boxed: bool = True
-    verify_timeout_seconds: int = 5
-    #: problems of the dataset held out for the meta-gradient's validation prompts
-    validation_size: int = 256
-    #: local folder with benchmark files named <benchmark>.jsonl / .json / .parquet
-    benchmark_dir: str | None = None
-    #: generated problems per evaluation split
-    eval_size: int = 200
-    #: largest starting count and amount in generated word problems (used when no dataset is given)
-    generated_max_number: int = 10
-    skip_invalid_rows: bool = False
+    _argument_group_name = "math task options"
+
+    dataset: str | None = field(default=None, metadata={"help": (
+        "Training problems from a .jsonl/.json/.parquet file or a Hub dataset (default: generated word problems).")})
+    dataset_split: str = field(default="train", metadata={"help": "Split of a Hub dataset."})
+    problem_column: str | None = field(default=None, metadata={"help": "Column of the problem (default: detected)."})
+    answer_column: str | None = field(default=None, metadata={"help": "Column of the final answer (default: detected)."})
+    solution_column: str | None = field(default=None, metadata={"help": (
+        "Column of the worked solution or trace to imitate (default: detected).")})
+    prompt_style: str = field(default="plain", metadata={"help": (
+        "'plain' text prompts (base and tiny models) or 'chat' messages (instruct models).")})
+    instruction: str | None = field(default=None, metadata={"help": (
+        "The instruction after each chat prompt (default: 'Please reason step by step, and put your final answer "
+        "within \\boxed{}.'; multiple-choice benchmarks ask for the letter).")})
+    require_boxed: bool = field(default=True, metadata={"help": "A completion without a \\boxed{} answer scores 0."})
+    verify_timeout_seconds: int = field(default=5, metadata={"help": (
+        "Seconds Math-Verify may spend on one answer before it counts as wrong.")})
+    validation_size: int = field(default=256, metadata={"help": (
+        "Dataset problems held out for the meta-gradient's validation prompts.")})
+    benchmark_dir: str | None = field(default=None, metadata={"help": (
+        "Folder of local benchmark files <benchmark>.jsonl/.json/.parquet (default: the Hub).")})
+    eval_size: int = field(default=200, metadata={"help": "Generated problems per evaluation split ('id', 'longer')."})
+    generated_max_number: int = field(default=10, metadata={"help": (
+        "Largest starting count and amount in generated word problems (used when no dataset is given).")})
+    skip_invalid_dataset_rows: bool = field(default=False, metadata={"help": (
+        "Skip and count malformed rows of a dataset file instead of stopping with an error naming file, row and "
+        "field.")})
 
     def __post_init__(self) -> None:
         if self.prompt_style not in ("plain", "chat"):
@@ -104,7 +112,7 @@ class MathTask(Task):
             config = self.config
             columns = MathColumns(config.problem_column, config.answer_column, config.solution_column)
             rows, _ = load_math_rows(config.dataset, split=config.dataset_split, columns=columns,
-                                     skip_invalid=config.skip_invalid_rows)
+                                     skip_invalid=config.skip_invalid_dataset_rows)
             order = list(range(len(rows)))
             random.Random("math-validation").shuffle(order)
             held_out = set(order[: min(config.validation_size, len(rows) // 10)])
@@ -180,26 +188,31 @@ class MathTask(Task):
         return Verification(reward=1.0 if correct else 0.0, success=correct,
                             message="correct" if correct else "incorrect")
 
-    def make_env(self, row: Mapping[str, Any]) -> MathEnv:
-        return MathEnv(self, row)
+    def make_env(self, row: Mapping[str, Any], *, max_attempts: int) -> MathEnv:
+        return MathEnv(self, row, max_attempts=max_attempts)
 
 
 class MathEnv(Env):
-    """One attempt per episode: the prompt, then the verdict on the reply."""
+    """Sequential revision on one problem: after a wrong answer the model sees it judged
+    incorrect and answers again, until a correct answer or ``max_attempts`` answers."""
 
-    def __init__(self, task: MathTask, row: Mapping[str, Any]) -> None:
+    episodic = False
+
+    def __init__(self, task: MathTask, row: Mapping[str, Any], *, max_attempts: int) -> None:
+        super().__init__(max_attempts=max_attempts)
         self.task, self.row = task, dict(row)
         prompt = self.row["prompt"]
         self.prompt = prompt if isinstance(prompt, str) else prompt[-1]["content"]
-        self._done = False
+        self.conversation = self.prompt
 
-    def reset(self) -> str:
-        self._done = False
-        return self.prompt
+    def _begin(self, seed: int | None) -> str:
+        self.conversation = self.prompt
+        return self.conversation
 
-    def step(self, text: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
-        if self._done:
-            raise RuntimeError("episode ended; call reset()")
-        self._done = True
-        verification = self.task.verify(self.row, text)
-        return self.prompt + text, verification.reward, True, False, {"verification": verification, "attempts": 1}
+    def _respond(self, answer: str) -> Turn:
+        verification = self.task.verify(self.row, answer)
+        self.conversation += answer
+        if not verification.success:
+            self.conversation += RETRY_PROMPT
+        return Turn(self.conversation, verification.reward, verification, terminated=verification.success,
+                    success=verification.success)

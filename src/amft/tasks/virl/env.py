@@ -1,13 +1,15 @@
-"""The on-rail navigation environment (spec §2.5-2.8): prompts, the verifier, retries and metrics.
+"""The on-rail navigation environment: prompts, the verifier, retries and metrics.
 
 One episode walks a route's rail. At every position the agent answers with an action; a
 correct one (+1) moves it to the next position (or ends the episode at `stop()`), a wrong one
-costs -1 (-1.5 when its claimed observation contradicts whether it stands at an intersection,
-V4) and it may try again: 2 tries per position, the third call fails the episode.
+costs -1 (-1.5 when its claimed observation contradicts whether it stands at an intersection)
+and it may try again: 2 tries per position, the third call fails the episode (see
+docs/design.md, 'Rewards, retries and metrics').
 
 Two prompt forms: ``original`` (the paper's sections and JSON answer, for LLMs) and ``compact``
 (for tiny character-level models trained from scratch). The compact form says the same in few
-characters, and adds the action-space mode token of decision V5::
+characters, and adds the action-space mode token (see docs/design.md,
+'Compact prompts and the mode token')::
 
     [inst] 1 west/left; 2 to Blue Door Cafe; 3 south/left; 4 stop at Corner Bakery
     [mode] abs
@@ -28,9 +30,8 @@ import json
 import random
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
-from amft.tasks.base import Env, Verification
+from amft.tasks.base import Env, Turn, Verification
 
 from .rail import INTERSECTION, Position, build_rail, instruction_sentences
 from .routes import COMPASS_WORDS, Route
@@ -109,8 +110,9 @@ def parse_answer(form: str, text: str) -> tuple[str | None, str | None]:
 
 
 def step_reward(form: str, text: str, correct_action: str, at_intersection: bool) -> Verification:
-    """The verdict on one answer at a position with ``correct_action`` (spec §2.8, with the V4
-    intersection check against where the agent really stands)."""
+    """The verdict on one answer at a position with ``correct_action`` (the original's rewards, with
+    the intersection check against where the agent really stands: see docs/design.md,
+    'Deviations from the original')."""
     action, observation = parse_answer(form, text)
     if action == correct_action:
         return Verification(CORRECT, True, "Correct action")
@@ -123,39 +125,46 @@ def step_reward(form: str, text: str, correct_action: str, at_intersection: bool
 
 @dataclass
 class StepRecord:
-    """Counts of one episode: model calls, correct calls, and whether the whole rail was solved."""
+    """Counts of one episode: evaluated answers, correct answers, and their rewards."""
 
     calls: int = 0
     correct: int = 0
-    success: bool = False
     rewards: list[float] = field(default_factory=list)
 
 
 class VirlEnv(Env):
     """One route, one episode at a time: ``reset()`` returns the first prompt, ``step(text)`` scores an
-    answer and returns the next prompt (the same position on a retry, with the feedback appended)."""
+    answer and returns the next prompt (the same position on a retry, with the feedback appended).
+    The episode succeeds when the agent stops at the destination."""
 
-    def __init__(self, route: Route, *, form: str = "compact", mode: str = "abs", seed: int = 0,
+    episodic = True
+
+    def __init__(self, route: Route, *, max_attempts: int, form: str = "compact", mode: str = "abs", seed: int = 0,
                  drop_rate: float = 0.5, wrap: bool = True) -> None:
+        super().__init__(max_attempts=max_attempts)
         if form not in ("compact", "original"):
             raise ValueError(f"form must be 'compact' or 'original', got {form!r}")
         if mode not in ACTION_SPACES:
             raise ValueError(f"mode must be one of {tuple(ACTION_SPACES)}, got {mode!r}")
         self.route, self.form, self.mode, self.drop_rate, self.wrap = route, form, mode, drop_rate, wrap
-        self._rng = random.Random(f"virl-episode:{route.route_id}:{seed}")
+        self._rng = self._episode_rng(seed)
         self.rail: list[Position] = []
         self.sentences: list[str] = []
         self.index = 0
         self.tries = 0
         self.record = StepRecord()
-        self._done = True
 
-    def reset(self) -> str:
+    def _episode_rng(self, seed: int) -> random.Random:
+        return random.Random(f"virl-episode:{self.route.route_id}:{seed}")
+
+    def _begin(self, seed: int | None) -> str:
+        if seed is not None:
+            self._rng = self._episode_rng(seed)
         # init_heading 0 means "random at each reset", as in the original environment.
         heading = self.route.init_heading or self._rng.randrange(360)
         self.rail = build_rail(self.route, self._rng, heading, drop_rate=self.drop_rate, wrap=self.wrap)
         self.sentences = instruction_sentences(self.route, heading, wrap=self.wrap, compact=self.form == "compact")
-        self.index, self.tries, self.record, self._done = 0, 0, StepRecord(), False
+        self.index, self.tries, self.record = 0, 0, StepRecord()
         return self.prompt()
 
     def prompt(self) -> str:
@@ -164,28 +173,23 @@ class VirlEnv(Env):
     def expert_answer(self) -> str:
         return render_target(self.form, self.sentences, self.rail[self.index], self.mode)
 
-    def step(self, text: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
-        if self._done:
-            raise RuntimeError("episode ended; call reset()")
+    def _respond(self, answer: str) -> Turn:
         position = self.rail[self.index]
+        info = {"gt_action": position.action(self.mode), "position": self.index}
         if self.tries >= MAX_TRIES:
-            self._done = True
-            verification = Verification(WRONG, False, "Exceed maximum verify steps")
-            return self.prompt(), WRONG, False, True, self._info(verification, position)
-        verification = step_reward(self.form, text, position.action(self.mode), position.at_intersection)
+            return Turn(self.prompt(), WRONG, None, truncated=True, info=info)
+        verification = step_reward(self.form, answer, position.action(self.mode), position.at_intersection)
         self.tries += 1
         self.record.calls += 1
         self.record.rewards.append(verification.reward)
-        if verification.success:
-            self.record.correct += 1
-            self.tries = 0
-            if position.kind == "destination":
-                self._done = True
-                self.record.success = True
-                return self.prompt(), verification.reward, True, False, self._info(verification, position)
-            self.index += 1
-            return self.prompt(), verification.reward, False, False, self._info(verification, position)
-        return self._retry_prompt(text, verification), verification.reward, False, False, self._info(verification, position)
+        if not verification.success:
+            return Turn(self._retry_prompt(answer, verification), verification.reward, verification, info=info)
+        self.record.correct += 1
+        self.tries = 0
+        if position.kind == "destination":
+            return Turn(self.prompt(), verification.reward, verification, terminated=True, success=True, info=info)
+        self.index += 1
+        return Turn(self.prompt(), verification.reward, verification, info=info)
 
     def _retry_prompt(self, text: str, verification: Verification) -> str:
         """The prompt of a retry: the position's prompt, the failed answer and the feedback (in the
@@ -201,7 +205,3 @@ class VirlEnv(Env):
         actions = ["forward()", "stop()", *(f"turn_direction({word})" for word in ACTION_SPACES[self.mode])]
         wrong = rng.choice([action for action in actions if action != correct])
         return self.expert_answer().replace(correct, wrong)
-
-    def _info(self, verification: Verification, position: Position) -> dict[str, Any]:
-        return {"verification": verification, "attempts": self.record.calls, "gt_action": position.action(self.mode),
-                "is_success": self.record.success, "episode_success": self.record.success, "position": self.index}

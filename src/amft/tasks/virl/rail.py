@@ -1,5 +1,6 @@
-"""The on-rail environment's geometry (spec §2.1-2.4): compass and relative words, the templated
-instruction, and the rail of positions, each with one correct action per action space.
+"""The on-rail environment's geometry: compass and relative words, the templated instruction,
+and the rail of positions, each with one correct action per action space (see docs/design.md,
+'The rail').
 
 Rails are built without panorama relocation (V-IRL-L needs no street views): between nodes more
 than 5 m apart, ``straight_line_length`` evenly spaced points are inserted and each is dropped
@@ -41,8 +42,9 @@ def compass_word(heading: float) -> str:
 def relative_word(delta: float, wrap: bool = True) -> str:
     """The relative turn word for a heading change ``delta`` (degrees).
 
-    With ``wrap`` (V4, the default) delta is first brought to [-180, 180), so 350 -> 10 is a
-    slight right; ``wrap=False`` is the original rule, where it is "left".
+    With ``wrap`` (the default) delta is first brought to [-180, 180), so 350 -> 10 is a
+    slight right; ``wrap=False`` is the original rule, where it is "left" (see docs/design.md,
+    'Deviations from the original').
     """
     if wrap:
         delta = (delta + 180) % 360 - 180
@@ -83,7 +85,7 @@ def landmark_names(text: str) -> str:
 
 
 def instruction_sentences(route: Route, initial_heading: int, wrap: bool = True, compact: bool = False) -> list[str]:
-    """The templated instruction (spec §2.2): a turn and a move sentence per milestone.
+    """The templated instruction: a turn and a move sentence per milestone.
 
     ``compact`` keeps what the sentences say in a few words, for character-level models: a turn
     is ``west/left`` (the compass word, then the relative one), a move ``to Blue Door Cafe``,
@@ -134,7 +136,7 @@ class Position:
 
 def build_rail(route: Route, rng: random.Random, initial_heading: int, *, drop_rate: float = 0.5,
                straight_line_length: int = 5, wrap: bool = True) -> list[Position]:
-    """The positions of one episode (spec §2.1); ``rng`` decides which interpolated points stay."""
+    """The positions of one episode; ``rng`` decides which interpolated points stay."""
     turns = turn_words(route, initial_heading, wrap)
     nodes = [route.start, *route.nodes]
     last = len(route.milestones)

@@ -1,9 +1,10 @@
-"""V-IRL routes: the `route_infos.json` record format (spec §5) and its checked loader.
+"""V-IRL routes: the `route_infos.json` record format and its checked loader.
 
 A file holds the collector's ``[route_list, route_count]`` wrapper, a bare route dict, or a
 plain list of route dicts. Only the fields the text environment needs are required:
 ``start_place.relocated_geocode``, ``route_results.geocode_list``, ``init_heading`` and
-``milestone_info`` (pseudo-JSON blocks with trailing commas, parsed line by line).
+``milestone_info`` (pseudo-JSON blocks with trailing commas, parsed line by line). See docs/design.md,
+'Routes and V-IRL-L-synthetic'.
 """
 
 from __future__ import annotations

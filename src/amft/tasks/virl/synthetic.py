@@ -1,5 +1,6 @@
-"""V-IRL-L-synthetic (decision V2): routes on procedurally generated street grids, written in the
-`route_infos.json` record format so that the same loader and environment read them.
+"""V-IRL-L-synthetic: routes on procedurally generated street grids, written in the
+`route_infos.json` record format so that the same loader and environment read them (see
+docs/design.md, 'Routes and V-IRL-L-synthetic').
 
 A city is a rotated grid of streets with fictional landmarks at some intersections. A route
 starts at an intersection, follows streets with one to two turns and ends at a fictional

@@ -2,23 +2,23 @@
 evaluation (splits ``id``, ``ood-rule`` and ``unseen-routes``).
 
 Routes come from a `route_infos.json` file (``routes``) or from V-IRL-L-synthetic. Route splits
-are held out (V3): the routes are split by route id with a fixed seed into train, validation
-and test; ``id`` evaluates test routes in the absolute action space, ``ood-rule`` test routes
-with two turns in the relative space, and ``unseen-routes`` routes of street grids that no
-training route comes from (synthetic routes only). Training shows the relative space only on
-one-turn routes (V5), so ``ood-rule`` asks for an action space on route shapes never trained
-with it.
+are held out: the routes are split by route id with a fixed seed into train, validation and
+test; ``id`` evaluates test routes in the absolute action space, ``ood-rule`` test routes with
+two turns in the relative space, and ``unseen-routes`` routes of street grids that no training
+route comes from (synthetic routes only). Training shows the relative space only on one-turn
+routes (the ``[mode]`` token), so ``ood-rule`` asks for an action space on route shapes never
+trained with it. See docs/design.md, 'Held-out splits'.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from amft.tasks.base import Task, TaskConfig, Verification, completion_text
 
-from .env import Position, VirlEnv, step_reward
+from .env import MAX_TRIES, Position, VirlEnv, step_reward
 from .routes import Route, load_routes, route_from_record
 from .synthetic import generate_routes
 
@@ -27,25 +27,32 @@ __all__ = ["VirlConfig", "VirlTask"]
 
 @dataclass(frozen=True)
 class VirlConfig(TaskConfig):
-    """Options of the V-IRL-L task (each is also a flag of `amft train`)."""
+    """Options of the V-IRL-L task: each field is a flag and a YAML key of `amft train` / `amft eval`
+    when the task is ``virl``, and a keyword of ``get_task("virl", ...)``."""
 
-    #: a route_infos.json file; None = V-IRL-L-synthetic routes
-    routes: str | None = None
-    synthetic_routes: int = 1200
-    synthetic_seed: int = 0
-    #: "compact" (tiny models, with the [mode] token) or "original" (the paper's prompt, for LLMs)
-    prompt_form: str = "compact"
-    #: share of one-turn training routes shown in the relative action space (V5)
-    relative_fraction: float = 0.5
-    #: share of decision rows drawn at turn positions (the start and intersections); the rest are
-    #: drawn uniformly along the rail, where most positions only ask for forward()
-    turn_share: float = 0.5
-    #: share of decision rows that are second tries: the prompt holds a failed answer and its feedback
-    retry_share: float = 0.2
-    drop_rate: float = 0.5
-    wrap_relative_turns: bool = True
-    eval_routes: int = 100
-    validation_routes: int = 100
+    _argument_group_name = "virl task options"
+
+    routes: str | None = field(default=None, metadata={"help": (
+        "A route_infos.json file (default: V-IRL-L-synthetic routes).")})
+    synthetic_routes: int = field(default=1200, metadata={"help": "Number of synthetic routes to generate."})
+    synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic street grids and routes."})
+    prompt_form: str = field(default="compact", metadata={"help": (
+        "'compact' prompts with an action-space mode token (tiny models) or the paper's 'original' ones (LLMs).")})
+    relative_fraction: float = field(default=0.5, metadata={"help": (
+        "Share of one-turn training routes shown in the relative action space.")})
+    turn_share: float = field(default=0.5, metadata={"help": (
+        "Share of decision rows drawn at turn positions (the start and intersections); the rest are drawn "
+        "uniformly along the rail, where most positions only ask for forward().")})
+    retry_share: float = field(default=0.2, metadata={"help": (
+        "Share of decision rows that are second tries: the prompt holds a failed answer and its feedback.")})
+    drop_rate: float = field(default=0.5, metadata={"help": (
+        "Probability of dropping each interpolated point between intersections on the rail.")})
+    wrap_relative_turns: bool = field(default=True, metadata={"help": (
+        "Heading changes are brought to [-180, 180) before naming the relative turn (350 degrees is a slight "
+        "right); --no_wrap_relative_turns keeps the original rule (a left).")})
+    eval_routes: int = field(default=100, metadata={"help": "Routes per evaluation split."})
+    validation_routes: int = field(default=100, metadata={"help": (
+        "Routes held out for the meta-gradient's validation prompts.")})
 
     def __post_init__(self) -> None:
         if self.prompt_form not in ("compact", "original"):
@@ -89,7 +96,8 @@ class VirlTask(Task):
 
     # ------------------------------------------------------------------ decision rows
     def _decision(self, route: Route, mode: str, rng: random.Random) -> dict[str, Any]:
-        env = VirlEnv(route, form=self.config.prompt_form, mode=mode, seed=rng.randrange(2**31),
+        # A decision row needs at most one (wrong) answer: one position's tries are budget enough.
+        env = VirlEnv(route, max_attempts=MAX_TRIES, form=self.config.prompt_form, mode=mode, seed=rng.randrange(2**31),
                       drop_rate=self.config.drop_rate, wrap=self.config.wrap_relative_turns)
         env.reset()
         turns = [i for i, position in enumerate(env.rail) if position.kind in ("start", "intersection")]
@@ -140,11 +148,13 @@ class VirlTask(Task):
         return [{"route_id": route.route_id, "mode": mode, "split": split, "episode": index}
                 for index, route in enumerate(chosen[: self.config.eval_routes])]
 
-    def make_env(self, row: Mapping[str, Any]) -> VirlEnv:
+    def make_env(self, row: Mapping[str, Any], *, max_attempts: int) -> VirlEnv:
+        """The episode of one route; ``max_attempts`` bounds its model calls, tries included."""
         if self._by_id is None:
             self._by_id = {route.route_id: route for group in self.route_splits().values() for route in group}
-        return VirlEnv(self._by_id[row["route_id"]], form=self.config.prompt_form, mode=row["mode"],
-                       seed=row.get("episode", 0), drop_rate=self.config.drop_rate, wrap=self.config.wrap_relative_turns)
+        return VirlEnv(self._by_id[row["route_id"]], max_attempts=max_attempts, form=self.config.prompt_form,
+                       mode=row["mode"], seed=row.get("episode", 0), drop_rate=self.config.drop_rate,
+                       wrap=self.config.wrap_relative_turns)
 
     def verify(self, row: Mapping[str, Any], completion: Any) -> Verification:
         return step_reward(self.config.prompt_form, completion_text(completion), str(row.get("action")),

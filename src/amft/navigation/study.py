@@ -1,90 +1,38 @@
-"""The navigation-memory study (Mem4Nav spec M6): agents with and without memory, and the paper's
-ablations, on the synthetic city benchmark, per memory-dependent subset, in both metric
+"""The navigation-memory study: agents with and without memory, and the paper's ablations, on the
+city benchmark (`amft.navigation.benchmark`), per memory-dependent subset, in both metric
 conventions, over several seeds.
 
-Each seed builds its own city and episodes. The ``test`` split is a held-out draw of episodes on
-that city; ``unseen`` is a different city (geographically unseen). Agents: ``follower`` (the
-hand-written decision rule) and ``modular`` (a learned controller trained with AMFT on decisions
-of expert episodes of the seed's city, disjoint from the test episodes), each with any memory ablation. Subsets: ``plain`` (no
-memory needed), ``counting`` ("stop at the second X"), ``loop`` (back to the start around a
-block) and ``long`` (over 40 actions). Every agent runs the same episodes, so agents are
+Agents: ``follower`` (the hand-written decision rule) and ``modular`` (a learned controller
+trained with AMFT on decisions of expert episodes of the seed's city, disjoint from the test
+episodes), each with any memory ablation. Every agent runs the same episodes, so agents are
 compared pairwise on them (exact McNemar test on TC, Wilcoxon signed-rank on nDTW).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import math
 import os
-import random
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from scipy import stats
 
-from amft.training.checkpoint import atomic_write_json
+from amft.io import atomic_write_json, atomic_write_text
+from amft.memory.system import Mem4NavConfig
 
-from .agents import FollowerAgent, run_episode
+from .agents import FollowerAgent
+from .benchmark import SPLITS, SUBSETS, NavBenchmark, build_benchmark, evaluate_episodes, training_stream
+from .metrics import CONVENTION_A, CONVENTION_B
 from .modular import ModularTrainingConfig, collect_decisions, train_modular_policy
-from .city import City, make_city
-from .episodes import Episode, sample_counting_episode, sample_episode, sample_loop_episode
-from .metrics import CONVENTION_A, CONVENTION_B, episodes_convention_a, episodes_convention_b
-from .observations import Observer
-from .system import Mem4NavConfig
 
-__all__ = ["NavBenchmark", "NavStudyConfig", "SUBSETS", "build_benchmark", "run_nav_study", "training_stream"]
+__all__ = ["NavStudyConfig", "bootstrap_ci", "paired_tests", "results_markdown", "run_nav_study"]
 
-SUBSETS = ("plain", "counting", "loop", "long")
-SPLITS = ("test", "unseen")
 METRICS = ("TC", "SPD", "nDTW")
-
-
-@dataclass
-class NavBenchmark:
-    city: City
-    observer: Observer
-    episodes: dict[str, list[Episode]]  # subset -> episodes
-
-
-def episode_key(episode: Episode) -> tuple:
-    """What makes two episodes the same task: start pose, goal and instruction."""
-    return episode.start.node, round(episode.start.heading), episode.goal, episode.instruction
-
-
-def _subset(episode: Episode) -> str:
-    for name in ("loop", "counting", "long"):
-        if name in episode.subsets:
-            return name
-    return "plain"
-
-
-def build_benchmark(seed: int, split: str = "test", *, city_size: int = 8, per_subset: int = 50) -> NavBenchmark:
-    """``per_subset`` episodes of each subset on the seed's city (``test``) or on another city (``unseen``)."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    city = make_city(seed if split == "test" else 10_000 + seed, size=city_size)
-    rng = random.Random(f"mem4nav-episodes:{seed}:{split}")
-    # Loops and counting episodes are rare among random ones, so each has its own sampler.
-    samplers = {"loop": lambda: sample_loop_episode(city, rng),
-                "counting": lambda: sample_counting_episode(city, rng, max_actions=120)}
-    episodes: dict[str, list[Episode]] = {name: [] for name in SUBSETS}
-    seen: set[tuple] = set()
-    for _ in range(200 * per_subset):
-        missing = [name for name in SUBSETS if len(episodes[name]) < per_subset]
-        if not missing:
-            break
-        episode = samplers.get(missing[0], lambda: sample_episode(city, rng, max_actions=120))()
-        name = _subset(episode)
-        if len(episodes[name]) < per_subset and episode_key(episode) not in seen:
-            seen.add(episode_key(episode))
-            episodes[name].append(episode)
-    short = [name for name in SUBSETS if len(episodes[name]) < per_subset]
-    if short:
-        raise RuntimeError(f"city {city.seed} ({city_size}x{city_size}) gave too few episodes of {short}; use a larger city")
-    return NavBenchmark(city, Observer(city), episodes)
 
 
 @dataclass
@@ -125,24 +73,6 @@ AGENT_KINDS = ("follower", "modular")
 AGENT_KEYS = ("agent", "memory", "memory_options")
 
 
-def training_stream(benchmark: NavBenchmark, stream: str, loop_fraction: float = 0.3,
-                    counting_fraction: float = 0.2) -> Iterator[Episode]:
-    """Endless expert episodes on the benchmark's city (shares of them loops and counting episodes),
-    seeded by ``stream`` and never one of the benchmark's evaluation episodes."""
-    held_out = {episode_key(e) for episodes in benchmark.episodes.values() for e in episodes}
-    rng = random.Random(f"mem4nav-{stream}")
-    while True:
-        draw = rng.random()
-        if draw < loop_fraction:
-            episode = sample_loop_episode(benchmark.city, rng)
-        elif draw < loop_fraction + counting_fraction:
-            episode = sample_counting_episode(benchmark.city, rng, max_actions=120)
-        else:
-            episode = sample_episode(benchmark.city, rng, max_actions=120)
-        if episode_key(episode) not in held_out:
-            yield episode
-
-
 def _make_agent(spec: dict[str, Any], config: NavStudyConfig, seed: int, benchmark: NavBenchmark,
                 logs: dict[str, Any], name: str) -> FollowerAgent:
     memory, memory_options = spec.get("memory", "full"), spec.get("memory_options", {})
@@ -158,20 +88,6 @@ def _make_agent(spec: dict[str, Any], config: NavStudyConfig, seed: int, benchma
         policy, log = train_modular_policy(*decisions, ModularTrainingConfig(**{"seed": seed, **options}))
         logs[key] = {"policy": policy, "log": log}
     return FollowerAgent(memory=memory, memory_options=memory_options, policy=logs[key]["policy"].decide)
-
-
-def evaluate_episodes(benchmark: NavBenchmark, agent: FollowerAgent) -> list[dict[str, Any]]:
-    """One row per episode: subset, both conventions' TC/SPD/nDTW (keys ``A_TC`` ... ``B_nDTW``)."""
-    city, rows = benchmark.city, []
-    graph = {node: list(successors) for node, successors in city.edges.items()}
-    for subset, episodes in benchmark.episodes.items():
-        runs = [run_episode(city, benchmark.observer, agent, e) for e in episodes]
-        a = episodes_convention_a(graph, [(r.path, list(e.path)) for r, e in zip(runs, episodes)])
-        b = episodes_convention_b([(r.positions, [city.positions[n] for n in e.path]) for r, e in zip(runs, episodes)])
-        for index, (ra, rb) in enumerate(zip(a, b)):
-            rows.append({"subset": subset, "episode": index, **{f"A_{k}": v for k, v in ra.items()},
-                         **{f"B_{k}": v for k, v in rb.items()}})
-    return rows
 
 
 def bootstrap_ci(values: Iterable[float], resamples: int = 2000) -> tuple[float, float, float]:
@@ -280,15 +196,15 @@ def run_nav_study(config: NavStudyConfig, progress: Callable[[str], None] = prin
                     records.append({"variant": variant, "seed": seed, "split": split, **row})
     summary = _summarise(records, variants, config.reference)
     summary["training"] = {key: value["log"] for key, value in trained.items()}
-    with open(os.path.join(config.output_dir, "episodes.csv"), "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(records[0]))
-        writer.writeheader()
-        writer.writerows({k: (v if not isinstance(v, float) or math.isfinite(v) else "inf") for k, v in r.items()}
-                         for r in records)
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=list(records[0]))
+    writer.writeheader()
+    writer.writerows({k: (v if not isinstance(v, float) or math.isfinite(v) else "inf") for k, v in r.items()}
+                     for r in records)
+    atomic_write_text(os.path.join(config.output_dir, "episodes.csv"), table.getvalue())
     atomic_write_json(os.path.join(config.output_dir, "results.json"), summary)
     markdown = results_markdown(summary, variants, config.reference, config.seeds, config.per_subset)
-    with open(os.path.join(config.output_dir, "results.md"), "w") as handle:
-        handle.write(markdown + "\n")
+    atomic_write_text(os.path.join(config.output_dir, "results.md"), markdown + "\n")
     _plot(summary, variants, os.path.join(config.output_dir, "tc_by_subset.png"))
     if trained:
         _plot_training(summary["training"], os.path.join(config.output_dir, "modular_training.png"))

@@ -4,10 +4,10 @@ import random
 
 import pytest
 
-from amft.memory.agents import FollowerAgent, evaluate_agent, parse_instruction, run_episode
-from amft.memory.city import make_city
-from amft.memory.episodes import sample_counting_episode, sample_episode, sample_loop_episode
-from amft.memory.observations import Observer
+from amft.navigation.agents import FollowerAgent, evaluate_agent, parse_instruction, run_episode
+from amft.navigation.city import make_city
+from amft.navigation.episodes import sample_counting_episode, sample_episode, sample_loop_episode
+from amft.navigation.observations import Observer
 
 
 def test_parse_instruction():

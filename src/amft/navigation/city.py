@@ -1,6 +1,6 @@
-"""A synthetic city for the navigation-memory benchmark (Mem4Nav spec §13): a street grid with
+"""A synthetic city for the navigation-memory benchmark: a street grid with
 graph nodes every few metres, deleted street segments and dead ends, landmarks placed at nodes,
-and VELMA's navigator semantics (spec §11.1).
+and VELMA's navigator semantics (see docs/design.md, 'City and navigator').
 
 Navigator: the agent stands on a node facing along an edge. ``forward`` follows the edge
 straight ahead (at an intersection, the outgoing edge closest to the arrival direction, i.e.

@@ -1,6 +1,6 @@
 """A rule-based instruction follower for the navigation-memory benchmark, using Mem4Nav's memory
-with any of its components switched off (Mem4Nav spec §13 agents; M5: it gets the instruction,
-its observations and its own pose, never the goal or the map).
+with any of its components switched off (it gets the instruction, its
+observations and its own pose, never the goal or the map: see docs/design.md, 'No oracle goal').
 
 The follower executes the templated instruction step by step. Two kinds of step need memory:
 - counting ("stop at the second fire hydrant") needs how many distinct places with that landmark
@@ -19,11 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from amft.memory.system import ABLATIONS, Mem4NavConfig, Mem4NavMemory
+
 from .city import City
 from .episodes import Episode
 from .metrics import metrics_convention_a, metrics_convention_b
 from .observations import Observer
-from .system import ABLATIONS, Mem4NavConfig, Mem4NavMemory
 
 __all__ = ["Facts", "FollowerAgent", "InstructionTracker", "RunResult", "evaluate_agent", "follow", "parse_instruction",
            "run_episode"]

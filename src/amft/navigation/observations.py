@@ -1,5 +1,5 @@
 """What an agent perceives in the synthetic city, as text and as a deterministic embedding
-(Mem4Nav spec §13): the landmarks at the agent's node ("here"), the other visible ones with a
+(see docs/design.md, 'Observations'): the landmarks at the agent's node ("here"), the other visible ones with a
 bearing bucket (ahead, left, right, behind) and a distance bucket, the node's degree, and the street sign at intersections. False negatives and
 false positives are controllable. The embedding hashes the observation's tokens into buckets
 and applies a fixed random projection, so equal observations have equal embeddings.

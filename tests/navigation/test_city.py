@@ -5,7 +5,7 @@ import re
 import pytest
 import torch
 
-from amft.memory.city import City, NavigatorState, make_city
+from amft.navigation.city import City, NavigatorState, make_city
 
 
 def plus_city():
@@ -53,8 +53,8 @@ def test_generated_city_is_deterministic_with_streets_crossings_and_dead_ends():
 
 
 def test_observations_name_landmarks_by_bearing_and_embed_deterministically():
-    from amft.memory.city import Landmark
-    from amft.memory.observations import Observer
+    from amft.navigation.city import Landmark
+    from amft.navigation.observations import Observer
 
     city = plus_city()
     city.landmarks = {1: [Landmark("red bank", 1, "left")], 2: [Landmark("fire hydrant", 2, "right")]}
@@ -71,8 +71,8 @@ def test_observations_name_landmarks_by_bearing_and_embed_deterministically():
 
 
 def test_expert_actions_and_instructions_on_the_plus_city():
-    from amft.memory.city import Landmark
-    from amft.memory.episodes import expert_actions, instruction_for
+    from amft.navigation.city import Landmark
+    from amft.navigation.episodes import expert_actions, instruction_for
 
     city = plus_city()
     city.landmarks = {4: [Landmark("red bank", 4, "left")], 5: [Landmark("fire hydrant", 5, "right")]}
@@ -88,7 +88,7 @@ def test_expert_actions_and_instructions_on_the_plus_city():
 def test_sampled_episodes_count_repeated_landmarks():
     import random
 
-    from amft.memory.episodes import sample_counting_episode, sample_episode
+    from amft.navigation.episodes import sample_counting_episode, sample_episode
 
     city = make_city(seed=0, size=6)
     rng = random.Random(0)

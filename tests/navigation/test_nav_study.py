@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from amft.memory.study import NavStudyConfig, build_benchmark, bootstrap_ci, paired_tests, run_nav_study
+from amft.navigation.benchmark import build_benchmark
+from amft.navigation.study import NavStudyConfig, bootstrap_ci, paired_tests, run_nav_study
 
 
 def test_benchmark_subsets_hold_what_their_names_say():

@@ -1,6 +1,6 @@
 """Episodes of the navigation-memory benchmark: a start, a goal with a landmark, the expert's
-actions (shortest in navigator steps) and a templated instruction (Mem4Nav spec §13, M5: the
-agent gets the instruction, never the goal node).
+actions (shortest in navigator steps) and a templated instruction (the
+agent gets the instruction, never the goal node; see docs/design.md, 'Episodes and subsets').
 
 Instructions name turns by the street sign or a landmark at the turn and end with the goal's
 landmark; when that landmark's name occurs earlier on the path, the instruction counts

@@ -1,5 +1,5 @@
 """A modular navigation agent with a learned controller, trained with AMFT's balance controller
-(Mem4Nav spec §9 modular pipeline; the algorithm core of ``amft.algorithm`` on a non-language policy).
+(Mem4Nav's modular pipeline; the algorithm core of ``amft.algorithm`` on a non-language policy).
 
 Perception (the observation and its embedding), mapping (Mem4Nav's memory) and planning (the
 instruction tracker) are the follower's; the controller is a small MLP from the step's facts

@@ -1,4 +1,4 @@
-"""Navigation metrics in the two conventions of the literature (Mem4Nav spec §11.2, decision M4).
+"""Navigation metrics in the two conventions of the literature (see docs/design.md, 'Metric conventions A and B').
 
 (A) published baselines (VELMA, ORAR, FLAME), on the navigation graph:
     TC   = 100 * share of episodes ending on the goal node or a neighbour of it (either direction);

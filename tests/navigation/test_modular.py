@@ -4,11 +4,11 @@ import random
 
 import torch
 
-from amft.memory.agents import FollowerAgent, run_episode
-from amft.memory.city import ACTIONS, make_city
-from amft.memory.episodes import sample_loop_episode
-from amft.memory.modular import FEATURE_NAMES, ModularTrainingConfig, collect_decisions, train_modular_policy
-from amft.memory.observations import Observer
+from amft.navigation.agents import FollowerAgent, run_episode
+from amft.navigation.city import ACTIONS, make_city
+from amft.navigation.episodes import sample_loop_episode
+from amft.navigation.modular import FEATURE_NAMES, ModularTrainingConfig, collect_decisions, train_modular_policy
+from amft.navigation.observations import Observer
 
 
 def test_controller_learns_to_stop_where_memory_says_the_loop_closed():

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from amft.memory.metrics import dtw, graph_hops, metrics_convention_a, metrics_convention_b
+from amft.navigation.metrics import dtw, graph_hops, metrics_convention_a, metrics_convention_b
 
 LINE = {"a": ["b"], "b": ["a", "c"], "c": ["b", "d"], "d": ["c"]}
 

@@ -1,0 +1,216 @@
+"""One loader for the options of `amft`: YAML files (configs and study files) and flags.
+
+Every option has one owner, a dataclass that declares and explains it: the run
+(:class:`~amft.cli.arguments.RunArguments`), the chosen task's config (``amft.tasks``), and the
+engine and method (:class:`~amft.training.AMFTConfig`). A YAML file maps option names to values;
+flags override the file. A key that no owner declares is an error naming the key and the file,
+and a key that another task declares says which task owns it. Values from a file go through the
+same conversions as flags (``1e-3`` is a float, ``"true"`` a bool).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import yaml
+
+from amft.cli.arguments import RunArguments
+from amft.tasks import available_tasks, task_config_class, task_names, task_owning_option
+
+__all__ = [
+    "OptionsError",
+    "CommandLine",
+    "check_keys",
+    "check_run_keys",
+    "field_names",
+    "load_dataclass",
+    "owners_of_run",
+    "read_command_line",
+    "read_mapping",
+    "resolve",
+    "task_and_file",
+    "task_of",
+]
+
+#: a mapping of environment variables to set, as in TRL's config files
+ENV_KEY = "env"
+
+
+class OptionsError(ValueError):
+    """Options that cannot be used; the message names the file (or the command line) and the key."""
+
+
+def read_mapping(path: str) -> dict[str, Any]:
+    """The YAML mapping in the file ``path`` (an empty file is an empty mapping)."""
+    try:
+        with open(path) as handle:
+            data = yaml.safe_load(handle)
+    except OSError as error:
+        raise OptionsError(f"{path}: cannot read the file: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise OptionsError(f"{path}: not valid YAML: {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise OptionsError(f"{path}: expected a mapping of option names to values, got {type(data).__name__}")
+    return data
+
+
+def field_names(*owners: type) -> set[str]:
+    return {f.name for owner in owners for f in dataclasses.fields(owner) if f.init}
+
+
+def check_keys(values: Mapping[str, Any], known: Iterable[str], where: str, task: str | None = None) -> None:
+    """Refuse the keys of ``values`` outside ``known``, naming each and ``where`` they come from;
+    with ``task``, a key that another task declares says which task owns it."""
+    known = set(known)
+    unknown = [key for key in values if key not in known]
+    if not unknown:
+        return
+    problems = []
+    for key in unknown:
+        owner = task_owning_option(str(key)) if task is not None else None
+        if owner is not None:
+            problems.append(f"{key!r} is an option of task {owner}, and the task here is {task}")
+            continue
+        close = difflib.get_close_matches(str(key), known, n=1)
+        problems.append(f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise OptionsError(f"{where}: {'; '.join(problems)}")
+
+
+def load_dataclass(cls: type, values: Mapping[str, Any], where: str) -> Any:
+    """``cls(**values)``, its keys checked first; errors name ``where``."""
+    check_keys(values, field_names(cls), where)
+    missing = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in values
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise OptionsError(f"{where}: missing key(s) {', '.join(map(repr, missing))}")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as error:
+        raise OptionsError(f"{where}: {error}") from None
+
+
+def check_run_keys(values: Mapping[str, Any], where: str) -> None:
+    """Refuse the keys of ``values`` that are no option of a run of its task (see :func:`check_keys`)."""
+    task = task_of(values)
+    check_keys(values, field_names(*owners_of_run(task)), where, task)
+
+
+def task_of(values: Mapping[str, Any]) -> str:
+    """The task named by ``values`` (its ``task`` key), else the default task; checked."""
+    task = values.get("task") or RunArguments.task
+    if task not in available_tasks():
+        raise OptionsError(f"unknown task {task!r}; known tasks: {', '.join(available_tasks())}")
+    return task
+
+
+def owners_of_run(task: str, *, before: Sequence[type] = (), engine: bool = True) -> tuple[type, ...]:
+    """The dataclasses that own the options of a run of ``task``: ``before`` (a command's own), the
+    run, the task's config and, with ``engine``, `AMFTConfig`."""
+    owners: list[type] = [*before, RunArguments, task_config_class(task)]
+    if engine:
+        from amft.training import AMFTConfig
+
+        owners.append(AMFTConfig)
+    return tuple(owners)
+
+
+def _parser(owners: Sequence[type], task: str, prog: str, description: str | None, exit_on_error: bool):
+    from transformers import HfArgumentParser
+
+    others = [name for name in task_names() if task_config_class(name) is not task_config_class(task)]
+    parser = HfArgumentParser(
+        owners, prog=prog, allow_abbrev=False, exit_on_error=exit_on_error,
+        description=f"{description or ''} Options come as flags or as keys of a YAML file (--config); flags "
+        f"override the file. Shown: the options of task {task}.".strip(),
+        epilog=f"These are the options of task {task} (see '{task} task options'). For another task's: "
+        f"{prog} --task NAME --help, NAME one of {', '.join(others)}.",
+    )
+    parser.add_argument("--config", metavar="FILE",
+                        help="A YAML file of options (keys are the flags' names); flags given here override it.")
+    return parser
+
+
+def _set_environment(values: dict[str, Any], where: str) -> None:
+    variables = values.pop(ENV_KEY, {})
+    if not isinstance(variables, Mapping):
+        raise OptionsError(f"{where}: {ENV_KEY!r} must map environment variables to values")
+    for name, value in variables.items():
+        os.environ[str(name)] = str(value)
+
+
+def _instantiate(owners: Sequence[type], values: Mapping[str, Any], where: str) -> tuple[Any, ...]:
+    try:
+        return tuple(owner(**{name: values[name] for name in field_names(owner) if name in values}) for owner in owners)
+    except (TypeError, ValueError) as error:
+        raise OptionsError(f"{where}: {error}") from None
+
+
+def resolve(values: Mapping[str, Any], where: str, *, before: Sequence[type] = (), engine: bool = True) -> tuple[Any, ...]:
+    """The option objects of one run given by ``values`` (a study's settings), in the order of
+    :func:`owners_of_run`; keys and values are checked as a config file's, errors name ``where``."""
+    values = dict(values)
+    task = task_of(values)
+    owners = owners_of_run(task, before=before, engine=engine)
+    check_keys(values, field_names(*owners), where, task)
+    parser = _parser(owners, task, "amft", None, exit_on_error=False)
+    parser.set_defaults(**values)
+    try:
+        namespace = parser.parse_args([])
+    except argparse.ArgumentError as error:
+        raise OptionsError(f"{where}: {error}") from None
+    return _instantiate(owners, vars(namespace), where)
+
+
+@dataclasses.dataclass
+class CommandLine:
+    """The options of one command line: their owners and the values parsed (file, then flags)."""
+
+    owners: tuple[type, ...]
+    values: dict[str, Any]
+    source: str  # the config file, or "the command line"
+
+    def build(self) -> tuple[Any, ...]:
+        """One object per owner, in the order of :func:`owners_of_run`."""
+        return _instantiate(self.owners, self.values, self.source)
+
+
+def task_and_file(argv: Sequence[str]) -> tuple[str | None, str | None]:
+    """The ``--task`` and ``--config`` of ``argv`` (None where not given), read before the parser
+    of the task's options can be built."""
+    first = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    first.add_argument("--task")
+    first.add_argument("--config")
+    known, _ = first.parse_known_args(argv)
+    return known.task, known.config
+
+
+def read_command_line(argv: Sequence[str], prog: str, description: str, *, before: Sequence[type] = (),
+                      engine: bool = True, config: str | None = None) -> CommandLine:
+    """Parse ``argv``: ``--config FILE`` (or ``config``, a preset) gives values, flags override them.
+    The task (``--task``, else the file's ``task:``) is known first, so its options are parsed and
+    listed by ``--help``."""
+    given_task, given_file = task_and_file(argv)
+    path = given_file or config
+    values = read_mapping(path) if path else {}
+    source = path or "the command line"
+    _set_environment(values, source)
+    task = task_of({"task": given_task or values.get("task")})
+    owners = owners_of_run(task, before=before, engine=engine)
+    check_keys(values, field_names(*owners), source, task)
+    parser = _parser(owners, task, prog, description, exit_on_error=True)
+    parser.set_defaults(**values)
+    namespace, extra = parser.parse_known_args(list(argv))
+    if extra:
+        flags = {arg[2:].split("=")[0].replace("-", "_"): arg for arg in extra if arg.startswith("--")}
+        check_keys(flags, field_names(*owners), "the command line", task)
+        raise OptionsError(f"the command line: unexpected arguments {' '.join(extra)}")
+    values = vars(namespace)
+    values.pop("config")
+    return CommandLine(owners, values, source)

@@ -1,0 +1,80 @@
+"""The one loader of options: YAML configs and flags, every key checked, each option with its owner."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from amft.cli import main
+from amft.cli.options import OptionsError, read_command_line, resolve
+
+
+def write(tmp_path, text, name="config.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_flags_override_the_file_and_task_options_reach_the_task_config(tmp_path):
+    path = write(tmp_path, "task: general-points\ntemplate: compact\nmax_steps: 5\nlearning_rate: 1e-3\n"
+                           "training_rules: [[10, 10, 10]]\nuse_cpu: true\n")
+    run, task_config, args = read_command_line(["--config", path, "--max_steps", "7", "--ood_rule", "13,13,13"],
+                                               "amft train", "").build()
+    assert args.max_steps == 7 and args.learning_rate == 1e-3  # a YAML string '1e-3' converted as a flag would be
+    assert task_config.template == "compact" and task_config.ood_rule == (13, 13, 13)
+    assert task_config.training_rules == ((10, 10, 10),)  # a YAML list, as before rules were text flags
+    assert run.task == "general-points"
+
+
+def test_an_unknown_key_in_a_config_names_the_key_and_the_file(tmp_path):
+    path = write(tmp_path, "template: compact\nmax_step: 5\n")
+    with pytest.raises(OptionsError, match=rf"{path}: unknown key 'max_step' \(did you mean 'max_steps'\?\)"):
+        read_command_line(["--config", path], "amft train", "")
+
+
+def test_another_tasks_key_says_which_task_owns_it(tmp_path):
+    path = write(tmp_path, "task: virl\ntemplate: compact\n")
+    with pytest.raises(OptionsError, match=rf"{path}: 'template' is an option of task general-points, and the task "
+                                           "here is virl"):
+        read_command_line(["--config", path], "amft train", "")
+    with pytest.raises(OptionsError, match="the command line: 'prompt_form' is an option of task virl"):
+        read_command_line(["--prompt_form", "compact"], "amft train", "")
+
+
+def test_the_task_flag_chooses_the_options_parsed_over_the_files_task(tmp_path):
+    path = write(tmp_path, "task: general-points\nmax_steps: 5\nuse_cpu: true\n")
+    run, task_config, _ = read_command_line(["--config", path, "--task", "virl", "--prompt_form", "original"],
+                                            "amft train", "").build()
+    assert run.task == "virl" and task_config.prompt_form == "original"
+
+
+def test_bad_values_name_where_they_come_from(tmp_path):
+    with pytest.raises(OptionsError, match="runs/x: template must be one of"):
+        resolve({"template": "fancy", "use_cpu": True}, "runs/x")
+    with pytest.raises(OptionsError, match="runs/x: argument --max_steps/--max-steps: invalid int value: 'many'"):
+        resolve({"max_steps": "many", "use_cpu": True}, "runs/x")
+
+
+def test_a_dry_run_from_yaml_prints_the_plan_and_creates_no_run_folder(tmp_path):
+    run_dir = tmp_path / "run"
+    path = write(tmp_path, f"template: compact\noutput_dir: {run_dir}\ndry_run: true\nmax_steps: 9\n")
+    result = subprocess.run([sys.executable, "-m", "amft", "train", "--config", path, "--learning_rate", "0.25"],
+                            capture_output=True, text=True, check=True, env={**os.environ, "COLUMNS": "200"})
+    assert "resolved plan (dry run, nothing loaded)" in result.stdout
+    assert "9 optimizer steps, learning rate 0.25" in result.stdout
+    assert "general-points (template=compact)" in result.stdout
+    assert not run_dir.exists()
+
+
+def test_the_command_reports_option_errors_without_a_traceback(tmp_path, capsys):
+    path = write(tmp_path, "seedz: 3\n")
+    assert main(["train", "--config", path]) == 2
+    assert capsys.readouterr().err.strip() == f"amft train: error: {path}: unknown key 'seedz' (did you mean 'seed'?)"
+    assert main(["demo", "--config", path]) == 2
+    assert "a demo runs its preset" in capsys.readouterr().err
+
+
+def test_eval_refuses_training_options(tmp_path, capsys):
+    assert main(["eval", "--model", str(tmp_path), "--time_budget_minutes", "3"]) == 2
+    assert "time_budget_minutes: options of training, not of amft eval" in capsys.readouterr().err

@@ -1,0 +1,81 @@
+"""The decisions the code relies on are in the repository: comments and docstrings point to
+`docs/design.md` by section title, never to a document outside the repository."""
+
+from __future__ import annotations
+
+import ast
+import io
+import re
+import tokenize
+from pathlib import Path
+
+import pytest
+
+import amft
+
+SOURCE_ROOT = Path(amft.__file__).parent
+REPOSITORY = SOURCE_ROOT.parent.parent
+DESIGN = REPOSITORY / "docs" / "design.md"
+SOURCES = sorted(SOURCE_ROOT.rglob("*.py"))
+#: everything whose comments could cite a document: the library, its tests and its benchmarks
+CODE = SOURCES + sorted((REPOSITORY / "tests").rglob("*.py")) + sorted((REPOSITORY / "benchmarks").rglob("*.py"))
+
+#: references to the outside specification: its path, its sections, its decision tags (a letter and a digit)
+OUTSIDE_SPEC = re.compile(r"(?i:shared/spec|\bspec\b)|§|\b[DGMV][1-9]\b")
+#: a pointer into the design document: docs/design.md, optionally followed by a quoted section title
+POINTER = re.compile(r"""docs/design\.md(?:,\s*(['"])([^'"\n]+)\1)?""")
+
+
+def prose(path: Path) -> list[tuple[int, str]]:
+    """(line, text) of every comment and every docstring-like string statement of a source file."""
+    source = path.read_text(encoding="utf-8")
+    found = [
+        (token.start[0], token.string)
+        for token in tokenize.generate_tokens(io.StringIO(source).readline)
+        if token.type == tokenize.COMMENT
+    ]
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            found.append((node.lineno, node.value.value))
+    return found
+
+
+def design_sections() -> set[str]:
+    titles = [line.lstrip("#").strip() for line in DESIGN.read_text(encoding="utf-8").splitlines() if line.startswith("#")]
+    assert len(titles) == len(set(titles)), "docs/design.md has two sections with the same title"
+    return set(titles)
+
+
+def relative(path: Path) -> str:
+    return str(path.relative_to(REPOSITORY))
+
+
+def test_the_prose_reader_finds_comments_and_docstrings(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text('"""Module (spec D3)."""\nx = 1  # see shared/spec\ndef f():\n    """Decision G4."""\n')
+    flagged = [line for line, text in prose(sample) if OUTSIDE_SPEC.search(text)]
+    assert sorted(flagged) == [1, 2, 4]
+
+
+@pytest.mark.parametrize("path", CODE, ids=relative)
+def test_no_reference_to_an_outside_spec(path: Path) -> None:
+    bad = [f"{relative(path)}:{line}: {OUTSIDE_SPEC.search(text).group(0)!r}"
+           for line, text in prose(path) if OUTSIDE_SPEC.search(text)]
+    assert not bad, "cite docs/design.md instead of the outside specification:\n" + "\n".join(bad)
+
+
+def test_every_cited_design_section_exists() -> None:
+    sections = design_sections()
+    cited = {
+        (relative(path), match.group(2))
+        for path in CODE
+        for match in POINTER.finditer(path.read_text(encoding="utf-8"))
+        if match.group(2)
+    }
+    assert cited, "no code file points to a section of docs/design.md"
+    missing = sorted(f"{where}: '{title}'" for where, title in cited if title not in sections)
+    assert not missing, "sections cited but absent from docs/design.md:\n" + "\n".join(missing)
+
+
+def test_the_readme_links_the_design_document() -> None:
+    assert "docs/design.md" in (REPOSITORY / "README.md").read_text(encoding="utf-8")
