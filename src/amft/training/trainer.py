@@ -52,7 +52,8 @@ from amft.algorithm import (
     token_entropy,
     token_log_probs,
 )
-from amft.training.checkpoint import AMFT_STATE_FILE, atomic_write_json, mark_checkpoint_complete
+from amft.io import atomic_write_json
+from amft.training.checkpoint import AMFT_STATE_FILE, mark_checkpoint_complete
 from amft.training.config import AMFTConfig
 from amft.training.data import CompletionBatch, RowStream, replace_completions, tokenize_demonstrations
 from amft.training.methods import get_method
