@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from amft.cli import main
-from amft.cli.compare import load_study
+from amft.cli.compare import Comparison, load_study
+from amft.cli.options import OptionsError
 
 VARIANTS = {
     "sft": {"method": "sft"},
@@ -85,8 +86,37 @@ def test_a_variant_may_not_change_the_budget(tmp_path):
 
 def test_unknown_study_keys_name_the_file(tmp_path):
     path = write_study(tmp_path, seedz=[1])
-    with pytest.raises(ValueError, match="study.yaml: .*seedz"):
+    with pytest.raises(OptionsError, match=rf"{path}: unknown key 'seedz' \(did you mean 'seeds'\?\)"):
         load_study(str(path))
+
+
+def test_unknown_keys_of_the_training_settings_and_of_a_variant_name_the_key_the_file_and_the_variant(tmp_path):
+    path = write_study(tmp_path, training={**TRAINING, "learning_rat": 1e-3})
+    with pytest.raises(OptionsError, match=rf"{path}: training: unknown key 'learning_rat'"):
+        load_study(str(path))
+    path = write_study(tmp_path, variants={"amft": {"method": "amft", "meta_perod": 2}})
+    with pytest.raises(OptionsError, match=rf"{path}: variant 'amft': unknown key 'meta_perod'"):
+        load_study(str(path))
+    path = write_study(tmp_path, variants={"virl-ish": {"method": "amft", "prompt_form": "compact"}})
+    with pytest.raises(OptionsError, match=rf"{path}: variant 'virl-ish': 'prompt_form' is an option of task virl, "
+                                           "and the task here is general-points"):
+        load_study(str(path))
+
+
+def test_what_the_study_sets_for_each_run_is_refused_in_its_settings(tmp_path):
+    path = write_study(tmp_path, variants={"sft": {"method": "sft", "seed": 3}})
+    with pytest.raises(OptionsError, match=rf"{path}: variant 'sft': seed: set by the study for each run"):
+        load_study(str(path))
+    path = write_study(tmp_path, training={**TRAINING, "dry_run": True})
+    with pytest.raises(OptionsError, match=rf"{path}: training: dry_run: set by the study for each run"):
+        load_study(str(path))
+
+
+def test_a_studys_bad_value_names_the_variant_before_any_run(tmp_path):
+    path = write_study(tmp_path, variants={"odd": {"method": "amft", "template": "fancy"}}, reference_variant=None)
+    with pytest.raises(OptionsError, match=rf"{path}: variant 'odd': template must be one of"):
+        Comparison(load_study(str(path))).plan()
+    assert not (tmp_path / "study").exists()
 
 
 @pytest.mark.slow
@@ -94,8 +124,8 @@ def test_parallel_runs_each_train_in_a_process_of_their_own_and_a_failed_run_is_
     variants = {"sft": VARIANTS["sft"], "amft": VARIANTS["amft"],
                 "broken": {"method": "sft", "demo_file": str(tmp_path / "missing.jsonl")}}
     path = write_study(tmp_path, variants=variants, reference_variant=None)
-    with pytest.raises(SystemExit, match=r"1 run\(s\) failed: broken · seed 0"):
-        main(["compare", "--config", str(path), "--jobs", "2"])
+    assert main(["compare", "--config", str(path), "--jobs", "2"]) == 1
+    assert "amft compare: 1 run(s) failed: broken · seed 0" in capsys.readouterr().err
     runs = tmp_path / "study" / "runs"
     assert "missing.jsonl" in (runs / "broken" / "seed0" / "train.log").read_text()
     for name in ("sft", "amft"):

@@ -3,27 +3,29 @@
 import pathlib
 
 import pytest
-import yaml
 
-from amft.cli.compare import load_study, run_arguments
-from amft.navigation.study import NavStudyConfig
+from amft.cli.compare import Comparison, load_study
+from amft.cli.options import load_dataclass, read_mapping
+from amft.navigation.study import NavStudyConfig, study_runs
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "configs"
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("compare-*.yaml")), ids=lambda p: p.name)
-def test_comparison_studies_resolve_every_run(path, tmp_path):
+def test_comparison_studies_resolve_every_run(path):
     study = load_study(str(path))
     assert len(study.seeds) >= 3
-    for variant, overrides in study.variants.items():
-        run, args = run_arguments({**study.training, **overrides}, seed=0, output_dir=str(tmp_path / variant), model=None)
-        assert args.max_steps == study.training["max_steps"] and run.task == study.training["task"]
-    if study.base_sft_steps:
-        run_arguments({**study.training, **study.base, "method": "sft"}, seed=0, output_dir=str(tmp_path), model=None)
+    runs = Comparison(study).plan()  # resolves every run's options
+    assert len(runs) == len(study.seeds) * len(study.variants)
+    for run in runs[: len(study.variants)]:
+        options, task_config, args = run.arguments()
+        assert args.max_steps == study.training["max_steps"] and options.task == study.training["task"]
+        assert run.needs is None or run.needs.arguments()[2].method == "sft"
     assert study.target_split in study.splits
 
 
 def test_the_navigation_memory_study_loads():
-    values = yaml.safe_load((CONFIGS / "mem4nav-study.yaml").read_text())
-    config = NavStudyConfig(**values)
+    path = str(CONFIGS / "mem4nav-study.yaml")
+    config = load_dataclass(NavStudyConfig, read_mapping(path), path)
     assert len(config.seeds) >= 3 and config.reference in config.agents
+    assert len(study_runs(config)) == len(config.seeds) * len(config.agents)

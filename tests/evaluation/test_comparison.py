@@ -1,11 +1,12 @@
-"""Aggregation of a comparison: confidence intervals, steps to a target, tables."""
+"""Aggregation of a comparison on the study harness: confidence intervals, steps to a target, tables."""
 
 import csv
 import json
 
 import pytest
 
-from amft.evaluation.comparison import RunRecord, markdown_table, mean_ci, mean_curve, steps_to_reach, summarize, write_results
+from amft.evaluation.comparison import RunRecord, markdown_table, steps_to_reach, summarize, write_results
+from amft.evaluation.harness import mean_ci, mean_curve
 
 
 def test_mean_ci_is_the_student_t_interval():
@@ -56,6 +57,7 @@ def test_summarize_counts_targets_and_the_reference_final(tmp_path):
                   settings={"seeds": [0, 1]})
     with open(tmp_path / "results.csv") as handle:
         lines = list(csv.DictReader(handle))
-    assert [line["variant"] for line in lines] == ["amft", "sft-then-rl"] and float(lines[0]["steps_to_target"]) == 40
+    assert [line["variant"] for line in lines] == ["amft", "sft-then-rl"]
+    assert float(lines[0]["steps_to_target_mean_steps"]) == 40 and float(lines[0]["rl-only_ci95"]) == pytest.approx(1.271, abs=1e-3)
     assert json.loads((tmp_path / "results.json").read_text())["settings"] == {"seeds": [0, 1]}
     assert table in (tmp_path / "results.md").read_text()

@@ -1,12 +1,21 @@
 """The navigation-memory study: benchmark subsets, statistics, and a miniature end-to-end run."""
 
+import dataclasses
+import io
 import json
 import sys
 
 import pytest
+import yaml
+from rich.console import Console
 
+from amft.cli import main
 from amft.navigation.benchmark import build_benchmark
 from amft.navigation.study import NavStudyConfig, bootstrap_ci, paired_tests, run_nav_study
+
+
+def quiet() -> Console:
+    return Console(file=io.StringIO())
 
 
 def test_benchmark_subsets_hold_what_their_names_say():
@@ -38,13 +47,15 @@ def test_a_miniature_study_writes_its_tables(tmp_path):
                             validation_episodes=4, reference="none",
                             agents={"full": {"memory": "full"}, "none": {"memory": "none"},
                                     "learned": {"agent": "modular", "memory": "no-long-term", "steps": 40, "warmup_steps": 20}})
-    summary = run_nav_study(config, progress=lambda _: None)
+    summary = run_nav_study(config, console=quiet())
     assert [row["step"] for row in summary["training"]["learned/seed0"]] == [20, 40]
-    for name in ("results.md", "results.json", "episodes.csv", "tc_by_subset.png", "modular_training.png"):
+    for name in ("results.md", "results.csv", "results.json", "episodes.csv", "tc_by_subset.png", "modular_training.png"):
         assert (tmp_path / name).exists()
-    assert json.loads((tmp_path / "results.json").read_text())["conventions"]["A"].startswith("A")
+    assert json.loads((tmp_path / "results.json").read_text())["per_episode"]["conventions"]["A"].startswith("A")
     full, none = summary["splits"]["test"]["full"], summary["splits"]["test"]["none"]
     assert full["loop"]["B_TC"][0] == 100.0 and none["loop"]["B_TC"][0] == 0.0
+    rows = {row["variant"]: row for row in summary["rows"]}  # the harness's table: per seed, then over seeds
+    assert rows["full"]["test/TC loop"] == {"mean": 100.0, "ci95": None} and rows["none"]["test/TC loop"]["mean"] == 0.0
     with pytest.raises(ValueError, match="reference"):
         NavStudyConfig(agents={"full": {}}, reference="none")
     with pytest.raises(ValueError, match="unknown options"):
@@ -56,12 +67,47 @@ def test_memory_options_reach_the_memory_and_unknown_ones_are_refused(tmp_path, 
     config = NavStudyConfig(output_dir=str(tmp_path), seeds=[0], city_size=8, per_subset=3, reference="exact",
                             agents={"exact": {"memory": "no-short-term"},  # loops then rest on the long-term reads
                                     "hnsw": {"memory": "no-short-term", "memory_options": {"long_term_index": "hnsw"}}})
-    summary = run_nav_study(config, progress=lambda _: None)
+    summary = run_nav_study(config, console=quiet())
     exact, hnsw = summary["splits"]["test"]["exact"], summary["splits"]["test"]["hnsw"]
     subsets = ("plain", "counting", "loop", "long")
     assert [hnsw[subset]["B_TC"][0] for subset in subsets] == [exact[subset]["B_TC"][0] for subset in subsets]
     monkeypatch.setitem(sys.modules, "hnswlib", None)  # the "hnsw" agent really asks for the HNSW index
     with pytest.raises(ImportError, match="hnsw"):
-        run_nav_study(config, progress=lambda _: None)
+        run_nav_study(dataclasses.replace(config, output_dir=str(tmp_path / "again")), console=quiet())
     with pytest.raises(ValueError, match=r"memory_options.long_term_indx"):
         NavStudyConfig(agents={"none": {"memory": "none", "memory_options": {"long_term_indx": "hnsw"}}})
+
+
+def write_study(tmp_path, **changes):
+    study = {"output_dir": str(tmp_path / "study"), "seeds": [0, 1], "city_size": 8, "per_subset": 2,
+             "reference": "none", "agents": {"full": {"memory": "full"}, "none": {"memory": "none"}}, **changes}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return path
+
+
+def test_the_study_harness_skips_finished_runs_and_reports_over_seeds(tmp_path, capsys):
+    path = write_study(tmp_path)
+    assert main(["nav-study", "--config", str(path)]) == 0
+    runs = tmp_path / "study" / "runs"
+    assert sorted(p.parent.name + "/" + p.name for p in runs.glob("*/seed*")) == [
+        "full/seed0", "full/seed1", "none/seed0", "none/seed1"]
+    stamp = (runs / "full" / "seed0" / "result.json").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["nav-study", "--config", str(path), "--seeds", "0,1,2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("finished earlier, skipped") == 4 and "[5/6] full · seed 2" in out
+    assert (runs / "full" / "seed0" / "result.json").stat().st_mtime_ns == stamp
+    results = json.loads((tmp_path / "study" / "results.json").read_text())
+    full = next(row for row in results["variants"] if row["variant"] == "full")
+    assert full["seeds"] == [0, 1, 2] and full["test/TC all"]["ci95"] is not None
+    assert "| full | 3 |" in (tmp_path / "study" / "results.md").read_text()
+
+
+def test_unknown_keys_of_a_navigation_study_name_the_key_the_file_and_the_agent(tmp_path, capsys):
+    path = write_study(tmp_path, per_subsets=3)
+    assert main(["nav-study", "--config", str(path)]) == 2
+    assert f"{path}: unknown key 'per_subsets' (did you mean 'per_subset'?)" in capsys.readouterr().err
+    path = write_study(tmp_path, agents={"none": {"memory": "none", "stepz": 5}})
+    assert main(["nav-study", "--config", str(path)]) == 2
+    assert f"{path}: agent none: unknown options ['stepz']" in capsys.readouterr().err

@@ -1,7 +1,8 @@
-"""The `amft` command: `train`, `compare`, `eval` and `demo`.
+"""The `amft` command: `demo`, `train`, `eval`, `compare`, `nav-study` and `data`.
 
 Options come as flags or as keys of a YAML file given with `--config`, as in TRL's scripts;
-flags override the file. `amft COMMAND --help` lists every option with its explanation.
+flags override the file (`amft.cli.options` reads and checks both). `amft COMMAND --help`
+lists every option with its explanation.
 """
 
 from __future__ import annotations
@@ -54,12 +55,13 @@ def preset_path(name: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from amft.cli.options import OptionsError
-
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0
+    from amft.cli.options import OptionsError
+    from amft.evaluation.harness import RunsFailed
+
     command, rest = argv[0], argv[1:]
     commands = {"train": _run_train, "demo": _run_demo, "compare": _run_compare, "eval": _run_eval,
                 "nav-study": _run_nav_study, "data": _run_data}
@@ -71,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     except OptionsError as error:
         print(f"amft {command}: error: {error}", file=sys.stderr)
         return 2
+    except RunsFailed as error:
+        print(f"amft {command}: {error}", file=sys.stderr)
+        return 1
 
 
 def _training_options(argv: list[str], prog: str, description: str, preset: str | None = None):
@@ -152,43 +157,31 @@ def _run_data(argv: list[str]) -> int:
 
 
 def _run_nav_study(argv: list[str]) -> int:
-    import argparse
+    from amft.cli.options import load_dataclass, read_mapping, select_variants, study_parser
+    from amft.navigation.study import NavStudyConfig, report_nav_study, run_nav_study
 
-    import yaml
-
-    from amft.navigation.study import NavStudyConfig, run_nav_study
-
-    parser = argparse.ArgumentParser(
-        prog="amft nav-study",
-        description="Run navigation agents with Mem4Nav memory and with each component removed on synthetic "
-        "cities (per seed: a test split on the seed's city and an unseen city; subsets plain, counting, loop, "
-        "long), then write episodes.csv, results.md/.json (both metric conventions, bootstrap 95% intervals, "
-        "paired tests against the reference agent) and tc_by_subset.png.")
-    parser.add_argument("--config", required=True, help="The study file (YAML); see configs/mem4nav-study.yaml.")
-    parser.add_argument("--output_dir", help="Where results go (overrides the file's output_dir).")
-    parser.add_argument("--seeds", help="Comma-separated seeds (overrides the file's seeds).")
+    parser = study_parser(
+        "amft nav-study",
+        "Run navigation agents with Mem4Nav memory and with each component removed on synthetic cities (per seed: "
+        "a test split on the seed's city and an unseen city; subsets plain, counting, loop, long), one run per agent "
+        "and seed, skipping runs that finished earlier; then write results.md/.csv/.json (mean and 95% t-interval "
+        "over seeds; per episode, both metric conventions, bootstrap 95% intervals and paired tests against the "
+        "reference agent), episodes.csv, tc_by_subset.png and modular_training.png.",
+        "configs/mem4nav-study.yaml")
     parser.add_argument("--per_subset", type=int, help="Episodes per subset, split and seed (overrides the file).")
     options = parser.parse_args(argv)
-    with open(options.config) as handle:
-        values = yaml.safe_load(handle) or {}
-    if not isinstance(values, dict):
-        parser.error(f"{options.config}: a study file is a mapping of keys, got {type(values).__name__}")
-    unknown = set(values) - set(NavStudyConfig.__dataclass_fields__)
-    if unknown:
-        parser.error(f"{options.config}: unknown keys {sorted(unknown)}")
-    if options.output_dir:
-        values["output_dir"] = options.output_dir
-    if options.seeds:
-        values["seeds"] = [int(s) for s in options.seeds.split(",")]
-    if options.per_subset:
-        values["per_subset"] = options.per_subset
-    try:
-        config = NavStudyConfig(**values)
-    except ValueError as error:
-        parser.error(f"{options.config}: {error}")
-    run_nav_study(config)
-    print(open(f"{config.output_dir}/results.md").read())
-    print(f"Results in {config.output_dir}: results.md, results.json, episodes.csv, tc_by_subset.png")
+    values = read_mapping(options.config)
+    for key in ("output_dir", "seeds", "per_subset"):
+        if getattr(options, key) is not None:
+            values[key] = getattr(options, key)
+    if isinstance(values.get("agents"), dict):
+        values["agents"] = select_variants(values["agents"], options.variants, options.config)
+    config = load_dataclass(NavStudyConfig, values, options.config)
+    if options.report_only:
+        report_nav_study(config)
+    else:
+        run_nav_study(config, options.jobs)
+    print(f"Results in {config.output_dir}: results.md, results.csv, results.json, episodes.csv, tc_by_subset.png")
     return 0
 
 
@@ -202,7 +195,7 @@ def _run_eval(argv: list[str]) -> int:
 
     from amft.cli.arguments import RunArguments
     from amft.cli.options import OptionsError, field_names, read_command_line
-    from amft.cli.pipeline import evaluate_splits
+    from amft.cli.pipeline import evaluate_splits, evaluation_budget
     from amft.evaluation.report import print_results
     from amft.models import load_model
     from amft.tasks import get_task
@@ -221,6 +214,7 @@ def _run_eval(argv: list[str]) -> int:
         torch.set_num_threads(run.threads)
     task = get_task(run.task, config=task_config)
     splits = run.splits(task.default_splits)
+    evaluation_budget(task, run)
     if run.use_vllm_eval:
         if task.multi_turn:
             raise OptionsError("--use_vllm_eval applies to sampled evaluation (math), not to multi-turn episodes")

@@ -51,8 +51,11 @@ class RunArguments:
         default=1, metadata={"help": "Math: completions per problem; avg@k and pass@k are reported for k = this."}
     )
     use_vllm_eval: bool = field(default=False, metadata={"help": "Math: generate evaluation samples with vLLM (needs the vllm extra)."})
-    eval_attempts: int = field(
-        default=5, metadata={"help": "Multi-turn tasks: answers (model calls) per evaluation episode (1 = single turn)."}
+    eval_attempts: int | None = field(
+        default=None,
+        metadata={"help": "Answers (model calls) per evaluation episode, verified one after the other (1 = single "
+                  "turn); default: the task's (general-points 5, virl 64, citynav 250; math 1, evaluated by "
+                  "--eval_samples independent samples unless this is given)."},
     )
     eval_temperature: float = field(default=0.6, metadata={"help": "Sampling temperature of evaluation (0 = greedy)."})
     eval_max_new_tokens: int = field(default=96, metadata={"help": "Token limit of each evaluation attempt."})

@@ -16,25 +16,24 @@ A study file (YAML) names the shared settings, the variants and the seeds:
 The budget is equal by construction: a variant may not override the keys in `BUDGET_KEYS`
 (optimizer steps, prompts and rollouts per step, demonstrations per step).
 
-With ``--jobs N`` the runs go N at a time, each in a fresh process of its own that writes its
-output to ``train.log`` in its run folder; the seeds' starting models are trained first.
+The runs go through the study harness (:mod:`amft.evaluation.harness`): finished runs (with a
+``summary.json``) are skipped; with ``--jobs N`` the runs go N at a time, each in a fresh process
+of its own that writes its output to ``train.log`` in its run folder; the seeds' starting models
+are trained first.
 """
 
 from __future__ import annotations
 
-import argparse
-import multiprocessing
 import os
-import time
-import traceback
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.console import Console
 
-from amft.cli.options import OptionsError, check_keys, check_run_keys, field_names, load_dataclass, read_mapping, resolve
+from amft.cli.options import (OptionsError, check_keys, check_run_keys, field_names, load_dataclass, read_mapping,
+                              resolve, select_variants, study_parser)
+from amft.evaluation.harness import RunsFailed, StudyRun, run_study
 
 BUDGET_KEYS = (
     "max_steps",
@@ -46,6 +45,8 @@ BUDGET_KEYS = (
     "time_budget_minutes",
 )
 SUMMARY_FILE = "summary.json"
+#: run options the study sets for each run itself (from the run's seed and folder)
+SET_BY_THE_STUDY = ("seed", "model_seed", "task_seed", "output_dir", "resume", "dry_run")
 
 
 @dataclass
@@ -61,6 +62,7 @@ class Study:
     target_split: str = "rl-only"
     target_success: float = 0.6
     reference_variant: str | None = None
+    source: str = field(default="the study", init=False)  # the study file, named in errors
 
     def __post_init__(self) -> None:
         if not self.variants:
@@ -95,65 +97,53 @@ def load_study(path: str, **overrides: Any) -> Study:
         if not isinstance(data.get(section, {}), Mapping):
             raise OptionsError(f"{path}: {section!r} must be a mapping")
     training = data.get("training", {})
-    check_run_keys(training, f"{path}: training")
-    check_run_keys({**training, **data.get("base", {})}, f"{path}: base")
-    for name, overrides in data.get("variants", {}).items():
-        if not isinstance(overrides, Mapping):
-            raise OptionsError(f"{path}: variant {name!r}: expected a mapping of settings, got {type(overrides).__name__}")
-        check_run_keys({**training, **overrides}, f"{path}: variant {name!r}")
-    return load_dataclass(Study, data, path)
+    sections = {"training": training, "base": data.get("base", {}), **{
+        f"variant {name!r}": overrides for name, overrides in data.get("variants", {}).items()}}
+    for where, settings in sections.items():
+        if not isinstance(settings, Mapping):
+            raise OptionsError(f"{path}: {where}: expected a mapping of settings, got {type(settings).__name__}")
+        check_run_keys({**training, **settings}, f"{path}: {where}")
+        fixed = [key for key in SET_BY_THE_STUDY if key in settings]
+        if data.get("base_sft_steps") and where.startswith("variant") and "model_name_or_path" in settings:
+            fixed.append("model_name_or_path")  # every variant starts from the seed's starting model
+        if fixed:
+            raise OptionsError(f"{path}: {where}: {', '.join(fixed)}: set by the study for each run")
+    study = load_dataclass(Study, data, path)
+    study.source = path
+    return study
 
 
-def run_arguments(settings: Mapping[str, Any], *, seed: int, output_dir: str, model: str | None):
+def run_arguments(settings: Mapping[str, Any], *, seed: int, output_dir: str, model: str | None,
+                  where: str | None = None):
     """`amft train` options for one run (run, task config, engine): the settings with the seed,
-    folder and starting model."""
+    folder and starting model; errors name ``where`` (default: the folder)."""
     values = {**settings, "seed": seed, "model_seed": seed, "task_seed": seed, "output_dir": output_dir, "resume": True}
     if model is not None:
         values["model_name_or_path"] = model
-    return resolve(values, output_dir)
-
-
-def is_complete(run_dir: str) -> bool:
-    return os.path.exists(os.path.join(run_dir, SUMMARY_FILE))
-
-
-LOG_FILE = "train.log"
+    return resolve(values, where or output_dir)
 
 
 @dataclass(frozen=True)
-class RunJob:
-    """One training run of a study: what `amft train` gets, and where it goes."""
+class TrainingRun(StudyRun):
+    """One training run of a comparison: what `amft train` gets, in its folder."""
 
-    label: str
     settings: dict[str, Any]
-    seed: int
-    output_dir: str
-    model: str | None
+    model: str | None  # the starting model (None: the settings' model_name_or_path)
 
-    def arguments(self):
-        return run_arguments(self.settings, seed=self.seed, output_dir=self.output_dir, model=self.model)
+    result_file: ClassVar[str] = SUMMARY_FILE
+    log_file: ClassVar[str] = "train.log"
 
-    def train(self) -> None:
+    def arguments(self, where: str | None = None):
+        return run_arguments(self.settings, seed=self.seed, output_dir=self.folder, model=self.model, where=where)
+
+    def execute(self) -> None:
         from amft.cli.pipeline import run_training
 
         run_training(*self.arguments())
 
 
-def train_in_own_process(job: RunJob) -> None:
-    """Run ``job`` in this (fresh, single-use) worker process, its output appended to its ``train.log``."""
-    os.makedirs(job.output_dir, exist_ok=True)
-    log = os.open(os.path.join(job.output_dir, LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(log, 1)  # the file descriptors, so progress bars and library logs go there too
-    os.dup2(log, 2)
-    try:
-        job.train()
-    except BaseException:
-        traceback.print_exc()
-        raise
-
-
 class Comparison:
-    """Runs a :class:`Study` (skipping finished runs) and writes its results."""
+    """Runs a :class:`Study` on the study harness (skipping finished runs) and writes its results."""
 
     def __init__(self, study: Study, console: Console | None = None) -> None:
         self.study = study
@@ -165,152 +155,88 @@ class Comparison:
     def base_dir(self, seed: int) -> str:
         return os.path.join(self.study.output_dir, "base", f"seed{seed}")
 
-    def plan(self) -> list[tuple[str, int]]:
-        # Seed-major: a study stopped half-way has every variant for its first seeds.
-        return [(variant, seed) for seed in self.study.seeds for variant in self.study.variants]
+    def plan(self) -> list[TrainingRun]:
+        """Every variant with every seed, seed-major (a study stopped half-way has every variant for its
+        first seeds); each run's settings are checked here, before any run starts."""
+        runs = []
+        for seed in self.study.seeds:
+            for variant, overrides in self.study.variants.items():
+                run = TrainingRun(variant, seed, self.run_dir(variant, seed), self.base_run(seed),
+                                  {**self.study.training, **overrides},
+                                  self.base_dir(seed) if self.study.base_sft_steps else None)
+                run.arguments(where=f"{self.study.source}: variant {variant!r}")
+                runs.append(run)
+        return runs
+
+    def base_run(self, seed: int) -> TrainingRun | None:
+        """The training of the seed's shared starting model (None when the study has none)."""
+        if not self.study.base_sft_steps:
+            return None
+        settings = {**self.study.training, **self.study.base, "method": "sft", "max_steps": self.study.base_sft_steps}
+        return TrainingRun(f"starting model ({self.study.base_sft_steps} SFT steps)", seed, self.base_dir(seed), None,
+                           settings, None)
 
     def run(self, jobs: int = 1) -> list[dict[str, Any]]:
         """Train the unfinished runs, ``jobs`` at a time (1: one after the other, in this process)."""
-        plan = self.plan()
-        todo = []
-        for index, (variant, seed) in enumerate(plan, start=1):
-            if is_complete(self.run_dir(variant, seed)):
-                self.console.print(f"[{index}/{len(plan)}] {variant} · seed {seed}: finished earlier, skipped")
-            else:
-                todo.append((index, self.variant_job(variant, seed)))  # settings errors stop the study before any run
-        if jobs == 1:
-            for index, job in todo:
-                self.ensure_base(job.seed)
-                self.console.rule(f"[{index}/{len(plan)}] {job.label}")
-                job.train()
-            return self.report()
-        seeds = dict.fromkeys(job.seed for _, job in todo)
-        failed = self.train_in_parallel([job for job in map(self.base_job, seeds) if job is not None], jobs)
-        if not failed:
-            failed = self.train_in_parallel([job for _, job in todo], jobs)
+        failed = run_study(self.plan(), jobs, self.console)
         rows = self.report()
         if failed:
-            raise SystemExit(f"amft compare: {len(failed)} run(s) failed: {', '.join(failed)}")
+            raise RunsFailed(failed)
         return rows
-
-    def variant_job(self, variant: str, seed: int) -> RunJob:
-        """The run of ``variant`` with ``seed``, its settings checked."""
-        model = self.base_dir(seed) if self.study.base_sft_steps else None
-        job = RunJob(f"{variant} · seed {seed}", {**self.study.training, **self.study.variants[variant]}, seed,
-                     self.run_dir(variant, seed), model)
-        try:
-            job.arguments()
-        except ValueError as error:
-            raise ValueError(f"variant {variant!r}: {error}") from None
-        return job
-
-    def base_job(self, seed: int) -> RunJob | None:
-        """The training of the seed's shared starting model, or None when the study has none or it is done."""
-        if not self.study.base_sft_steps or is_complete(self.base_dir(seed)):
-            return None
-        settings = {**self.study.training, **self.study.base, "method": "sft", "max_steps": self.study.base_sft_steps}
-        return RunJob(f"starting model for seed {seed}: {self.study.base_sft_steps} SFT steps", settings, seed,
-                      self.base_dir(seed), None)
-
-    def ensure_base(self, seed: int) -> None:
-        """Train the seed's shared starting model here, unless the study has none or it is done."""
-        job = self.base_job(seed)
-        if job is not None:
-            self.console.rule(job.label)
-            job.train()
-
-    def train_in_parallel(self, jobs: list[RunJob], workers: int) -> list[str]:
-        """Each job in a fresh process (nothing carries over from one run to the next), ``workers`` at a time;
-        a failed run is reported with its log and the others go on. The labels of the failed runs."""
-        if not jobs:
-            return []
-        self.console.print(f"{len(jobs)} run(s), {workers} at a time; each writes {LOG_FILE} in its run folder")
-        started, failed = time.perf_counter(), []
-        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch state shared with this one
-        with ProcessPoolExecutor(workers, mp_context=context, max_tasks_per_child=1) as pool:
-            running = {pool.submit(train_in_own_process, job): job for job in jobs}
-            for future in as_completed(running):
-                job, minutes = running[future], (time.perf_counter() - started) / 60
-                log = os.path.join(job.output_dir, LOG_FILE)
-                try:
-                    future.result()
-                    self.console.print(f"{job.label}: finished ({minutes:.1f} min into this batch)")
-                except Exception as error:  # the run's own traceback is in its log
-                    failed.append(job.label)
-                    self.console.print(f"[red]{job.label}: failed: {error!r}; see {log}[/red]")
-        return failed
 
     def base_start(self, seed: int) -> dict[str, float] | None:
         """The starting model's quick-evaluation success, as step 0 of the variants' curves."""
         from amft.evaluation.comparison import read_run
 
-        if not self.study.base_sft_steps or not is_complete(self.base_dir(seed)):
+        base = self.base_run(seed)
+        if base is None or not base.done:
             return None
-        curves = read_run(self.base_dir(seed), "base", seed).curves
+        curves = read_run(base.folder, "base", seed).curves
         return {split: curve[-1][1] for split, curve in curves.items() if curve and curve[-1][0] == self.study.base_sft_steps}
 
     def report(self) -> list[dict[str, Any]]:
-        from amft.evaluation.comparison import markdown_table, plot_comparison, read_run, summarize, write_results
+        from amft.evaluation.comparison import plot_comparison, read_run, summarize, write_results
 
         study = self.study
         records = [
             read_run(self.run_dir(variant, seed), variant, seed, start=self.base_start(seed))
-            for variant, seed in self.plan()
-            if is_complete(self.run_dir(variant, seed))
+            for seed in study.seeds for variant in study.variants
+            if os.path.exists(os.path.join(self.run_dir(variant, seed), SUMMARY_FILE))
         ]
-        variants = list(study.variants)
+        variants, splits = list(study.variants), study.splits
         rows = summarize(
-            records, variants, study.splits, target_split=study.target_split, target_success=study.target_success,
+            records, variants, splits, target_split=study.target_split, target_success=study.target_success,
             reference_variant=study.reference_variant,
         )
         if not rows:
             self.console.print("No finished runs yet.")
             return rows
-        settings = {key: value for key, value in vars(study).items() if key != "output_dir"}
-        write_results(study.output_dir, rows, study.splits, target_split=study.target_split,
-                      reference_variant=study.reference_variant, settings=settings)
-        plot_comparison(records, variants, study.splits, study.output_dir)
-        self.console.print(markdown_table(rows, study.splits, study.target_split, study.reference_variant))
+        settings = {key: value for key, value in vars(study).items() if key not in ("output_dir", "source")}
+        table = write_results(study.output_dir, rows, splits, target_split=study.target_split,
+                              reference_variant=study.reference_variant, settings=settings)
+        plot_comparison(records, variants, splits, study.output_dir)
+        self.console.print(table)
         self.console.print(
             f"Results in {study.output_dir}: results.md, results.csv, results.json, success_vs_step.png, mu.png, entropy.png"
         )
         return rows
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="amft compare",
-        description="Train every variant of a study file with every seed under one budget, skipping runs that "
-        "finished earlier (an interrupted run resumes from its last complete checkpoint), then write "
-        "results.md/.csv/.json (mean and 95% confidence interval per split, steps to the target) and "
-        "plots of success, mu and entropy over steps.",
-    )
-    p.add_argument("--config", required=True, help="The study file (YAML); see configs/compare-general-points.yaml.")
-    p.add_argument("--output_dir", help="Where runs and results go (overrides the file's output_dir).")
-    p.add_argument("--seeds", help="Comma-separated seeds (overrides the file's seeds).")
-    p.add_argument("--variants", help="Comma-separated subset of the file's variants to run and report.")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="Runs trained at the same time, each in a fresh process writing train.log in its run folder "
-                   "(default 1: one after the other in this process). Give each run its share of the cores with the "
-                   "training setting 'threads' (default here: cores / jobs).")
-    p.add_argument("--report_only", action="store_true", help="Only aggregate the finished runs; train nothing.")
-    return p
+DESCRIPTION = (
+    "Train every variant of a study file with every seed under one budget, skipping runs that finished earlier "
+    "(an interrupted run resumes from its last complete checkpoint), then write results.md/.csv/.json (mean and "
+    "95% confidence interval per split, steps to the target) and plots of success, mu and entropy over steps."
+)
 
 
 def main(argv: list[str]) -> None:
-    options = parser().parse_args(argv)
-    seeds = [int(s) for s in options.seeds.split(",")] if options.seeds else None
-    study = load_study(options.config, output_dir=options.output_dir, seeds=seeds)
-    if options.variants:
-        names = [v for v in options.variants.split(",") if v]
-        unknown = [v for v in names if v not in study.variants]
-        if unknown:
-            raise SystemExit(f"amft compare: unknown variants {unknown}; the study has {list(study.variants)}")
-        study.variants = {name: study.variants[name] for name in names}
-        if study.reference_variant not in study.variants:
-            study.reference_variant = None
-    if options.jobs < 1:
-        raise SystemExit(f"amft compare: --jobs must be at least 1, got {options.jobs}")
+    options = study_parser("amft compare", DESCRIPTION, "configs/compare-general-points.yaml",
+                           threads_hint="Give each run its share of the cores with the training setting 'threads' "
+                           "(default here: cores / jobs).").parse_args(argv)
+    study = load_study(options.config, output_dir=options.output_dir, seeds=options.seeds)
+    study.variants = select_variants(study.variants, options.variants, options.config)
+    if study.reference_variant not in study.variants:
+        study.reference_variant = None
     if options.jobs > 1 and not study.training.get("threads"):
         study.training["threads"] = max(1, (os.cpu_count() or 1) // options.jobs)
     comparison = Comparison(study)

@@ -33,6 +33,8 @@ __all__ = [
     "read_command_line",
     "read_mapping",
     "resolve",
+    "select_variants",
+    "study_parser",
     "task_and_file",
     "task_of",
 ]
@@ -214,3 +216,40 @@ def read_command_line(argv: Sequence[str], prog: str, description: str, *, befor
     values = vars(namespace)
     values.pop("config")
     return CommandLine(owners, values, source)
+
+
+def _seeds(text: str) -> list[int]:
+    return [int(seed) for seed in text.split(",") if seed]
+
+
+def _jobs(text: str) -> int:
+    jobs = int(text)
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {jobs}")
+    return jobs
+
+
+def study_parser(prog: str, description: str, example: str, threads_hint: str = "") -> argparse.ArgumentParser:
+    """The options every study command has: its file, where results go, seeds, a subset of its
+    variants, how many runs at a time, and aggregating only."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
+    parser.add_argument("--config", required=True, help=f"The study file (YAML); see {example}.")
+    parser.add_argument("--output_dir", help="Where runs and results go (overrides the file's output_dir).")
+    parser.add_argument("--seeds", type=_seeds, help="Comma-separated seeds (overrides the file's seeds).")
+    parser.add_argument("--variants", help="Comma-separated subset of the file's variants to run and report.")
+    parser.add_argument("--jobs", type=_jobs, default=1,
+                        help="Runs at the same time, each in a fresh process writing its log in its run folder "
+                        f"(default 1: one after the other in this process). {threads_hint}".strip())
+    parser.add_argument("--report_only", action="store_true", help="Only aggregate the finished runs; run nothing.")
+    return parser
+
+
+def select_variants(variants: Mapping[str, Any], chosen: str | None, where: str) -> dict[str, Any]:
+    """The variants named in ``chosen`` (comma-separated; None: all), in that order."""
+    if not chosen:
+        return dict(variants)
+    names = [name for name in chosen.split(",") if name]
+    unknown = [name for name in names if name not in variants]
+    if unknown:
+        raise OptionsError(f"{where}: unknown variants {unknown}; the study has {list(variants)}")
+    return {name: variants[name] for name in names}

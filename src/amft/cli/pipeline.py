@@ -79,26 +79,42 @@ def evaluate_splits(
     temperature: float | None = None,
     limit: int | None = None,
 ) -> dict[str, EvalResult]:
-    """Each split evaluated as its task is: episodes with verified retries (``attempts`` of them),
-    or ``run.eval_samples`` independent samples per problem (one when ``attempts`` is given)."""
+    """Each split evaluated as :func:`evaluation_budget` says, or, with ``attempts`` given (the quick
+    progress evaluation), in episodes of that many answers (one sample for a task evaluated by samples)."""
     temperature = run.eval_temperature if temperature is None else temperature
     limit = run.eval_limit if limit is None else limit
+    kind, count = evaluation_budget(task, run)
+    if attempts is not None:
+        count = 1 if kind == "samples" else attempts
     with bf16_autocast(bf16):
-        if not task.multi_turn:
+        if kind == "samples":
             return {
                 split: evaluate_samples(
-                    model, tokenizer, task, split, samples=run.eval_samples if attempts is None else 1,
+                    model, tokenizer, task, split, samples=count,
                     temperature=temperature, max_new_tokens=run.eval_max_new_tokens, seed=seed, limit=limit,
                 )
                 for split in splits
             }
         return {
             split: evaluate(
-                model, tokenizer, task, split, max_attempts=run.eval_attempts if attempts is None else attempts,
+                model, tokenizer, task, split, max_attempts=count,
                 temperature=temperature, max_new_tokens=run.eval_max_new_tokens, seed=seed, limit=limit,
             )
             for split in splits
         }
+
+
+def evaluation_budget(task: Task, run: RunArguments) -> tuple[str, int]:
+    """``("samples", k)``: k independent samples per problem (a task evaluated by samples, math, when
+    no ``--eval_attempts`` is given); else ``("episodes", n)``: episodes of at most n verified answers,
+    the run's ``eval_attempts`` or the task's default. Raises on settings that would be ignored."""
+    if not task.multi_turn and run.eval_attempts is None:
+        return "samples", run.eval_samples
+    if run.eval_samples != 1:
+        raise ValueError(f"--eval_samples {run.eval_samples}: {task.name} is evaluated in episodes of verified "
+                         "answers here; independent samples are for tasks evaluated by samples (math) without "
+                         "--eval_attempts")
+    return "episodes", run.eval_attempts if run.eval_attempts is not None else task.default_eval_attempts
 
 
 class TimeBudgetCallback(TrainerCallback):
@@ -211,6 +227,7 @@ def run_training(run: RunArguments, task_config: TaskConfig, args: AMFTConfig) -
     for split in splits:
         if split not in task.splits:
             raise ValueError(f"unknown split {split!r} for task {task.name}; known: {', '.join(task.splits)}")
+    evaluation_budget(task, run)  # settings the evaluation would ignore fail here, before training
 
     if args.success_reward is None:
         args.success_reward = task.success_reward

@@ -54,7 +54,7 @@ def describe_plan(run: RunArguments, task_config: TaskConfig, args: AMFTConfig) 
         ),
         "steps": f"{args.max_steps} optimizer steps, learning rate {args.learning_rate}, L_RL {args.loss_type}, beta {args.beta}",
         "evaluation": f"splits {run.benchmarks or run.eval_splits or 'task default'}, "
-                      f"{run.eval_samples} sample(s) / {run.eval_attempts} tries, temperature {run.eval_temperature}",
+                      f"{run.eval_samples} sample(s) / {run.eval_attempts or 'task default'} tries, temperature {run.eval_temperature}",
         "output": f"{args.output_dir} (checkpoints every {args.save_steps} steps, logs to {args.report_to})",
     }
 

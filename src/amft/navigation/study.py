@@ -1,6 +1,7 @@
 """The navigation-memory study: agents with and without memory, and the paper's ablations, on the
 city benchmark (`amft.navigation.benchmark`), per memory-dependent subset, in both metric
-conventions, over several seeds.
+conventions, over several seeds, on the study harness (`amft.evaluation.harness`): a run is one
+agent with one seed, in its own folder, skipped once finished.
 
 Agents: ``follower`` (the hand-written decision rule) and ``modular`` (a learned controller
 trained with AMFT on decisions of expert episodes of the seed's city, disjoint from the test
@@ -11,17 +12,22 @@ compared pairwise on them (exact McNemar test on TC, Wilcoxon signed-rank on nDT
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import itertools
+import json
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from rich.console import Console
 from scipy import stats
 
+from amft.evaluation.harness import (Metric, RunsFailed, StudyRun, plot_bars, plot_curves, run_study, summarize,
+                                     write_results)
 from amft.io import atomic_write_json, atomic_write_text
 from amft.memory.system import Mem4NavConfig
 
@@ -30,7 +36,8 @@ from .benchmark import SPLITS, SUBSETS, NavBenchmark, build_benchmark, evaluate_
 from .metrics import CONVENTION_A, CONVENTION_B
 from .modular import ModularTrainingConfig, collect_decisions, train_modular_policy
 
-__all__ = ["NavStudyConfig", "bootstrap_ci", "paired_tests", "results_markdown", "run_nav_study"]
+__all__ = ["AgentRun", "NavStudyConfig", "bootstrap_ci", "paired_tests", "report_nav_study", "results_markdown",
+           "run_nav_study", "study_runs"]
 
 METRICS = ("TC", "SPD", "nDTW")
 
@@ -73,21 +80,56 @@ AGENT_KINDS = ("follower", "modular")
 AGENT_KEYS = ("agent", "memory", "memory_options")
 
 
-def _make_agent(spec: dict[str, Any], config: NavStudyConfig, seed: int, benchmark: NavBenchmark,
-                logs: dict[str, Any], name: str) -> FollowerAgent:
-    memory, memory_options = spec.get("memory", "full"), spec.get("memory_options", {})
+def make_policy(spec: Mapping[str, Any], seed: int, benchmark: NavBenchmark, train_episodes: int,
+                validation_episodes: int) -> tuple[Callable | None, list[dict] | None]:
+    """The decision policy of the agent ``spec`` and its training log: (None, None) for the follower's
+    hand-written rule; for a modular agent, its controller trained on expert episodes of the
+    benchmark's city (disjoint from its evaluation episodes)."""
     if spec.get("agent", "follower") == "follower":
-        return FollowerAgent(memory=memory, memory_options=memory_options)
-    key = f"{name}/seed{seed}"
-    if key not in logs:
-        decisions = [collect_decisions(benchmark.city, benchmark.observer,
-                                       list(itertools.islice(training_stream(benchmark, f"{stream}:{seed}"), count)), memory,
-                                       memory_options)
-                     for count, stream in ((config.train_episodes, "train"), (config.validation_episodes, "validation"))]
-        options = {k: v for k, v in spec.items() if k not in AGENT_KEYS}
-        policy, log = train_modular_policy(*decisions, ModularTrainingConfig(**{"seed": seed, **options}))
-        logs[key] = {"policy": policy, "log": log}
-    return FollowerAgent(memory=memory, memory_options=memory_options, policy=logs[key]["policy"].decide)
+        return None, None
+    memory, memory_options = spec.get("memory", "full"), spec.get("memory_options", {})
+    decisions = [collect_decisions(benchmark.city, benchmark.observer,
+                                   list(itertools.islice(training_stream(benchmark, f"{stream}:{seed}"), count)), memory,
+                                   memory_options)
+                 for count, stream in ((train_episodes, "train"), (validation_episodes, "validation"))]
+    options = {k: v for k, v in spec.items() if k not in AGENT_KEYS}
+    policy, log = train_modular_policy(*decisions, ModularTrainingConfig(**{"seed": seed, **options}))
+    return policy.decide, log
+
+
+@functools.lru_cache(maxsize=2)  # the runs of a study go seed by seed: both splits of the current seed
+def _benchmark(seed: int, split: str, city_size: int, per_subset: int) -> NavBenchmark:
+    return build_benchmark(seed, split, city_size=city_size, per_subset=per_subset)
+
+
+@dataclass(frozen=True)
+class AgentRun(StudyRun):
+    """One agent (a variant of the study) with one seed: trained if it learns (on the seed's city),
+    then run on every episode of both splits of the seed's benchmark."""
+
+    spec: dict[str, Any]
+    city_size: int
+    per_subset: int
+    train_episodes: int
+    validation_episodes: int
+
+    def execute(self) -> None:
+        home = _benchmark(self.seed, "test", self.city_size, self.per_subset)
+        policy, log = make_policy(self.spec, self.seed, home, self.train_episodes, self.validation_episodes)
+        episodes = []
+        for split in SPLITS:
+            benchmark = home if split == "test" else _benchmark(self.seed, split, self.city_size, self.per_subset)
+            agent = FollowerAgent(memory=self.spec.get("memory", "full"),
+                                  memory_options=self.spec.get("memory_options", {}), policy=policy)
+            episodes += [{"split": split, **row} for row in evaluate_episodes(benchmark, agent)]
+        atomic_write_json(self.result_path, {"episodes": episodes, "training": log})
+
+
+def study_runs(config: NavStudyConfig) -> list[AgentRun]:
+    """Every agent with every seed, seed-major."""
+    return [AgentRun(variant, seed, os.path.join(config.output_dir, "runs", variant, f"seed{seed}"), None, spec,
+                     config.city_size, config.per_subset, config.train_episodes, config.validation_episodes)
+            for seed in config.seeds for variant, spec in config.agents.items()]
 
 
 def bootstrap_ci(values: Iterable[float], resamples: int = 2000) -> tuple[float, float, float]:
@@ -112,18 +154,24 @@ def paired_tests(rows: list[dict], reference: list[dict], convention: str = "B")
     return {"TC_wins": wins, "TC_losses": losses, "mcnemar_p": float(mcnemar), "wilcoxon_ndtw_p": float(wilcoxon)}
 
 
+def _episode(row: Mapping[str, Any]) -> tuple:
+    return row["seed"], row["subset"], row["episode"]
+
+
 def _summarise(records: list[dict], variants: list[str], reference: str) -> dict[str, Any]:
     summary: dict[str, Any] = {"conventions": {"A": CONVENTION_A, "B": CONVENTION_B}, "splits": {}}
     for split in SPLITS:
         per_variant = {}
         for variant in variants:
             rows = [r for r in records if r["variant"] == variant and r["split"] == split]
-            ref = [r for r in records if r["variant"] == reference and r["split"] == split]
+            by_episode = {_episode(r): r for r in records if r["variant"] == reference and r["split"] == split}
+            shared = [r for r in rows if _episode(r) in by_episode]  # seeds both have finished
+            ref = [by_episode[_episode(r)] for r in shared]
             entry: dict[str, Any] = {}
             for subset in (*SUBSETS, "all"):
                 chosen = [r for r in rows if subset in ("all", r["subset"])]
                 entry[subset] = {f"{c}_{m}": bootstrap_ci(r[f"{c}_{m}"] for r in chosen) for c in "AB" for m in METRICS}
-            entry["paired_vs_reference"] = {c: paired_tests(rows, ref, c) for c in "AB"}
+            entry["paired_vs_reference"] = {c: paired_tests(shared, ref, c) for c in "AB"}
             per_variant[variant] = entry
         summary["splits"][split] = per_variant
     return summary
@@ -153,79 +201,84 @@ def results_markdown(summary: dict[str, Any], variants: list[str], reference: st
     return "\n".join(lines)
 
 
-def _plot(summary: dict[str, Any], variants: list[str], path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, len(SPLITS), figsize=(6 * len(SPLITS), 4), sharey=True)
-    width = 0.8 / len(variants)
-    for axis, split in zip(np.atleast_1d(axes), SPLITS):
-        for i, variant in enumerate(variants):
-            stats_ = [summary["splits"][split][variant][s]["B_TC"] for s in SUBSETS]
-            means = [s[0] for s in stats_]
-            errors = [[s[0] - s[1] for s in stats_], [s[2] - s[0] for s in stats_]]
-            axis.bar(np.arange(len(SUBSETS)) + i * width, means, width, yerr=errors, label=variant, capsize=2)
-        axis.set_xticks(np.arange(len(SUBSETS)) + 0.4 - width / 2, SUBSETS)
-        axis.set_title(f"{split}: task completion (convention B)")
-        axis.set_ylim(0, 105)
-    np.atleast_1d(axes)[0].set_ylabel("TC (%)")
-    np.atleast_1d(axes)[-1].legend(fontsize=7, loc="lower right")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+def table_metrics() -> list[Metric]:
+    """The results table's columns (convention B): TC per subset and overall, SPD and nDTW, per split."""
+    return [metric for split in SPLITS for metric in (
+        *(Metric(f"{split}/TC {subset}", f"{split} TC {subset}") for subset in (*SUBSETS, "all")),
+        Metric(f"{split}/SPD", f"{split} SPD"), Metric(f"{split}/nDTW", f"{split} nDTW"))]
 
 
-def run_nav_study(config: NavStudyConfig, progress: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run every agent on every seed's benchmark; write episodes.csv, results.md/.json and tc_by_subset.png."""
-    os.makedirs(config.output_dir, exist_ok=True)
-    variants, records, trained = list(config.agents), [], {}
-    total, done = len(config.seeds) * len(SPLITS) * len(variants), 0
-    for seed in config.seeds:
-        # Modular agents learn on the test split's city and also run on the unseen one.
-        home = build_benchmark(seed, "test", city_size=config.city_size, per_subset=config.per_subset)
-        for split in SPLITS:
-            benchmark = home if split == "test" else build_benchmark(seed, split, city_size=config.city_size,
-                                                                       per_subset=config.per_subset)
-            for variant in variants:
-                done += 1
-                progress(f"[{done}/{total}] {variant} · seed {seed} · {split}")
-                agent = _make_agent(config.agents[variant], config, seed, home, trained, variant)
-                for row in evaluate_episodes(benchmark, agent):
-                    records.append({"variant": variant, "seed": seed, "split": split, **row})
-    summary = _summarise(records, variants, config.reference)
-    summary["training"] = {key: value["log"] for key, value in trained.items()}
-    table = io.StringIO()
-    writer = csv.DictWriter(table, fieldnames=list(records[0]))
-    writer.writeheader()
-    writer.writerows({k: (v if not isinstance(v, float) or math.isfinite(v) else "inf") for k, v in r.items()}
-                     for r in records)
-    atomic_write_text(os.path.join(config.output_dir, "episodes.csv"), table.getvalue())
-    atomic_write_json(os.path.join(config.output_dir, "results.json"), summary)
-    markdown = results_markdown(summary, variants, config.reference, config.seeds, config.per_subset)
-    atomic_write_text(os.path.join(config.output_dir, "results.md"), markdown + "\n")
-    _plot(summary, variants, os.path.join(config.output_dir, "tc_by_subset.png"))
-    if trained:
-        _plot_training(summary["training"], os.path.join(config.output_dir, "modular_training.png"))
+def run_metrics(episodes: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """One run's numbers for the results table: means over its episodes (convention B)."""
+    metrics = {}
+    for split in SPLITS:
+        rows = [r for r in episodes if r["split"] == split]
+        for subset in (*SUBSETS, "all"):
+            chosen = [r["B_TC"] for r in rows if subset in ("all", r["subset"])]
+            metrics[f"{split}/TC {subset}"] = sum(chosen) / len(chosen)
+        for name in ("SPD", "nDTW"):
+            metrics[f"{split}/{name}"] = sum(r[f"B_{name}"] for r in rows) / len(rows)
+    return metrics
+
+
+def run_nav_study(config: NavStudyConfig, jobs: int = 1, console: Console | None = None) -> dict[str, Any]:
+    """Run every agent with every seed on the study harness (finished runs are skipped), then report
+    (see :func:`report_nav_study`). Raises :class:`RunsFailed` after the report if runs failed."""
+    failed = run_study(study_runs(config), jobs, console)
+    summary = report_nav_study(config, console)
+    if failed:
+        raise RunsFailed(failed)
     return summary
 
 
-def _plot_training(logs: dict[str, list[dict]], path: str) -> None:
-    """mu and held-out decision accuracy of the modular agents over training steps (one line per run)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (mu_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4))
-    for key, log in sorted(logs.items()):
-        steps = [row["step"] for row in log]
-        mu_axis.plot(steps, [row["mu"] for row in log], label=key, linewidth=1)
-        accuracy_axis.plot(steps, [100 * row["validation_accuracy"] for row in log], label=key, linewidth=1)
-    mu_axis.set(title="modular agents: mu", xlabel="step", ylabel="mu")
-    accuracy_axis.set(title="held-out decisions doing what the expert does", xlabel="step", ylabel="%")
-    accuracy_axis.legend(fontsize=6)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+def report_nav_study(config: NavStudyConfig, console: Console | None = None) -> dict[str, Any]:
+    """From the finished runs: `results.md`/`.csv`/`.json` (the harness's table: mean and t-interval over
+    seeds; then, per episode, both conventions with bootstrap intervals and paired tests against the
+    reference agent), `episodes.csv`, `tc_by_subset.png` and, with modular agents,
+    `modular_training.png`. Returns the rows, the per-episode statistics and the training logs."""
+    console = console or Console()
+    records, results, logs = [], [], {}
+    for run in study_runs(config):
+        if not run.done:
+            continue
+        with open(run.result_path) as handle:
+            result = json.load(handle)
+        records += [{"variant": run.variant, "seed": run.seed, **row} for row in result["episodes"]]
+        results.append((run.variant, run.seed, run_metrics(result["episodes"])))
+        if result["training"] is not None:
+            logs[f"{run.variant}/seed{run.seed}"] = result["training"]
+    variants = [variant for variant in config.agents if any(name == variant for name, _, _ in results)]
+    if not variants:
+        console.print("No finished runs yet.")
+        return {}
+    os.makedirs(config.output_dir, exist_ok=True)
+    rows = summarize(results, variants, table_metrics())
+    per_episode = _summarise(records, variants, config.reference)
+    seeds = sorted({seed for _, seed, _ in results})
+    note = (f"Seeds {', '.join(map(str, seeds))}; {config.per_subset} episodes per subset, split and seed. Task "
+            "completion (TC, %), SPD (m) and nDTW in convention B; mean over seeds ± the half-width of the 95% "
+            "Student-t interval over seeds.")
+    appendix = "Per episode:\n\n" + results_markdown(per_episode, variants, config.reference, seeds, config.per_subset)
+    settings = {key: value for key, value in vars(config).items() if key != "output_dir"}
+    table = write_results(config.output_dir, rows, table_metrics(), note=note, settings=settings, appendix=appendix,
+                          details={"per_episode": per_episode, "training": logs})
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(records[0]))
+    writer.writeheader()
+    writer.writerows({k: (v if not isinstance(v, float) or math.isfinite(v) else "inf") for k, v in r.items()}
+                     for r in records)
+    atomic_write_text(os.path.join(config.output_dir, "episodes.csv"), text.getvalue())
+    plot_bars(rows, {f"{split}: task completion (convention B)": [Metric(f"{split}/TC {s}", s) for s in SUBSETS]
+                     for split in SPLITS}, os.path.join(config.output_dir, "tc_by_subset.png"), ylabel="TC (%)",
+              ylim=(0, 105))
+    if logs:
+        learners = [variant for variant in variants if any(key.startswith(f"{variant}/") for key in logs)]
+        accuracy = "held-out decisions matching the expert"
+        panels = {title: {variant: [[(row["step"], scale * row[key]) for row in log]
+                                    for name, log in logs.items() if name.startswith(f"{variant}/")]
+                          for variant in learners}
+                  for title, key, scale in (("mu", "mu", 1.0), (accuracy, "validation_accuracy", 100.0))}
+        plot_curves(panels, learners, os.path.join(config.output_dir, "modular_training.png"), xlabel="step",
+                    ylabels={"mu": "mu", accuracy: "%"})
+    console.print(table)
+    return {"rows": rows, **per_episode, "training": logs}

@@ -147,7 +147,10 @@ class Task(ABC):
     #: the reward of a solved episode: a rollout with at least this reward counts as solved
     success_reward: float = 1.0
     #: evaluated in episodes with verified retries (True), or by independent samples (avg@k, pass@k)
+    #: unless the run gives an attempt budget
     multi_turn: bool = True
+    #: model calls per evaluation episode when the run gives none (`--eval_attempts`)
+    default_eval_attempts: int = 5
     #: model calls per episode in the quick progress evaluation (None: the run's eval_attempts, for
     #: episodes that are sequences of decisions)
     quick_eval_attempts: int | None = 1

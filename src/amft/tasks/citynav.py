@@ -169,6 +169,8 @@ class CityNavTask(Task):
     name = "citynav"
     splits = (*SUBSETS, "unseen")
     quick_eval_attempts = None
+    #: whole episodes: the environment ends them at stop or at its step limit
+    default_eval_attempts = 250
 
     def __init__(self, config: CityNavConfig | None = None, **overrides: Any) -> None:
         self.config = config or CityNavConfig(**overrides)

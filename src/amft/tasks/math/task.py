@@ -75,6 +75,7 @@ class MathTask(Task):
 
     name = "math"
     multi_turn = False
+    default_eval_attempts = 1
 
     def __init__(self, config: MathConfig | None = None, **overrides: Any) -> None:
         self.config = config or MathConfig(**overrides)

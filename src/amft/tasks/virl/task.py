@@ -69,6 +69,8 @@ class VirlTask(Task):
     name = "virl"
     splits = ("id", "ood-rule", "unseen-routes")
     quick_eval_attempts = None
+    #: a whole route: the environment fails it at a position's third call anyway
+    default_eval_attempts = 64
 
     def __init__(self, config: VirlConfig | None = None, **overrides: Any) -> None:
         self.config = config or VirlConfig(**overrides)

@@ -1,0 +1,304 @@
+"""One harness for studies (`amft compare`, `amft nav-study`): variants x seeds, each run in a
+folder of its own, resumable, several at a time in fresh processes, then one results table (mean
+and Student-t interval over seeds) and plots.
+
+A run is a :class:`StudyRun`: it does its work and writes its result file last, atomically, so a
+run with a result file is finished and a study started again skips it. A run may need another
+one first (the seed's shared starting model of a comparison).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import multiprocessing
+import os
+import time
+import traceback
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from rich.console import Console  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from amft.io import atomic_write_json, atomic_write_text  # noqa: E402
+
+__all__ = [
+    "Curve",
+    "Metric",
+    "RunsFailed",
+    "StudyRun",
+    "mean_ci",
+    "mean_curve",
+    "plot_bars",
+    "plot_curves",
+    "results_markdown",
+    "run_study",
+    "summarize",
+    "write_results",
+]
+
+Curve = list[tuple[int, float]]
+
+
+@dataclass(frozen=True)
+class StudyRun(ABC):
+    """One run of a study: a variant with a seed, in its own folder."""
+
+    variant: str
+    seed: int
+    folder: str
+    needs: StudyRun | None  # a run that must be finished first
+
+    #: the file a run writes last; its presence means the run is finished
+    result_file: ClassVar[str] = "result.json"
+    #: where a run in a process of its own writes its output
+    log_file: ClassVar[str] = "run.log"
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant} · seed {self.seed}"
+
+    @property
+    def result_path(self) -> str:
+        return os.path.join(self.folder, self.result_file)
+
+    @property
+    def done(self) -> bool:
+        return os.path.exists(self.result_path)
+
+    @abstractmethod
+    def execute(self) -> None:
+        """Do the run and write its result file (atomically, last)."""
+
+
+class RunsFailed(RuntimeError):
+    """Runs of a study failed (the others went on; their results are reported)."""
+
+    def __init__(self, labels: Sequence[str]) -> None:
+        super().__init__(f"{len(labels)} run(s) failed: {', '.join(labels)}")
+        self.labels = list(labels)
+
+
+def _execute_in_own_process(run: StudyRun) -> None:
+    """Run ``run`` in this (fresh, single-use) worker process, its output appended to its log file."""
+    os.makedirs(run.folder, exist_ok=True)
+    log = os.open(os.path.join(run.folder, run.log_file), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)  # the file descriptors, so progress bars and library logs go there too
+    os.dup2(log, 2)
+    try:
+        run.execute()
+    except BaseException:
+        traceback.print_exc()
+        raise
+
+
+def _execute_in_processes(runs: Sequence[StudyRun], workers: int, console: Console) -> list[str]:
+    """Each run in a fresh process (nothing carries over from one run to the next), ``workers`` at a
+    time; a failed run is reported with its log and the others go on. The labels of the failed runs."""
+    if not runs:
+        return []
+    console.print(f"{len(runs)} run(s), {workers} at a time; each writes {runs[0].log_file} in its run folder")
+    started, failed = time.perf_counter(), []
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch state shared with this one
+    with ProcessPoolExecutor(workers, mp_context=context, max_tasks_per_child=1) as pool:
+        running = {pool.submit(_execute_in_own_process, run): run for run in runs}
+        for future in as_completed(running):
+            run, minutes = running[future], (time.perf_counter() - started) / 60
+            try:
+                future.result()
+                console.print(f"{run.label}: finished ({minutes:.1f} min into this batch)")
+            except Exception as error:  # the run's own traceback is in its log
+                failed.append(run.label)
+                console.print(f"[red]{run.label}: failed: {error!r}; see {os.path.join(run.folder, run.log_file)}[/red]")
+    return failed
+
+
+def run_study(runs: Sequence[StudyRun], jobs: int = 1, console: Console | None = None) -> list[str]:
+    """Do the unfinished ``runs`` (a finished one is skipped), ``jobs`` at a time: 1 one after the
+    other in this process (an error stops the study), more each in a fresh process of its own (the
+    runs they need first). Returns the labels of the runs that failed."""
+    console = console or Console()
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    todo = []
+    for index, run in enumerate(runs, start=1):
+        if run.done:
+            console.print(f"[{index}/{len(runs)}] {run.label}: finished earlier, skipped")
+        else:
+            todo.append((index, run))
+    if jobs == 1:
+        for index, run in todo:
+            if run.needs is not None and not run.needs.done:
+                console.rule(f"{run.needs.label} (needed by {run.label})")
+                run.needs.execute()
+            console.rule(f"[{index}/{len(runs)}] {run.label}")
+            run.execute()
+        return []
+    needed = list({run.needs.folder: run.needs for _, run in todo if run.needs is not None and not run.needs.done}.values())
+    failed = _execute_in_processes(needed, jobs, console)
+    return failed or _execute_in_processes([run for _, run in todo], jobs, console)
+
+
+# --------------------------------------------------------------------------- the results table
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A column of the results table: ``key`` in each run's metrics, shown as ``scale`` x value."""
+
+    key: str
+    header: str
+    scale: float = 1.0
+    digits: int = 1
+
+
+def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float | None]:
+    """Mean and half-width of the Student-t confidence interval (``None`` for a single value)."""
+    if not values:
+        raise ValueError("no values")
+    n = len(values)
+    mean = sum(values) / n
+    if n == 1:
+        return mean, None
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+
+
+def summarize(results: Sequence[tuple[str, int, Mapping[str, float]]], variants: Sequence[str],
+              metrics: Sequence[Metric]) -> list[dict[str, Any]]:
+    """One row per variant with finished runs: ``runs``, ``seeds`` and, per metric, the mean and the
+    95% t-interval's half-width over seeds. ``results``: (variant, seed, metrics) of each run."""
+    rows = []
+    for variant in variants:
+        runs = [(seed, values) for name, seed, values in results if name == variant]
+        if not runs:
+            continue
+        row: dict[str, Any] = {"variant": variant, "seeds": [seed for seed, _ in runs], "runs": len(runs)}
+        for metric in metrics:
+            mean, half = mean_ci([values[metric.key] for _, values in runs])
+            row[metric.key] = {"mean": mean, "ci95": half}
+        rows.append(row)
+    return rows
+
+
+def _cell(value: Mapping[str, Any], metric: Metric) -> str:
+    mean = f"{metric.scale * value['mean']:.{metric.digits}f}"
+    return mean if value["ci95"] is None else f"{mean} ± {metric.scale * value['ci95']:.{metric.digits}f}"
+
+
+ExtraColumn = tuple[str, Callable[[Mapping[str, Any]], str]]  # (header, row -> cell text)
+
+
+def results_markdown(rows: Sequence[Mapping[str, Any]], metrics: Sequence[Metric],
+                     extra: Sequence[ExtraColumn] = ()) -> str:
+    """The table: variant, runs, each metric as mean ± half-width, then the ``extra`` columns."""
+    header = ["variant", "runs", *(m.header for m in metrics), *(name for name, _ in extra)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [row["variant"], str(row["runs"]), *(_cell(row[m.key], m) for m in metrics),
+                 *(cell(row) for _, cell in extra)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _flat(row: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in row.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flat(value, f"{name}_"))
+        elif isinstance(value, (list, tuple)):
+            flat[name] = " ".join(map(str, value))
+        else:
+            flat[name] = "" if value is None else value
+    return flat
+
+
+def write_results(output_dir: str, rows: Sequence[Mapping[str, Any]], metrics: Sequence[Metric], *,
+                  note: str, settings: Mapping[str, Any], extra: Sequence[ExtraColumn] = (),
+                  details: Mapping[str, Any] | None = None, appendix: str = "") -> str:
+    """`results.json` (the rows, the study's settings and ``details``), `results.csv` (one flat line
+    per variant) and `results.md` (``note``, the table, ``appendix``). Returns the table."""
+    table = results_markdown(rows, metrics, extra)
+    atomic_write_json(os.path.join(output_dir, "results.json"),
+                      {"settings": dict(settings), "variants": list(rows), **(details or {})})
+    flat = [_flat(row) for row in rows]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(dict.fromkeys(key for line in flat for key in line)))
+    writer.writeheader()
+    writer.writerows(flat)
+    atomic_write_text(os.path.join(output_dir, "results.csv"), text.getvalue())
+    atomic_write_text(os.path.join(output_dir, "results.md"), f"{note}\n\n{table}" + (f"\n{appendix}" if appendix else ""))
+    return table
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def mean_curve(curves: Sequence[Curve]) -> Curve:
+    """Mean over runs at the steps all of them logged."""
+    if not curves:
+        return []
+    shared = set.intersection(*(set(step for step, _ in curve) for curve in curves))
+    by_step = [dict(curve) for curve in curves]
+    return [(step, sum(c[step] for c in by_step) / len(by_step)) for step in sorted(shared)]
+
+
+def _styles(variants: Sequence[str]) -> dict[str, dict[str, Any]]:
+    colors = plt.get_cmap("tab20")
+    return {variant: dict(color=colors(i % 20), linestyle="-" if i < 10 else "--") for i, variant in enumerate(variants)}
+
+
+def plot_curves(panels: Mapping[str, Mapping[str, Sequence[Curve]]], variants: Sequence[str], path: str, *,
+                xlabel: str, ylabels: Mapping[str, str]) -> str:
+    """One panel per entry of ``panels`` (title -> variant -> its runs' curves), one line per variant:
+    the mean over its runs. Returns ``path``."""
+    styles = _styles(variants)
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(7.0, 4.8 * len(panels)), 3.8), squeeze=False)
+    for ax, (title, curves) in zip(axes[0], panels.items()):
+        for variant in variants:
+            curve = mean_curve([c for c in curves.get(variant, []) if c])
+            if curve:
+                ax.plot(*zip(*curve), label=variant, **styles[variant])
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabels.get(title, ""))
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="best")
+    return _save(fig, path)
+
+
+def plot_bars(rows: Sequence[Mapping[str, Any]], panels: Mapping[str, Sequence[Metric]], path: str, *,
+              ylabel: str, ylim: tuple[float, float] | None = None) -> str:
+    """One panel per entry of ``panels`` (title -> metrics on its x axis), a bar per variant and
+    metric: the mean over seeds with its t-interval. Returns ``path``."""
+    styles = _styles([row["variant"] for row in rows])
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False, sharey=True)
+    width = 0.8 / max(len(rows), 1)
+    for ax, (title, metrics) in zip(axes[0], panels.items()):
+        for i, row in enumerate(rows):
+            means = [m.scale * row[m.key]["mean"] for m in metrics]
+            errors = [m.scale * (row[m.key]["ci95"] or 0.0) for m in metrics]
+            ax.bar([x + i * width for x in range(len(metrics))], means, width, yerr=errors, capsize=2,
+                   label=row["variant"], color=styles[row["variant"]]["color"])
+        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(metrics))], [m.header for m in metrics])
+        ax.set_title(title)
+        if ylim:
+            ax.set_ylim(*ylim)
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
+
+
+def _save(fig, path: str) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

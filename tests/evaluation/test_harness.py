@@ -1,0 +1,76 @@
+"""The study harness: finished runs are skipped, needed runs go first, parallel runs get fresh processes."""
+
+import io
+import json
+import os
+from dataclasses import dataclass
+from typing import ClassVar
+
+from rich.console import Console
+
+from amft.evaluation.harness import Metric, StudyRun, run_study, summarize, write_results
+from amft.io import atomic_write_json
+
+
+@dataclass(frozen=True)
+class WritingRun(StudyRun):
+    """Writes its result file, with the process id it ran in; fails when told to."""
+
+    fail: bool = False
+
+    log_file: ClassVar[str] = "work.log"
+
+    def execute(self) -> None:
+        if self.needs is not None:
+            assert self.needs.done, "a run started before the run it needs"
+        if self.fail:
+            raise RuntimeError(f"{self.label} was told to fail")
+        atomic_write_json(self.result_path, {"pid": os.getpid(), "value": 10 * self.seed})
+
+
+def runs(tmp_path, fail=()):
+    base = {seed: WritingRun("base", seed, str(tmp_path / "base" / f"seed{seed}"), None) for seed in (0, 1)}
+    return [WritingRun(variant, seed, str(tmp_path / variant / f"seed{seed}"), base[seed], variant in fail)
+            for seed in (0, 1) for variant in ("a", "b")]
+
+
+def result(run):
+    with open(run.result_path) as handle:
+        return json.load(handle)
+
+
+def test_a_finished_run_is_skipped_and_a_needed_run_goes_first(tmp_path):
+    console = Console(file=io.StringIO(), width=200)
+    plan = runs(tmp_path)
+    assert run_study(plan[:1], console=console) == []
+    assert plan[0].done and plan[0].needs.done
+    first = os.stat(plan[0].result_path).st_mtime_ns
+    assert run_study(plan, console=console) == []
+    assert os.stat(plan[0].result_path).st_mtime_ns == first
+    out = console.file.getvalue()
+    assert out.count("finished earlier, skipped") == 1 and "[1/4] a · seed 0: finished earlier, skipped" in out
+    assert all(run.done for run in plan)
+
+
+def test_parallel_runs_each_get_a_fresh_process_and_a_failure_is_named(tmp_path):
+    plan = runs(tmp_path, fail=("b",))
+    failed = run_study(plan, jobs=2, console=Console(file=io.StringIO()))
+    assert sorted(failed) == ["b · seed 0", "b · seed 1"]
+    done = [run for run in plan if run.done]
+    assert [run.label for run in done] == ["a · seed 0", "a · seed 1"]
+    assert os.getpid() not in {result(run)["pid"] for run in done}
+    assert "b · seed 0 was told to fail" in open(os.path.join(plan[1].folder, "work.log")).read()
+
+
+def test_the_table_is_the_mean_and_t_interval_over_seeds(tmp_path):
+    metrics = [Metric("score", "score %", scale=100.0)]
+    rows = summarize([("a", 0, {"score": 0.5}), ("a", 1, {"score": 0.7}), ("a", 2, {"score": 0.6}),
+                      ("b", 0, {"score": 0.25})], ["b", "a", "c"], metrics)
+    assert [row["variant"] for row in rows] == ["b", "a"]
+    table = write_results(str(tmp_path), rows, metrics, note="Scores.", settings={"seeds": [0, 1, 2]},
+                          extra=[("seeds", lambda row: ",".join(map(str, row["seeds"])))])
+    # sd 0.1, t(0.975, df=2) = 4.302653: half-width 4.302653 * 0.1 / sqrt(3) = 0.2484
+    assert "| a | 3 | 60.0 ± 24.8 | 0,1,2 |" in table and "| b | 1 | 25.0 | 0 |" in table
+    assert (tmp_path / "results.md").read_text() == f"Scores.\n\n{table}"
+    assert "score_mean,score_ci95" in (tmp_path / "results.csv").read_text()
+    assert json.loads((tmp_path / "results.json").read_text())["settings"] == {"seeds": [0, 1, 2]}
