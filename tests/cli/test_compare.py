@@ -8,21 +8,24 @@ import yaml
 from amft.cli import main
 from amft.cli.compare import Comparison, load_study
 from amft.cli.options import OptionsError
+from amft.training import METHODS
 
+#: Settings that fit a method's schedule into the miniature's 3 steps.
+MINIATURE_SETTINGS = {
+    "sft-then-rl": {"switch_step": 1},
+    "fixed-mu": {"mu": 0.5},
+    "chord": {"chord_mu_warmup_steps": 1, "chord_mu_decay_steps": 1},
+    "relift": {"relift_buffer_size": 2},
+    "amft": {"amft_warmup_steps": 1, "entropy_calibration_steps": 1, "meta_period": 1, "meta_batch_size": 2,
+             "meta_normalization": "cosine"},
+}
+# Every method of the table, so a new method joins CI's miniature comparison by its entry alone.
 VARIANTS = {
-    "sft": {"method": "sft"},
-    "grpo": {"method": "grpo"},
-    "sft-then-rl": {"method": "sft-then-rl", "switch_step": 1},
-    "fixed-mu": {"method": "fixed-mu", "mu": 0.5},
-    "luffy": {"method": "luffy"},
-    "srft": {"method": "srft"},
-    "chord": {"method": "chord", "chord_mu_warmup_steps": 1, "chord_mu_decay_steps": 1},
-    "relift": {"method": "relift", "relift_buffer_size": 2},
+    **{name: {"method": name, **MINIATURE_SETTINGS.get(name, {})} for name in METHODS},
     **{
         name: {"method": "amft", "amft_warmup_steps": warmup, "entropy_calibration_steps": 1, "meta_period": 1,
                "meta_batch_size": 2, "meta_normalization": normalization, **switches}
         for name, warmup, normalization, switches in (
-            ("amft", 1, "cosine", {}),
             ("amft-no-meta", 1, "cosine", {"use_meta_term": False}),
             ("amft-no-entropy", 1, "cosine", {"use_entropy_term": False}),
             ("amft-no-warmup", 0, "cosine", {}),

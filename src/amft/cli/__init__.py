@@ -140,7 +140,7 @@ def _run_data(argv: list[str]) -> int:
     import argparse
 
     from amft.tasks.virl.synthetic import generate_routes
-    from amft.training.checkpoint import atomic_write_json
+    from amft.io import atomic_write_json
 
     parser = argparse.ArgumentParser(prog="amft data", description="Write task data files.")
     sub = parser.add_subparsers(dest="kind", required=True)
@@ -199,7 +199,7 @@ def _run_eval(argv: list[str]) -> int:
     from amft.evaluation.report import print_results
     from amft.models import load_model
     from amft.tasks import get_task
-    from amft.training.checkpoint import atomic_write_json
+    from amft.io import atomic_write_json
 
     line = read_command_line(argv, "amft eval", "Evaluate a trained model on task splits; writes JSON.",
                              before=(EvalArguments,), engine=False)

@@ -229,10 +229,17 @@ DESCRIPTION = (
 )
 
 
+def methods_epilog() -> str:
+    """The methods a variant may name (`method:`), from the table of methods."""
+    from amft.training import METHODS
+
+    return "A variant's `method` is one of: " + "; ".join(f"{m.name} ({m.summary})" for m in METHODS.values()) + "."
+
+
 def main(argv: list[str]) -> None:
     options = study_parser("amft compare", DESCRIPTION, "configs/compare-general-points.yaml",
                            threads_hint="Give each run its share of the cores with the training setting 'threads' "
-                           "(default here: cores / jobs).").parse_args(argv)
+                           "(default here: cores / jobs).", epilog=methods_epilog()).parse_args(argv)
     study = load_study(options.config, output_dir=options.output_dir, seeds=options.seeds)
     study.variants = select_variants(study.variants, options.variants, options.config)
     if study.reference_variant not in study.variants:

@@ -229,10 +229,12 @@ def _jobs(text: str) -> int:
     return jobs
 
 
-def study_parser(prog: str, description: str, example: str, threads_hint: str = "") -> argparse.ArgumentParser:
+def study_parser(
+    prog: str, description: str, example: str, threads_hint: str = "", epilog: str | None = None
+) -> argparse.ArgumentParser:
     """The options every study command has: its file, where results go, seeds, a subset of its
     variants, how many runs at a time, and aggregating only."""
-    parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
+    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog, allow_abbrev=False)
     parser.add_argument("--config", required=True, help=f"The study file (YAML); see {example}.")
     parser.add_argument("--output_dir", help="Where runs and results go (overrides the file's output_dir).")
     parser.add_argument("--seeds", type=_seeds, help="Comma-separated seeds (overrides the file's seeds).")

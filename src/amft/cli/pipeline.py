@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, ProgressCallback, TrainerCallback
 
 from amft.cli.arguments import RunArguments
+from amft.cli.options import OptionsError
 from amft.evaluation.evaluate import evaluate
 from amft.evaluation.sampling import evaluate_samples
 from amft.evaluation.report import PROGRESS_FILE, EvalResult, plot_training_dynamics, print_results, read_progress, write_summary
@@ -23,7 +24,8 @@ from amft.models import load_model
 from amft.tasks import get_task
 from amft.tasks.base import DataError, Task, TaskConfig, load_rows
 from amft.training import AMFTConfig, AMFTTrainer
-from amft.training.checkpoint import atomic_write_json, last_complete_checkpoint
+from amft.io import atomic_write_json
+from amft.training.checkpoint import last_complete_checkpoint
 
 logger = logging.getLogger(__name__)
 LOG_HISTORY_FILE = "log_history.json"
@@ -111,7 +113,7 @@ def evaluation_budget(task: Task, run: RunArguments) -> tuple[str, int]:
     if not task.multi_turn and run.eval_attempts is None:
         return "samples", run.eval_samples
     if run.eval_samples != 1:
-        raise ValueError(f"--eval_samples {run.eval_samples}: {task.name} is evaluated in episodes of verified "
+        raise OptionsError(f"--eval_samples {run.eval_samples}: {task.name} is evaluated in episodes of verified "
                          "answers here; independent samples are for tasks evaluated by samples (math) without "
                          "--eval_attempts")
     return "episodes", run.eval_attempts if run.eval_attempts is not None else task.default_eval_attempts

@@ -80,19 +80,19 @@ AGENT_KINDS = ("follower", "modular")
 AGENT_KEYS = ("agent", "memory", "memory_options")
 
 
-def make_policy(spec: Mapping[str, Any], seed: int, benchmark: NavBenchmark, train_episodes: int,
+def make_policy(agent: Mapping[str, Any], seed: int, benchmark: NavBenchmark, train_episodes: int,
                 validation_episodes: int) -> tuple[Callable | None, list[dict] | None]:
-    """The decision policy of the agent ``spec`` and its training log: (None, None) for the follower's
-    hand-written rule; for a modular agent, its controller trained on expert episodes of the
-    benchmark's city (disjoint from its evaluation episodes)."""
-    if spec.get("agent", "follower") == "follower":
+    """The decision policy of the agent these settings describe, and its training log: (None, None)
+    for the follower's hand-written rule; for a modular agent, its controller trained on expert
+    episodes of the benchmark's city (disjoint from its evaluation episodes)."""
+    if agent.get("agent", "follower") == "follower":
         return None, None
-    memory, memory_options = spec.get("memory", "full"), spec.get("memory_options", {})
+    memory, memory_options = agent.get("memory", "full"), agent.get("memory_options", {})
     decisions = [collect_decisions(benchmark.city, benchmark.observer,
                                    list(itertools.islice(training_stream(benchmark, f"{stream}:{seed}"), count)), memory,
                                    memory_options)
                  for count, stream in ((train_episodes, "train"), (validation_episodes, "validation"))]
-    options = {k: v for k, v in spec.items() if k not in AGENT_KEYS}
+    options = {k: v for k, v in agent.items() if k not in AGENT_KEYS}
     policy, log = train_modular_policy(*decisions, ModularTrainingConfig(**{"seed": seed, **options}))
     return policy.decide, log
 

@@ -89,6 +89,8 @@ class AMFTConfig(GRPOConfig):
             Truncation of demonstration prompts (keep the end) and completions (keep the start).
     """
 
+    _argument_group_name = "training options (AMFTConfig: TRL's GRPOConfig and the balance between SFT and RL)"
+
     report_to: None | str | list[str] = field(
         default="tensorboard",
         metadata={"help": "Where logs go: 'tensorboard' (the default here), 'wandb', 'mlflow', a list, or 'none'."},
