@@ -4,6 +4,7 @@ batch) or refused with a message naming it."""
 
 import dataclasses
 import inspect
+import json
 import re
 
 import pytest
@@ -179,3 +180,40 @@ def test_method_grpo_trains_as_grpo_trainer(saved_model, tmp_path, accumulation)
     assert any(not torch.equal(p, q) for p, q in zip(results[0], initial.parameters()))
     for ours, theirs in zip(results[1], results[0]):
         torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_checkpoint_holds_what_resume_from_checkpoint_reads_and_the_controller(saved_model, tmp_path):
+    """The overridden save and load hooks: the Trainer's files plus AMFT's state, marked complete last;
+    resuming restores the step, the controller and the side streams."""
+    from transformers.trainer import OPTIMIZER_NAME, SCHEDULER_NAME, TRAINER_STATE_NAME
+
+    from amft.training.checkpoint import AMFT_STATE_FILE, COMPLETE_MARKER
+
+    path, tokenizer = saved_model
+    settings = dict(BASE, method="amft", amft_warmup_steps=1, entropy_calibration_steps=1, meta_period=1,
+                    meta_batch_size=2, sft_batch_size=4, meta_normalization="cosine", meta_lr=0.05,
+                    save_strategy="steps", save_steps=2)
+
+    def amft_trainer(output_dir, max_steps):
+        return AMFTTrainer(model=AutoModelForCausalLM.from_pretrained(path), reward_funcs=digit_share_reward,
+                           args=AMFTConfig(**{**settings, "output_dir": str(output_dir), "max_steps": max_steps}),
+                           train_dataset=Dataset.from_list(PROMPTS), demo_dataset=DEMOS, meta_dataset=PROMPTS[:8],
+                           processing_class=tokenizer)
+
+    first = amft_trainer(tmp_path, 2)
+    first.train()
+    checkpoint = tmp_path / "checkpoint-2"
+    names = {p.name for p in checkpoint.iterdir()}
+    assert {TRAINER_STATE_NAME, OPTIMIZER_NAME, SCHEDULER_NAME, "rng_state.pth", "model.safetensors",
+            AMFT_STATE_FILE, COMPLETE_MARKER} <= names
+    resumed = amft_trainer(tmp_path, 3)
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert resumed.state.global_step == 3
+    uninterrupted = amft_trainer(tmp_path / "uninterrupted", 3)
+    uninterrupted.train()
+    assert resumed.controller.state_dict() == uninterrupted.controller.state_dict()
+    assert resumed.demo_stream.state_dict() == uninterrupted.demo_stream.state_dict()
+    assert resumed.meta_stream.state_dict() == uninterrupted.meta_stream.state_dict()
+    saved = json.loads((checkpoint / AMFT_STATE_FILE).read_text())
+    assert saved["controller"] != uninterrupted.controller.state_dict()  # the resumed run did move on

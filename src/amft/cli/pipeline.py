@@ -157,7 +157,7 @@ class TimeBudgetProgressCallback(ProgressCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
             self.training_bar = tqdm(total=self.budget.seconds, desc="training", dynamic_ncols=True,
-                                     bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+                                     bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} spent{postfix}")
             self.training_bar.set_postfix_str(self.status(state.global_step, state.max_steps, self.budget.elapsed()))
 
     def on_step_end(self, args, state, control, **kwargs):
