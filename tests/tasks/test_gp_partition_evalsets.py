@@ -72,6 +72,16 @@ def test_train_prompts_never_unseen_and_follow_rules(task, part):
         assert r["prompt"].startswith(f"[rule] J={r['rule'][0]} Q={r['rule'][1]} K={r['rule'][2]} [cards] ")
 
 
+def test_rl_prompts_can_come_only_from_multisets_without_demonstrations(part):
+    task = get_task("general-points", template="compact", rl_prompt_multisets="rl-only", training_rules="10,10,10")
+    rows = task.train_prompts(500, seed=1)
+    assert {part.role(r["values"]) for r in rows} == {"rl-only"}
+    assert {tuple(r["rule"]) for r in rows} == {ID_RULE.as_tuple()}
+    assert all(r["demonstration"] is None for r in rows)
+    with pytest.raises(ValueError, match="rl_prompt_multisets"):
+        GeneralPointsConfig(rl_prompt_multisets="demo")
+
+
 def test_train_prompts_carry_a_demonstration_only_for_demo_multisets(task, part):
     rows = task.train_prompts(300, seed=2)
     for r in rows:

@@ -11,6 +11,7 @@ from .cards import ID_RULE, OOD_RULE, Rule, default_training_rules
 from .prompts import COMPLETION_FORMATS, TEMPLATES
 
 DEMO_SOLUTIONS = ("random", "canonical")
+RL_PROMPT_MULTISETS = ("training", "rl-only")
 OOD_RULE_TEXT = ",".join(map(str, OOD_RULE.as_tuple()))
 
 __all__ = ["GeneralPointsConfig"]
@@ -74,6 +75,10 @@ class GeneralPointsConfig(TaskConfig):
         "Share of value multisets held out for the 'unseen-deals' split.")})
     demo_fraction: float = field(default=0.5, metadata={"help": (
         "Share of training value multisets that have demonstrations (the others make the 'rl-only' split).")})
+    rl_prompt_multisets: str = field(default="training", metadata={"help": (
+        "Value multisets the RL prompts are drawn from: 'training' (demonstrated and rl-only ones, the original "
+        "regime) or 'rl-only' (only those without demonstrations, so every RL prompt is one that imitation "
+        "does not teach).")})
     eval_seed: int = field(default=42, metadata={"help": "Seed of the evaluation episodes (42, as in the original scripts)."})
     eval_episodes_per_split: int = field(default=234, metadata={"help": (
         "Evaluation episodes per split (234, as in the original protocol).")})
@@ -85,6 +90,8 @@ class GeneralPointsConfig(TaskConfig):
             raise ValueError(f"completion_format must be one of {COMPLETION_FORMATS}, got {self.completion_format!r}")
         if self.demo_solution not in DEMO_SOLUTIONS:
             raise ValueError(f"demo_solution must be one of {DEMO_SOLUTIONS}, got {self.demo_solution!r}")
+        if self.rl_prompt_multisets not in RL_PROMPT_MULTISETS:
+            raise ValueError(f"rl_prompt_multisets must be one of {RL_PROMPT_MULTISETS}, got {self.rl_prompt_multisets!r}")
         if self.chat_format and self.template != "original":
             raise ValueError("chat_format is only meaningful with template='original'")
         if not isinstance(self.target, int) or isinstance(self.target, bool) or not 1 <= self.target <= 9999:

@@ -96,13 +96,15 @@ class GeneralPointsTask(Task):
         return rows
 
     def train_prompts(self, n: int, seed: int) -> list[dict]:
-        """RL prompts: training rules, ID-style sampling, multisets in ``demo | rl-only``.
+        """RL prompts: training rules, ID-style sampling, multisets in ``demo | rl-only`` (or only
+        ``rl-only`` with ``rl_prompt_multisets="rl-only"``).
 
         Prompts from ``demo`` multisets carry a ``demonstration`` (a solution completion, drawn as
         for :meth:`demonstrations`) for the methods that use one per prompt (LUFFY, SRFT,
         ReLIFT); the others have ``None`` there: the data regime gives them none.
         """
-        rows = self._sample(n, random.Random(f"gp-train:{seed}"), self.partition.training)
+        pool = self.partition.training if self.config.rl_prompt_multisets == "training" else self.partition.rl_only
+        rows = self._sample(n, random.Random(f"gp-train:{seed}"), pool)
         rng = random.Random(f"gp-train-demo:{seed}")
         for row in rows:
             has_demo = multiset(row["values"]) in self.partition.demo
