@@ -82,6 +82,19 @@ def test_rl_prompts_can_come_only_from_multisets_without_demonstrations(part):
         GeneralPointsConfig(rl_prompt_multisets="demo")
 
 
+def test_the_success_reward_is_one_for_a_solution_and_zero_otherwise(task):
+    binary = get_task("general-points", template="compact", reward="success")
+    row = task.train_prompts(1, seed=5)[0]
+    solution = task.demonstrations(1, seed=5)[0]["completion"]
+    demo_row = task.demonstrations(1, seed=5)[0]
+    for completion, original, success in ((solution, 5.0, True), (" formula: (", -2.0, False)):
+        on = demo_row if completion is solution else row
+        assert task.verify(on, completion).reward == original
+        verdict = binary.verify(on, completion)
+        assert (verdict.reward, verdict.success) == (float(success), success)
+    assert binary.success_reward == 1.0 and task.success_reward == 5.0
+
+
 def test_train_prompts_carry_a_demonstration_only_for_demo_multisets(task, part):
     rows = task.train_prompts(300, seed=2)
     for r in rows:

@@ -12,6 +12,7 @@ from .prompts import COMPLETION_FORMATS, TEMPLATES
 
 DEMO_SOLUTIONS = ("random", "canonical")
 RL_PROMPT_MULTISETS = ("training", "rl-only")
+REWARDS = ("original", "success")
 OOD_RULE_TEXT = ",".join(map(str, OOD_RULE.as_tuple()))
 
 __all__ = ["GeneralPointsConfig"]
@@ -79,6 +80,10 @@ class GeneralPointsConfig(TaskConfig):
         "Value multisets the RL prompts are drawn from: 'training' (demonstrated and rl-only ones, the original "
         "regime) or 'rl-only' (only those without demonstrations, so every RL prompt is one that imitation "
         "does not teach).")})
+    reward: str = field(default="original", metadata={"help": (
+        "The reward of an answer: 'original' (the original's table: +5 solved, -1 a legal formula that is not "
+        "the target, -2 number problems, -3 an illegal formula, +1 a partial solution) or 'success' (1 solved, "
+        "0 otherwise). The verifier's verdict and messages are the same.")})
     eval_seed: int = field(default=42, metadata={"help": "Seed of the evaluation episodes (42, as in the original scripts)."})
     eval_episodes_per_split: int = field(default=234, metadata={"help": (
         "Evaluation episodes per split (234, as in the original protocol).")})
@@ -90,6 +95,8 @@ class GeneralPointsConfig(TaskConfig):
             raise ValueError(f"completion_format must be one of {COMPLETION_FORMATS}, got {self.completion_format!r}")
         if self.demo_solution not in DEMO_SOLUTIONS:
             raise ValueError(f"demo_solution must be one of {DEMO_SOLUTIONS}, got {self.demo_solution!r}")
+        if self.reward not in REWARDS:
+            raise ValueError(f"reward must be one of {REWARDS}, got {self.reward!r}")
         if self.rl_prompt_multisets not in RL_PROMPT_MULTISETS:
             raise ValueError(f"rl_prompt_multisets must be one of {RL_PROMPT_MULTISETS}, got {self.rl_prompt_multisets!r}")
         if self.chat_format and self.template != "original":

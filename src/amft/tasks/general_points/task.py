@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import random
 from typing import Any, Mapping
@@ -55,6 +57,8 @@ class GeneralPointsTask(Task):
         elif overrides:
             config = GeneralPointsConfig(**{**config.to_dict(), **overrides})
         self.config = config
+        if config.reward == "success":
+            self.success_reward = 1.0
         self.partition: Partition = make_partition(config.partition_seed, float(config.unseen_fraction),
                                                    float(config.demo_fraction), config.target)
         self._eval_cache: dict[str, list[dict]] = {}
@@ -184,7 +188,10 @@ class GeneralPointsTask(Task):
         """Score one completion (string or chat messages).  Never raises on the completion;
         raises ``ValueError`` only if ``row`` carries no deal (a dataset setup error)."""
         values, target = self._deal(row)
-        return verify_text(completion_text(completion), values, target, self._styles)
+        verification = verify_text(completion_text(completion), values, target, self._styles)
+        if self.config.reward == "success":
+            return dataclasses.replace(verification, reward=float(verification.success))
+        return verification
 
     def make_env(self, row: Mapping[str, Any], *, max_attempts: int) -> "GeneralPointsEnv":
         return GeneralPointsEnv(self, row, max_attempts=max_attempts)
