@@ -122,14 +122,14 @@ def test_demonstrations_only_from_demo_and_verify(task, part):
 def test_validation_prompts_disjoint_from_eval_deals(task, part):
     val = task.validation_prompts(400, seed=0)
     assert val != task.train_prompts(400, seed=0)
-    eval_deals = {(tuple(e["ranks"]), tuple(e["rule"])) for s in task.splits for e in task.eval_episodes(s)}
+    eval_deals = {(tuple(e["ranks"]), tuple(e["rule"])) for s in task.default_splits for e in task.eval_episodes(s)}
     assert all((tuple(v["ranks"]), tuple(v["rule"])) not in eval_deals for v in val)
     assert all(part.role(v["values"]) in ("demo", "rl-only") for v in val)
 
 
 def test_eval_sets_load_and_match_split_definitions(task, part):
-    assert task.splits == EVAL_SPLITS == ("id", "rl-only", "unseen-deals", "ood-rule")
-    role = {"id": "demo", "rl-only": "rl-only", "unseen-deals": "unseen"}
+    assert task.splits == EVAL_SPLITS == ("id", "rl-only", "unseen-deals", "ood-rule", "val-id", "val-rl-only")
+    role = {"id": "demo", "rl-only": "rl-only", "unseen-deals": "unseen", "val-id": "demo", "val-rl-only": "rl-only"}
     for split in EVAL_SPLITS:
         eps = task.eval_episodes(split)
         assert len(eps) >= 234

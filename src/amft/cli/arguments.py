@@ -43,7 +43,7 @@ class RunArguments:
     eval_splits: str | None = field(
         default=None,
         metadata={"help": "Comma-separated splits to evaluate at the end; default: the task's own (general-points: "
-                  "id,rl-only,unseen-deals,ood-rule; math: id,longer, or the five math benchmarks with --dataset). Math benchmarks: "
+                  "id,rl-only,unseen-deals,ood-rule, and the validation splits val-id,val-rl-only on request; math: id,longer, or the five math benchmarks with --dataset). Math benchmarks: "
                   "aime24, amc, math500, minerva, olympiad, arc-c, gpqa-diamond, mmlu-pro."},
     )
     benchmarks: str | None = field(default=None, metadata={"help": "Same as --eval_splits (the usual name for math)."})

@@ -229,6 +229,7 @@ def run_training(run: RunArguments, task_config: TaskConfig, args: AMFTConfig) -
     for split in splits:
         if split not in task.splits:
             raise ValueError(f"unknown split {split!r} for task {task.name}; known: {', '.join(task.splits)}")
+        task.eval_episodes(split)  # a split these settings cannot draw fails here, before training
     evaluation_budget(task, run)  # settings the evaluation would ignore fail here, before training
 
     if args.success_reward is None:

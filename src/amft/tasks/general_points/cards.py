@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from itertools import product
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 __all__ = [
     "RANKS",
@@ -32,6 +32,7 @@ __all__ = [
     "rank_symbol",
     "symbol_rank",
     "sample_ranks",
+    "sampler_support",
     "multiset",
 ]
 
@@ -135,6 +136,11 @@ def sample_ranks(rng: random.Random, ood: bool = False) -> tuple[int, int, int, 
     ranks = [rng.randint(1, 13) for _ in range(3)] + [rng.randint(11, 13)]
     rng.shuffle(ranks)
     return tuple(ranks)  # type: ignore[return-value]
+
+
+def sampler_support(ood: bool = False) -> Iterator[tuple[int, int, int, int]]:
+    """Every rank tuple :func:`sample_ranks` can draw (with ``ood=True``: those with a face rank)."""
+    return (ranks for ranks in product(range(1, 14), repeat=4) if not ood or max(ranks) >= 11)
 
 
 def multiset(values: Iterable[int]) -> tuple[int, ...]:

@@ -1,6 +1,6 @@
 """Fixed, seeded, versioned evaluation sets for GP-L (see docs/design.md, 'Evaluation sets').
 
-Splits (each 234 episodes by default, distinct ordered rank tuples within a split):
+Test splits (each 234 episodes by default, distinct ordered rank tuples within a split):
 
 ============== ================= =========================== ==============================
 split          rule              deal sampler                accepted value multisets
@@ -11,10 +11,16 @@ unseen-deals   (10, 10, 10)      4 ranks uniform on 1..13    ``unseen`` (never t
 ood-rule       (11, 12, 13)      3 uniform + 1 face rank     any solvable one
 ============== ================= =========================== ==============================
 
+Validation splits, for choosing a study's settings without looking at a test split:
+``val-id`` and ``val-rl-only`` are drawn exactly like ``id`` and ``rl-only`` (same rule,
+sampler and accepted multisets, their own random stream) and also reject every deal
+(ordered ranks + rule) of every test split.
+
 Generation (:func:`generate_split`): ``rng = random.Random(f"{GENERATOR_VERSION}:{seed}:{split}")``
 (string seeds are hashed with SHA-512 by ``random``, so this is stable across runs and
 platforms); draw deals with the split's sampler, keep those whose value multiset is
-accepted and whose ordered ranks are new, until ``n`` are kept.
+accepted, whose ordered ranks are new and (validation splits) whose deal is in no test
+split, until ``n`` are kept.
 
 Files: ``eval_sets/<split>.jsonl``; line 1 is a header record::
 
@@ -23,8 +29,9 @@ Files: ``eval_sets/<split>.jsonl``; line 1 is a header record::
      "partition": {"seed": 0, "unseen_fraction": 0.15, "demo_fraction": 0.5, "target": 24,
                    "counts": {...}}}
 
-then one record per episode: ``{"episode": i, "ranks": [...], "cards": [...],
-"values": [...], "rule": [j, q, k]}``.
+(a validation split's header adds ``"validates": "id"`` and ``"excludes_deals_of": [<test
+splits>]`` before ``partition``), then one record per episode: ``{"episode": i, "ranks": [...],
+"cards": [...], "values": [...], "rule": [j, q, k]}``.
 
 :func:`load_eval_set` checks the header against the expected settings and raises
 :class:`EvalSetMismatchError` when they differ; nothing is ever regenerated silently.
@@ -43,17 +50,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cards import ID_RULE, Rule, multiset, rank_symbol, sample_ranks
+from .cards import ID_RULE, Rule, multiset, rank_symbol, sample_ranks, sampler_support
 from .config import GeneralPointsConfig
 from .partition import Partition, make_partition
 from .solver import solvable
 
 __all__ = [
     "GENERATOR_VERSION",
+    "TEST_SPLITS",
+    "VALIDATION_SPLITS",
     "EVAL_SPLITS",
     "SPLIT_SPECS",
     "EVAL_DIR",
     "EvalSetMismatchError",
+    "UndrawableSplitError",
     "split_header",
     "generate_split",
     "render_split_file",
@@ -63,7 +73,11 @@ __all__ = [
 ]
 
 GENERATOR_VERSION = "gp-eval-v1"
-EVAL_SPLITS: tuple[str, ...] = ("id", "rl-only", "unseen-deals", "ood-rule")
+TEST_SPLITS: tuple[str, ...] = ("id", "rl-only", "unseen-deals", "ood-rule")
+#: each validation split and the test split whose drawing it repeats on other deals
+VALIDATION_SPLITS: dict[str, str] = {"val-id": "id", "val-rl-only": "rl-only"}
+#: every split with a file, test splits first
+EVAL_SPLITS: tuple[str, ...] = TEST_SPLITS + tuple(VALIDATION_SPLITS)
 #: rule: "id" or "ood" (the config's ood_rule); sampling: the deal sampler, "id" or "ood";
 #: accept: a partition role or "solvable"
 SPLIT_SPECS: dict[str, dict[str, str]] = {
@@ -72,8 +86,10 @@ SPLIT_SPECS: dict[str, dict[str, str]] = {
     "unseen-deals": {"rule": "id", "sampling": "id", "accept": "unseen"},
     "ood-rule": {"rule": "ood", "sampling": "ood", "accept": "solvable"},
 }
+SPLIT_SPECS.update({validation: SPLIT_SPECS[test] for validation, test in VALIDATION_SPLITS.items()})
+#: the setting that leaves a partition role empty at one of its ends
+_ROLE_SETTING = {"demo": "demo_fraction", "rl-only": "demo_fraction", "unseen": "unseen_fraction"}
 EVAL_DIR = Path(__file__).resolve().parent / "eval_sets"
-_MAX_DRAWS = 2_000_000
 
 
 class EvalSetMismatchError(ValueError):
@@ -100,7 +116,7 @@ def split_header(split: str, config: GeneralPointsConfig | None = None) -> dict[
     config = config or GeneralPointsConfig()
     spec = _check_split(split)
     part = _partition(config)
-    return {
+    header: dict[str, Any] = {
         "header": True,
         "generator_version": GENERATOR_VERSION,
         "seed": config.eval_seed,
@@ -109,40 +125,75 @@ def split_header(split: str, config: GeneralPointsConfig | None = None) -> dict[
         "rule": list(_split_rule(split, config).as_tuple()),
         "sampling": spec["sampling"],
         "accept": spec["accept"],
-        "partition": {**part.settings(), "counts": part.counts()},
     }
+    if split in VALIDATION_SPLITS:
+        header.update(validates=VALIDATION_SPLITS[split], excludes_deals_of=list(TEST_SPLITS))
+    header["partition"] = {**part.settings(), "counts": part.counts()}
+    return header
+
+
+class UndrawableSplitError(ValueError):
+    """The settings leave too few deals for a split."""
+
+
+def _test_deals(config: GeneralPointsConfig) -> frozenset[tuple[tuple[int, ...], tuple[int, int, int]]]:
+    """Every (ordered ranks, rule) of the test splits under ``config``."""
+    deals: set[tuple[tuple[int, ...], tuple[int, int, int]]] = set()
+    for split in TEST_SPLITS:
+        try:
+            rows = generate_split(split, config)
+        except UndrawableSplitError:
+            continue  # a test split these settings cannot draw has no deals to avoid
+        deals.update((tuple(row["ranks"]), tuple(row["rule"])) for row in rows)
+    return frozenset(deals)
+
+
+def _undrawable(split: str, problem: str, role: str, config: GeneralPointsConfig) -> UndrawableSplitError:
+    named = [_ROLE_SETTING[role]] if role in _ROLE_SETTING else []
+    named += ["eval_episodes_per_split", "partition_seed"]
+    settings = ", ".join(f"{name}={getattr(config, name)}" for name in named)
+    return UndrawableSplitError(f"split {split!r}: {problem} ({settings}); choose other settings or do not "
+                                "evaluate this split")
 
 
 def generate_split(split: str, config: GeneralPointsConfig | None = None) -> list[dict[str, Any]]:
-    """The episodes of ``split`` (without prompts), deterministic in the config's eval settings."""
+    """The episodes of ``split`` (without prompts), deterministic in the config's eval settings.
+
+    Raises :class:`UndrawableSplitError` (naming the split and the settings) when fewer than
+    ``eval_episodes_per_split`` distinct deals qualify.
+    """
     config = config or GeneralPointsConfig()
+    n = config.eval_episodes_per_split
     spec = _check_split(split)
     rule = _split_rule(split, config)
-    part = _partition(config)
-    accept = None if spec["accept"] == "solvable" else part.members(spec["accept"])
-    if accept is not None and not accept:
-        raise ValueError(f"split {split!r}: the partition has no {spec['accept']!r} multisets")
+    role = spec["accept"]
+    ood = spec["sampling"] == "ood"
+    accept = None if role == "solvable" else _partition(config).members(role)
+
+    def qualifies(ranks: tuple[int, ...]) -> bool:
+        key = multiset(rule.values(ranks))
+        return solvable(key, config.target) if accept is None else key in accept
+
+    # counted over every rank tuple the sampler can draw, so that the draws below always end
+    pool = frozenset(ranks for ranks in sampler_support(ood) if qualifies(ranks))
+    if len(pool) < n:
+        raise _undrawable(split, f"{len(pool)} distinct deals under rule {rule.as_tuple()} have a {role!r} value "
+                                 f"multiset, {n} are needed", role, config)
+    exclude = {ranks for ranks, deal_rule in _test_deals(config) if deal_rule == rule.as_tuple()} \
+        if split in VALIDATION_SPLITS else set()
+    if len(pool - exclude) < n:
+        raise _undrawable(split, f"{len(pool - exclude)} distinct deals under rule {rule.as_tuple()} with a {role!r} "
+                                 f"value multiset are in no test split, {n} are needed", role, config)
     rng = random.Random(f"{GENERATOR_VERSION}:{config.eval_seed}:{split}")
     seen: set[tuple[int, ...]] = set()
     rows: list[dict[str, Any]] = []
-    draws = 0
-    while len(rows) < config.eval_episodes_per_split:
-        draws += 1
-        if draws > _MAX_DRAWS:
-            raise RuntimeError(f"split {split!r}: could not draw {config.eval_episodes_per_split} distinct deals")
-        ranks = sample_ranks(rng, ood=spec["sampling"] == "ood")
-        values = rule.values(ranks)
-        key = multiset(values)
-        if accept is not None:
-            if key not in accept:
-                continue
-        elif not solvable(key, config.target):
-            continue
-        if ranks in seen:
+    while len(rows) < n:
+        ranks = sample_ranks(rng, ood=ood)
+        if ranks not in pool or ranks in exclude or ranks in seen:
             continue
         seen.add(ranks)
         rows.append({"episode": len(rows), "ranks": list(ranks), "cards": [rank_symbol(r) for r in ranks],
-                     "values": values, "rule": list(rule.as_tuple())})
+                     "values": rule.values(ranks), "rule": list(rule.as_tuple())})
     return rows
 
 

@@ -47,8 +47,12 @@ class GeneralPointsTask(Task):
     """
 
     name = "general-points"
-    #: evaluation splits (same as ``eval_sets.EVAL_SPLITS``)
-    splits: tuple[str, ...] = ("id", "rl-only", "unseen-deals", "ood-rule")
+    #: the splits results are reported on (same as ``eval_sets.TEST_SPLITS``)
+    test_splits: tuple[str, ...] = ("id", "rl-only", "unseen-deals", "ood-rule")
+    #: drawn like ``id`` and ``rl-only`` on deals of no test split, for choosing a study's settings;
+    #: evaluated only when asked for (same as ``eval_sets.VALIDATION_SPLITS``)
+    validation_splits: tuple[str, ...] = ("val-id", "val-rl-only")
+    splits: tuple[str, ...] = test_splits + validation_splits
     success_reward = REWARDS["CORRECT_SOLUTION"]
 
     def __init__(self, config: GeneralPointsConfig | None = None, **overrides: Any):
@@ -63,6 +67,10 @@ class GeneralPointsTask(Task):
                                                    float(config.demo_fraction), config.target)
         self._eval_cache: dict[str, list[dict]] = {}
         self._styles = _STYLES[config.template] if config.strict_format else ("json", "quoted", "compact")
+
+    @property
+    def default_splits(self) -> tuple[str, ...]:
+        return self.test_splits
 
     # ------------------------------------------------------------------ rows
     def _row(self, ranks: tuple[int, ...], rule: Rule) -> dict[str, Any]:
@@ -134,8 +142,9 @@ class GeneralPointsTask(Task):
         return text, formula
 
     def validation_prompts(self, n: int, seed: int) -> list[dict]:
-        """Training-distribution prompts (own seed stream) whose deal (ranks + rule) is in no eval split."""
-        exclude = frozenset((tuple(ep["ranks"]), tuple(ep["rule"])) for split in self.splits
+        """Training-distribution prompts (own seed stream) whose deal (ranks + rule) is in no test split;
+        they may share deals with the validation splits (both are validation data)."""
+        exclude = frozenset((tuple(ep["ranks"]), tuple(ep["rule"])) for split in self.test_splits
                             for ep in self.eval_episodes(split))
         return self._sample(n, random.Random(f"gp-validation:{seed}"), self.partition.training, exclude)
 
