@@ -1,11 +1,18 @@
-"""Aggregation of a comparison on the study harness: confidence intervals, steps to a target, tables."""
+"""Aggregation of a comparison on the study harness: confidence intervals, steps to a target, tables,
+the fixed-mu frontier, the controller's diagnosis and the selection on validation splits."""
 
 import csv
+import io
 import json
 
 import pytest
+import yaml
+from rich.console import Console
 
-from amft.evaluation.comparison import RunRecord, markdown_table, steps_to_reach, summarize, write_results
+from amft.cli.compare import Comparison, load_study
+from amft.cli.options import OptionsError
+from amft.evaluation.comparison import (RunRecord, beats, cumulative, judge_against_frontier, logged_series,
+                                        markdown_table, rank_on, steps_to_reach, summarize, write_results)
 from amft.evaluation.harness import mean_ci, mean_curve
 
 
@@ -61,3 +68,151 @@ def test_summarize_counts_targets_and_the_reference_final(tmp_path):
     assert float(lines[0]["steps_to_target_mean_steps"]) == 40 and float(lines[0]["rl-only_ci95"]) == pytest.approx(1.271, abs=1e-3)
     assert json.loads((tmp_path / "results.json").read_text())["settings"] == {"seeds": [0, 1]}
     assert table in (tmp_path / "results.md").read_text()
+
+
+def test_logged_series_and_the_running_sum_of_a_term_logged_as_window_means():
+    history = [{"step": 2, "amft/meta_term": 0.5, "loss": 1.0, "flag": True},
+               {"step": 4, "amft/meta_term": 0.25, "amft/val_reward": -1},
+               {"train_runtime": 3.0}]
+    series = logged_series(history)
+    assert series == {"amft/meta_term": [(2, 0.5), (4, 0.25)], "loss": [(2, 1.0)], "amft/val_reward": [(4, -1.0)]}
+    # Each value is the mean of its window's steps: 2 x 0.5 over steps 1-2, then 2 x 0.25 over steps 3-4.
+    assert cumulative(series["amft/meta_term"]) == [(2, 1.0), (4, 1.5)]
+    assert cumulative([(1, 0.1), (2, -0.3)]) == [(1, 0.1), (2, pytest.approx(-0.2))]
+
+
+def success_row(variant, x, y, ci=0.03125):
+    return {"variant": variant, "x": {"mean": x, "ci95": ci}, "y": {"mean": y, "ci95": ci}}
+
+
+def test_a_fixed_mu_beats_a_variant_when_it_is_above_on_both_splits():
+    low_mu, high_mu = success_row("mu-0.2", 0.5, 0.75), success_row("mu-0.5", 0.625, 0.625)
+    above = success_row("above", 0.5625, 0.6875)   # between the two fixed-mu points: beaten by neither
+    close = success_row("close", 0.4375, 0.625)    # below mu-0.2 by the means; on x its interval touches
+    below = success_row("below", 0.25, 0.375)      # below both, intervals apart
+    alone = success_row("one seed", 0.25, 0.375, ci=None)
+    assert not beats(low_mu, above, ["x", "y"], intervals=False) and not beats(high_mu, above, ["x", "y"], intervals=False)
+    assert beats(low_mu, close, ["x", "y"], intervals=False)
+    # mu-0.2's lower bound on x is 0.5 - 0.03125 = 0.46875, close's upper bound 0.4375 + 0.03125 = 0.46875: not above.
+    assert not beats(low_mu, close, ["x", "y"], intervals=True)
+    assert beats(low_mu, close, ["y"], intervals=True)
+    assert beats(high_mu, below, ["x", "y"], intervals=True)
+    assert beats(high_mu, alone, ["x", "y"], intervals=False) and not beats(high_mu, alone, ["x", "y"], intervals=True)
+
+    rows = [low_mu, high_mu, above, close, below, alone]
+    judge_against_frontier(rows, {"mu-0.2": 0.2, "mu-0.5": 0.5}, ["x", "y"])
+    assert low_mu["vs_frontier"] == {"mu": 0.2}
+    assert above["vs_frontier"] == {"dominated_by": [], "dominated_with_intervals_by": []}
+    assert close["vs_frontier"] == {"dominated_by": ["mu-0.2"], "dominated_with_intervals_by": []}
+    assert below["vs_frontier"] == {"dominated_by": ["mu-0.2", "mu-0.5"], "dominated_with_intervals_by": ["mu-0.2", "mu-0.5"]}
+    assert alone["vs_frontier"] == {"dominated_by": ["mu-0.2", "mu-0.5"], "dominated_with_intervals_by": []}
+
+
+def test_the_selection_ranks_by_the_mean_over_the_chosen_splits():
+    rows = [success_row("a", 0.5, 0.25), success_row("b", 0.25, 0.75), success_row("c", 0.75, 0.0)]
+    selection = rank_on(rows, ["x", "y"])
+    # means over x and y: a 0.375, b 0.5, c 0.375 (a tie keeps the rows' order)
+    assert selection == {"splits": ["x", "y"], "best": "b", "ranking": [
+        {"variant": "b", "score": 0.5}, {"variant": "a", "score": 0.375}, {"variant": "c", "score": 0.375}]}
+    assert rank_on(rows, ["x"])["best"] == "c"
+
+
+# ------------------------------------------------------------------ the report of a study, from fake run folders
+
+SPLITS = ["id", "rl-only", "val-id", "val-rl-only"]
+#: final success on (id, rl-only) of seeds 0 and 1 (seed 1: +0.02); the validation splits read the same
+FINAL = {"mu-0.2": (0.50, 0.70), "mu-0.5": (0.60, 0.60), "mu-0.8": (0.70, 0.40), "amft": (0.62, 0.66),
+         "grpo": (0.30, 0.55), "sft": (0.05, 0.10)}
+VARIANTS = {"mu-0.2": {"method": "fixed-mu", "mu": 0.2}, "mu-0.5": {"method": "fixed-mu"},  # mu 0.5 by default
+            "mu-0.8": {"method": "fixed-mu", "mu": 0.8}, "amft": {"method": "amft"}, "grpo": {"method": "grpo"},
+            "sft": {"method": "sft"}}
+BASE_STEPS = 8
+TRAINING = {"model_name_or_path": "tiny-test", "eval_splits": ",".join(SPLITS), "use_cpu": True, "bf16": False,
+            "max_steps": 20}
+
+
+def write_run(folder, success, progress, history=()):
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps({
+        "wall_time_seconds": 60.0, "success_rate": success, "run": {"steps": 20}, "controller": {}}))
+    (folder / "progress_eval.jsonl").write_text("".join(json.dumps(row) + "\n" for row in progress))
+    (folder / "log_history.json").write_text(json.dumps(list(history)))
+
+
+def write_study_with_runs(tmp_path, **changes):
+    study = {"output_dir": str(tmp_path / "study"), "seeds": [0, 1], "base_sft_steps": BASE_STEPS,
+             "frontier": {"x": "id", "y": "rl-only"}, "select_on": ["val-id", "val-rl-only"],
+             "training": TRAINING, "variants": VARIANTS, **changes}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    for seed in (0, 1):
+        write_run(tmp_path / "study" / "base" / f"seed{seed}", dict.fromkeys(SPLITS, 0.1),
+                  [{"step": BASE_STEPS, **dict.fromkeys(SPLITS, 0.1), "rl-only": 0.05}])
+        for variant, (x, y) in FINAL.items():
+            x, y = x + 0.02 * seed, y + 0.02 * seed
+            history = [{"step": step, "amft/mu": 0.8 - 0.01 * step, "amft/meta_term": -0.002, "amft/entropy_term": 0.001,
+                        "amft/val_reward": 0.1 * seed, "amft/entropy_slope": -0.5, "amft/entropy": 1.5} for step in (5, 10, 15, 20)]
+            write_run(tmp_path / "study" / "runs" / variant / f"seed{seed}",
+                      {"id": x, "rl-only": y, "val-id": x, "val-rl-only": y},
+                      [{"step": 10, "id": x / 2, "rl-only": y / 2, "val-id": x / 2, "val-rl-only": y / 2},
+                       {"step": 20, "id": x - 0.05, "rl-only": y - 0.05, "val-id": x, "val-rl-only": y}],
+                      history)
+    return path
+
+
+def test_the_report_draws_the_frontier_judges_against_it_and_selects_on_validation(tmp_path):
+    path = write_study_with_runs(tmp_path)
+    study = load_study(str(path))
+    assert study.frontier_mu == {"mu-0.2": 0.2, "mu-0.5": 0.5, "mu-0.8": 0.8}
+    console = Console(file=io.StringIO(), width=300)
+    rows = Comparison(study, console).report()
+    out_dir = tmp_path / "study"
+    for plot in ("frontier.png", "controller.png", "success_vs_step.png"):
+        assert (out_dir / plot).stat().st_size > 10_000
+
+    verdicts = {row["variant"]: row["vs_frontier"] for row in rows}
+    assert verdicts["mu-0.5"] == {"mu": 0.5}
+    assert verdicts["amft"] == {"dominated_by": [], "dominated_with_intervals_by": []}
+    # Two seeds 0.02 apart: the t-interval is 12.706 * 0.01 = 0.127 either side, wider than grpo's gap to mu=0.2
+    # and mu=0.5 on id, narrower than sft's gap to every fixed mu.
+    assert verdicts["grpo"] == {"dominated_by": ["mu-0.2", "mu-0.5"], "dominated_with_intervals_by": []}
+    assert verdicts["sft"]["dominated_with_intervals_by"] == ["mu-0.2", "mu-0.5", "mu-0.8"]
+    table = (out_dir / "results.md").read_text()
+    assert "| vs frontier |" in table and "| on or above |" in table and "| frontier (mu=0.2) |" in table
+    assert "| dominated by mu=0.2, 0.5 (not with intervals) |" in table
+    assert "| dominated by mu=0.2, 0.5, 0.8 (with intervals: mu=0.2, 0.5, 0.8) |" in table
+
+    # val-id and val-rl-only read as id and rl-only: amft's mean (0.63 + 0.67) / 2 = 0.65 is the best.
+    assert "## Selection on val-id, val-rl-only: best = amft" in table
+    results = json.loads((out_dir / "results.json").read_text())
+    assert results["selection"]["best"] == "amft" and results["selection"]["splits"] == ["val-id", "val-rl-only"]
+    assert results["selection"]["ranking"][0] == {"variant": "amft", "score": pytest.approx(0.65)}
+    assert [row["vs_frontier"] for row in results["variants"]] == [verdicts[v] for v in VARIANTS]
+    printed = console.file.getvalue()
+    assert "best = amft" in printed and "frontier.png" in printed and "controller.png" in printed
+
+    # A study reported with one fixed-mu variant left (`--variants`) has no frontier, and says so.
+    study.variants = {name: VARIANTS[name] for name in ("mu-0.2", "grpo")}
+    (out_dir / "frontier.png").unlink()
+    (out_dir / "controller.png").unlink()
+    rows = Comparison(study, console).report()
+    assert "No frontier yet" in console.file.getvalue() and "vs_frontier" not in rows[0]
+    assert not (out_dir / "frontier.png").exists() and not (out_dir / "controller.png").exists()
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"frontier": {"x": "id", "y": "ood-rule"}}, r"frontier: 'ood-rule' not evaluated; the evaluated splits are id, "),
+    ({"frontier": {"x": "id"}}, r"frontier: expected \{x: SPLIT, y: SPLIT\}"),
+    ({"frontier": {"x": "id", "y": "id"}}, r"frontier: x and y are both 'id'"),
+    ({"variants": {"mu-0.2": VARIANTS["mu-0.2"], "amft": VARIANTS["amft"]}},
+     r"frontier: needs at least 2 variants of method 'fixed-mu' \(one per mu\), the study has 1"),
+    ({"select_on": ["val-id", "val-ood"]}, r"select_on: 'val-ood' not evaluated"),
+    ({"select_on": "val-id"}, r"select_on: expected a list of splits"),
+])
+def test_the_frontier_and_the_selection_must_name_evaluated_splits(tmp_path, changes, message):
+    path = tmp_path / "study.yaml"
+    study = {"output_dir": str(tmp_path / "study"), "seeds": [0], "frontier": {"x": "id", "y": "rl-only"},
+             "training": TRAINING, "variants": VARIANTS, **changes}
+    path.write_text(yaml.safe_dump(study))
+    with pytest.raises(OptionsError, match=rf"{path}: {message}"):
+        load_study(str(path))

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from rich.console import Console
 
-from amft.evaluation.harness import Metric, StudyRun, run_study, summarize, write_results
+from amft.evaluation.harness import Metric, StudyRun, plot_frontier, run_study, summarize, write_results
 from amft.io import atomic_write_json
 
 
@@ -74,3 +74,18 @@ def test_the_table_is_the_mean_and_t_interval_over_seeds(tmp_path):
     assert (tmp_path / "results.md").read_text() == f"Scores.\n\n{table}"
     assert "score_mean,score_ci95" in (tmp_path / "results.csv").read_text()
     assert json.loads((tmp_path / "results.json").read_text())["settings"] == {"seeds": [0, 1, 2]}
+
+
+def test_the_frontier_plot_is_a_png_of_points_intervals_and_paths(tmp_path):
+    def row(variant, x, y, ci=0.02):
+        return {"variant": variant, "x": {"mean": x, "ci95": ci}, "y": {"mean": y, "ci95": ci}}
+
+    frontier = [row("low", 0.5, 0.7), row("mid", 0.6, 0.6), row("high", 0.7, 0.4)]
+    others = [row("method", 0.62, 0.66), row("one seed", 0.3, 0.5, ci=None)]
+    path = plot_frontier(frontier, others, Metric("x", "x (%)", scale=100.0), Metric("y", "y (%)", scale=100.0),
+                         str(tmp_path / "frontier.png"), labels={"low": "mu=0.2", "mid": "mu=0.5", "high": "mu=0.8"},
+                         paths={"method": [(0.2, 0.1), (0.5, 0.4), (0.6, 0.62)]})
+    assert path == str(tmp_path / "frontier.png")
+    with open(path, "rb") as handle:
+        assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.path.getsize(path) > 10_000

@@ -8,13 +8,24 @@ A study file (YAML) names the shared settings, the variants and the seeds:
     target_split: rl-only
     target_success: 0.6
     reference_variant: sft-then-rl
+    frontier: {x: id, y: rl-only}      # optional: the fixed-mu variants trace the trade-off of two splits
+    select_on: [val-id, val-rl-only]   # optional: rank the variants on these (validation) splits
     training: {...}              # keys of `amft train` shared by every run
     variants:
       amft: {method: amft}
       grpo: {method: grpo}
+      mu-0.3: {method: fixed-mu, mu: 0.3}
+      mu-0.7: {method: fixed-mu, mu: 0.7}
 
 The budget is equal by construction: a variant may not override the keys in `BUDGET_KEYS`
 (optimizer steps, prompts and rollouts per step, demonstrations per step).
+
+With `frontier`, the report draws `frontier.png` (final success on split x against split y: the
+fixed-mu variants joined in mu order, every other variant's point and its path over training)
+and judges each other variant against the fixed-mu points ("vs frontier"). With `select_on`, it
+ranks the variants by their mean final success over those splits. The variants of the AMFT
+family get `controller.png` (mu, the running sums of the controller's terms, the validation
+reward, dH/dmu when logged). See docs/design.md, 'Comparisons'.
 
 The runs go through the study harness (:mod:`amft.evaluation.harness`): finished runs (with a
 ``summary.json``) are skipped; with ``--jobs N`` the runs go N at a time, each in a fresh process
@@ -45,6 +56,10 @@ BUDGET_KEYS = (
     "time_budget_minutes",
 )
 SUMMARY_FILE = "summary.json"
+#: the method whose variants trace the trade-off frontier, one point per mu
+FRONTIER_METHOD = "fixed-mu"
+#: the methods whose mu follows the meta-gradient and entropy terms (diagnosed in controller.png)
+CONTROLLER_METHODS = ("amft",)
 #: run options the study sets for each run itself (from the run's seed and folder)
 SET_BY_THE_STUDY = ("seed", "model_seed", "task_seed", "output_dir", "resume", "dry_run")
 
@@ -62,6 +77,12 @@ class Study:
     target_split: str = "rl-only"
     target_success: float = 0.6
     reference_variant: str | None = None
+    frontier: dict[str, str] | None = field(default=None, metadata={
+        "help": "Two evaluated splits, {x: SPLIT, y: SPLIT}: the fixed-mu variants (at least 2) trace the trade-off "
+                "of their final success, frontier.png shows it and the table judges every other variant against it."})
+    select_on: list[str] | None = field(default=None, metadata={
+        "help": "Evaluated splits (validation ones) on which the report ranks the variants by their mean final "
+                "success and names the best."})
     source: str = field(default="the study", init=False)  # the study file, named in errors
 
     def __post_init__(self) -> None:
@@ -77,6 +98,38 @@ class Study:
                 raise ValueError(f"variant {name!r} overrides budget settings {fixed}: put them under 'training'")
         if self.reference_variant is not None and self.reference_variant not in self.variants:
             raise ValueError(f"reference_variant {self.reference_variant!r} is not one of the variants")
+        if self.frontier is not None:
+            if not isinstance(self.frontier, Mapping) or set(self.frontier) != {"x", "y"}:
+                raise ValueError(f"frontier: expected {{x: SPLIT, y: SPLIT}}, got {self.frontier!r}")
+            if self.frontier["x"] == self.frontier["y"]:
+                raise ValueError(f"frontier: x and y are both {self.frontier['x']!r}; name two splits")
+            self._check_evaluated("frontier", list(self.frontier.values()))
+            found = len(self.frontier_mu)
+            if found < 2:
+                raise ValueError(f"frontier: needs at least 2 variants of method {FRONTIER_METHOD!r} (one per mu), "
+                                 f"the study has {found}")
+        if self.select_on is not None:
+            if not isinstance(self.select_on, list) or not self.select_on:
+                raise ValueError(f"select_on: expected a list of splits, got {self.select_on!r}")
+            self._check_evaluated("select_on", self.select_on)
+
+    def _check_evaluated(self, key: str, splits: list[str]) -> None:
+        evaluated = self.splits
+        missing = [split for split in splits if split not in evaluated]
+        if missing:
+            raise ValueError(f"{key}: {', '.join(map(repr, missing))} not evaluated; the evaluated splits are "
+                             f"{', '.join(evaluated)} (training setting 'eval_splits')")
+
+    def engine(self, variant: str) -> Any:
+        """The training engine's options (`AMFTConfig`) of the variant's runs."""
+        return resolve({**self.training, **self.variants[variant]}, f"variant {variant!r}")[-1]
+
+    @property
+    def frontier_mu(self) -> dict[str, float]:
+        """The variants that trace the frontier (method fixed-mu): name -> mu, by increasing mu."""
+        engines = {variant: self.engine(variant) for variant in self.variants}
+        mus = {variant: engine.mu for variant, engine in engines.items() if engine.method == FRONTIER_METHOD}
+        return dict(sorted(mus.items(), key=lambda item: item[1]))
 
     @property
     def splits(self) -> list[str]:
@@ -195,7 +248,9 @@ class Comparison:
         return {split: curve[-1][1] for split, curve in curves.items() if curve and curve[-1][0] == self.study.base_sft_steps}
 
     def report(self) -> list[dict[str, Any]]:
-        from amft.evaluation.comparison import plot_comparison, read_run, summarize, write_results
+        from amft.evaluation.comparison import (judge_against_frontier, plot_comparison, plot_controller,
+                                                plot_study_frontier, rank_on, read_run, selection_markdown, summarize,
+                                                write_results)
 
         study = self.study
         records = [
@@ -211,21 +266,39 @@ class Comparison:
         if not rows:
             self.console.print("No finished runs yet.")
             return rows
+        plots = plot_comparison(records, variants, splits, study.output_dir)
+        finished = {row["variant"] for row in rows}
+        if study.frontier:
+            frontier = {variant: mu for variant, mu in study.frontier_mu.items() if variant in finished}
+            if len(frontier) >= 2:
+                x, y = study.frontier["x"], study.frontier["y"]
+                judge_against_frontier(rows, frontier, (x, y))
+                plots.append(plot_study_frontier(records, rows, frontier, x, y,
+                                                 os.path.join(study.output_dir, "frontier.png")))
+            else:
+                self.console.print(f"No frontier yet: it needs finished runs of 2 {FRONTIER_METHOD} variants, "
+                                   f"there are {len(frontier)}.")
+        controlled = [v for v in variants if v in finished and study.engine(v).method in CONTROLLER_METHODS]
+        if controlled:
+            plots.append(plot_controller(records, controlled, os.path.join(study.output_dir, "controller.png")))
+        selection = rank_on(rows, study.select_on) if study.select_on else None
         settings = {key: value for key, value in vars(study).items() if key not in ("output_dir", "source")}
         table = write_results(study.output_dir, rows, splits, target_split=study.target_split,
-                              reference_variant=study.reference_variant, settings=settings)
-        plot_comparison(records, variants, splits, study.output_dir)
+                              reference_variant=study.reference_variant, settings=settings, selection=selection)
         self.console.print(table)
-        self.console.print(
-            f"Results in {study.output_dir}: results.md, results.csv, results.json, success_vs_step.png, mu.png, entropy.png"
-        )
+        if selection:
+            self.console.print(selection_markdown(selection))
+        self.console.print(f"Results in {study.output_dir}: results.md, results.csv, results.json, "
+                           + ", ".join(os.path.basename(path) for path in plots))
         return rows
 
 
 DESCRIPTION = (
     "Train every variant of a study file with every seed under one budget, skipping runs that finished earlier "
     "(an interrupted run resumes from its last complete checkpoint), then write results.md/.csv/.json (mean and "
-    "95% confidence interval per split, steps to the target) and plots of success, mu and entropy over steps."
+    "95% confidence interval per split, steps to the target) and plots of success, mu and entropy over steps; "
+    "with the study settings 'frontier' and 'select_on', the fixed-mu trade-off frontier with each variant's "
+    "verdict against it, and the ranking on validation splits."
 )
 
 

@@ -1,6 +1,8 @@
 """What a comparison of training methods leaves, on the study harness
 (:mod:`amft.evaluation.harness`): success per split (mean and 95% t-interval over seeds), steps
-to a target, the controller's terms, and curves of success, mu and entropy over steps.
+to a target, the controller's terms, curves of success, mu and entropy over steps, the trade-off
+frontier of the fixed-mu variants with each other variant's verdict against it, the controller's
+diagnosis, and the ranking on validation splits (see docs/design.md, 'Comparisons').
 
 Reads the run folders `amft compare` writes (`summary.json`, `progress_eval.jsonl`,
 `log_history.json`); it never trains anything.
@@ -14,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from amft.evaluation.harness import Curve, ExtraColumn, Metric, plot_curves, results_markdown
+from amft.evaluation.harness import Curve, ExtraColumn, Metric, mean_curve, plot_curves, plot_frontier, results_markdown
 from amft.evaluation.harness import summarize as summarize_over_seeds
 from amft.evaluation.harness import write_results as write_table
 from amft.evaluation.report import read_progress
@@ -34,8 +36,7 @@ class RunRecord:
     wall_time_seconds: float
     controller: dict[str, Any]
     curves: dict[str, Curve] = field(default_factory=dict)  # split -> quick-eval success over steps
-    mu: Curve = field(default_factory=list)
-    entropy: Curve = field(default_factory=list)
+    series: dict[str, Curve] = field(default_factory=dict)  # logged key (e.g. amft/mu) -> its values over steps
 
 
 def read_run(run_dir: str, variant: str, seed: int, start: Mapping[str, float] | None = None) -> RunRecord:
@@ -59,9 +60,30 @@ def read_run(run_dir: str, variant: str, seed: int, start: Mapping[str, float] |
         wall_time_seconds=summary["wall_time_seconds"],
         controller=summary.get("controller", {}),
         curves=curves,
-        mu=[(row["step"], row["amft/mu"]) for row in history if "amft/mu" in row],
-        entropy=[(row["step"], row["amft/entropy"]) for row in history if "amft/entropy" in row],
+        series=logged_series(history),
     )
+
+
+def logged_series(history: Sequence[Mapping[str, Any]]) -> dict[str, Curve]:
+    """The numbers of the Trainer's log rows (`log_history.json`) by key: key -> [(step, value)]."""
+    series: dict[str, Curve] = {}
+    for row in history:
+        for key, value in row.items():
+            if key != "step" and "step" in row and isinstance(value, (int, float)) and not isinstance(value, bool):
+                series.setdefault(key, []).append((row["step"], float(value)))
+    return series
+
+
+def cumulative(curve: Curve) -> Curve:
+    """The running sum of a per-step term over steps. A logged value is the mean over the steps since
+    the previous log row (the Trainer averages its metrics over each logging window), so it counts
+    once per step of its window."""
+    total, previous, sums = 0.0, 0, []
+    for step, value in curve:
+        total += value * (step - previous)
+        previous = step
+        sums.append((step, total))
+    return sums
 
 
 def steps_to_reach(curve: Curve, target: float) -> int | None:
@@ -115,6 +137,53 @@ def summarize(
     return rows
 
 
+def beats(better: Mapping[str, Any], worse: Mapping[str, Any], splits: Sequence[str], *, intervals: bool) -> bool:
+    """Whether row ``better`` is above row ``worse`` on every split: by the means, or with ``intervals``
+    by the t-intervals (its lower bound above the other's upper bound; a row without an interval,
+    one seed, decides nothing)."""
+    for split in splits:
+        high, low = better[split], worse[split]
+        if not intervals:
+            if high["mean"] <= low["mean"]:
+                return False
+        elif high["ci95"] is None or low["ci95"] is None or high["mean"] - high["ci95"] <= low["mean"] + low["ci95"]:
+            return False
+    return True
+
+
+def judge_against_frontier(rows: Sequence[dict[str, Any]], frontier: Mapping[str, float], splits: Sequence[str]) -> None:
+    """Set each row's ``vs_frontier``: for a variant of the ``frontier`` (name -> mu) its mu, for any
+    other the frontier variants that beat it on every one of ``splits``, by the means and by the
+    intervals (see docs/design.md, 'Comparisons')."""
+    points = [row for row in rows if row["variant"] in frontier]
+    for row in rows:
+        if row["variant"] in frontier:
+            row["vs_frontier"] = {"mu": frontier[row["variant"]]}
+        else:
+            row["vs_frontier"] = {
+                "dominated_by": [p["variant"] for p in points if beats(p, row, splits, intervals=False)],
+                "dominated_with_intervals_by": [p["variant"] for p in points if beats(p, row, splits, intervals=True)],
+            }
+
+
+def rank_on(rows: Sequence[Mapping[str, Any]], splits: Sequence[str]) -> dict[str, Any]:
+    """The variants ranked by the mean over ``splits`` of their mean final success, best first (a tie
+    keeps the rows' order): ``{"splits", "ranking": [{"variant", "score"}], "best"}``."""
+    ranking = sorted(({"variant": row["variant"], "score": sum(row[s]["mean"] for s in splits) / len(splits)}
+                      for row in rows), key=lambda entry: -entry["score"])
+    return {"splits": list(splits), "ranking": ranking, "best": ranking[0]["variant"] if ranking else None}
+
+
+def selection_markdown(selection: Mapping[str, Any]) -> str:
+    """The ranking of :func:`rank_on` as a section of `results.md`."""
+    splits = ", ".join(selection["splits"])
+    lines = [f"## Selection on {splits}: best = {selection['best']}", "",
+             f"Mean over {splits} of the mean final success (percent); these splits only, so the choice never "
+             "sees the splits it is reported on.", ""]
+    lines += [f"{i}. {entry['variant']}: {100 * entry['score']:.1f}" for i, entry in enumerate(selection["ranking"], 1)]
+    return "\n".join(lines) + "\n"
+
+
 def _steps(cell: Mapping[str, Any], runs: int) -> str:
     if cell["mean_steps"] is None:
         return f"not reached (0/{runs})"
@@ -133,6 +202,9 @@ def extra_columns(rows: Sequence[Mapping[str, Any]], target_split: str, referenc
     if rows and "steps_to_reference" in rows[0]:
         columns.append((f"steps to {reference_variant}'s final {target_split}",
                         lambda row: _steps(row["steps_to_reference"], row["runs"])))
+    mus = {row["variant"]: row["vs_frontier"]["mu"] for row in rows if "mu" in row.get("vs_frontier", {})}
+    if mus:
+        columns.append(("vs frontier", lambda row: _vs_frontier(row["vs_frontier"], mus)))
     columns += [
         ("final mu", lambda row: "-" if row["mu_final"] is None else f"{row['mu_final']:.2f}"),
         ("meta term sum", lambda row: _number(row["meta_term_total"])),
@@ -140,6 +212,16 @@ def extra_columns(rows: Sequence[Mapping[str, Any]], target_split: str, referenc
         ("min per run", lambda row: f"{row['minutes_per_run']:.1f}"),
     ]
     return columns
+
+
+def _vs_frontier(cell: Mapping[str, Any], mus: Mapping[str, float]) -> str:
+    if "mu" in cell:
+        return f"frontier (mu={cell['mu']:g})"
+    if not cell["dominated_by"]:
+        return "on or above"
+    names = ", ".join(f"{mus[v]:g}" for v in cell["dominated_by"])
+    sure = ", ".join(f"{mus[v]:g}" for v in cell["dominated_with_intervals_by"])
+    return f"dominated by mu={names} " + (f"(with intervals: mu={sure})" if sure else "(not with intervals)")
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], splits: Sequence[str], target_split: str, reference_variant: str | None) -> str:
@@ -154,24 +236,76 @@ def write_results(
     target_split: str,
     reference_variant: str | None,
     settings: Mapping[str, Any],
+    selection: Mapping[str, Any] | None = None,
 ) -> str:
-    """`results.json` (rows and the study's settings), `results.csv` (flat) and `results.md`; returns the table."""
+    """`results.json` (rows, the study's settings and the ``selection`` of :func:`rank_on`), `results.csv`
+    (flat) and `results.md` (the table, then the selection); returns the table."""
     return write_table(output_dir, rows, success_metrics(splits), note=NOTE, settings=settings,
-                       extra=extra_columns(rows, target_split, reference_variant))
+                       extra=extra_columns(rows, target_split, reference_variant),
+                       details={"selection": selection} if selection else None,
+                       appendix=selection_markdown(selection) if selection else "")
+
+
+def _runs_by_variant(records: Sequence[RunRecord], variants: Sequence[str], curve) -> dict[str, list[Curve]]:
+    return {variant: [curve(r) for r in records if r.variant == variant] for variant in variants}
 
 
 def plot_comparison(records: Sequence[RunRecord], variants: Sequence[str], splits: Sequence[str], output_dir: str) -> list[str]:
     """`success_vs_step.png` (one panel per split), `mu.png` and `entropy.png`: one line per variant,
     the mean over its seeds. Returns the paths written."""
     def runs_of(curve) -> dict[str, list[Curve]]:
-        return {variant: [curve(r) for r in records if r.variant == variant] for variant in variants}
+        return _runs_by_variant(records, variants, curve)
 
     return [
         plot_curves({split: runs_of(lambda r, split=split: r.curves.get(split, [])) for split in splits}, variants,
                     os.path.join(output_dir, "success_vs_step.png"), xlabel="optimizer step",
                     ylabels={splits[0]: "success (quick greedy evaluation)"}),
-        plot_curves({"mu": runs_of(lambda r: r.mu)}, variants, os.path.join(output_dir, "mu.png"),
+        plot_curves({"mu": runs_of(lambda r: r.series.get("amft/mu", []))}, variants, os.path.join(output_dir, "mu.png"),
                     xlabel="optimizer step", ylabels={"mu": "mu"}),
-        plot_curves({"entropy": runs_of(lambda r: r.entropy)}, variants, os.path.join(output_dir, "entropy.png"),
-                    xlabel="optimizer step", ylabels={"entropy": "policy entropy H (sampled tokens)"}),
+        plot_curves({"entropy": runs_of(lambda r: r.series.get("amft/entropy", []))}, variants,
+                    os.path.join(output_dir, "entropy.png"), xlabel="optimizer step",
+                    ylabels={"entropy": "policy entropy H (sampled tokens)"}),
     ]
+
+
+def success_path(records: Sequence[RunRecord], x: str, y: str) -> list[tuple[int, float, float]]:
+    """(step, success on ``x``, success on ``y``): the mean over the runs of their quick-evaluation
+    curves, at the steps where every run evaluated both splits."""
+    xs, ys = (dict(mean_curve([r.curves.get(split, []) for r in records])) for split in (x, y))
+    return [(step, xs[step], ys[step]) for step in sorted(xs.keys() & ys.keys())]
+
+
+def plot_study_frontier(records: Sequence[RunRecord], rows: Sequence[Mapping[str, Any]], frontier: Mapping[str, float],
+                        x: str, y: str, path: str) -> str:
+    """The fixed-mu variants of ``frontier`` (name -> mu) as the trade-off between the final success on
+    splits ``x`` and ``y``, every other variant's final point and its path over training. Returns ``path``."""
+    frontier_rows = sorted((row for row in rows if row["variant"] in frontier), key=lambda row: frontier[row["variant"]])
+    others = [row for row in rows if row["variant"] not in frontier]
+    paths = {row["variant"]: [(px, py) for _, px, py in success_path([r for r in records if r.variant == row["variant"]], x, y)]
+             for row in others}
+    return plot_frontier(frontier_rows, others, Metric(x, f"{x}: final success (%)", scale=100.0),
+                         Metric(y, f"{y}: final success (%)", scale=100.0), path,
+                         labels={variant: f"mu={mu:g}" for variant, mu in frontier.items()}, paths=paths,
+                         frontier_name="fixed mu (points: final, full evaluation)",
+                         path_name="path over training: quick greedy evaluation (can differ from the final points)")
+
+
+def plot_controller(records: Sequence[RunRecord], variants: Sequence[str], path: str) -> str:
+    """The controller's diagnosis for ``variants`` (mean over seeds): mu, the running sums of its meta
+    and entropy terms, the validation reward of its meta steps and, when logged, the measured dH/dmu.
+    Returns ``path``."""
+    def runs_of(curve) -> dict[str, list[Curve]]:
+        return _runs_by_variant(records, variants, curve)
+
+    panels = {
+        "mu": runs_of(lambda r: r.series.get("amft/mu", [])),
+        "meta term, running sum": runs_of(lambda r: cumulative(r.series.get("amft/meta_term", []))),
+        "entropy term, running sum": runs_of(lambda r: cumulative(r.series.get("amft/entropy_term", []))),
+        "validation reward": runs_of(lambda r: r.series.get("amft/val_reward", [])),
+    }
+    if any("amft/entropy_slope" in r.series for r in records if r.variant in variants):
+        panels["dH/dmu"] = runs_of(lambda r: r.series.get("amft/entropy_slope", []))
+    return plot_curves(panels, variants, path, xlabel="optimizer step",
+                       ylabels={"mu": "mu", "meta term, running sum": "summed change of mu",
+                                "entropy term, running sum": "summed change of mu",
+                                "validation reward": "mean reward, meta steps", "dH/dmu": "measured, meta steps"})

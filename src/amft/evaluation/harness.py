@@ -40,6 +40,7 @@ __all__ = [
     "mean_curve",
     "plot_bars",
     "plot_curves",
+    "plot_frontier",
     "results_markdown",
     "run_study",
     "summarize",
@@ -294,6 +295,56 @@ def plot_bars(rows: Sequence[Mapping[str, Any]], panels: Mapping[str, Sequence[M
             ax.set_ylim(*ylim)
     axes[0][0].set_ylabel(ylabel)
     axes[0][-1].legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
+
+
+_MARKERS = "s^Dv<>Pp*hX"
+
+
+def plot_frontier(frontier: Sequence[Mapping[str, Any]], others: Sequence[Mapping[str, Any]], x: Metric, y: Metric,
+                  path: str, *, labels: Mapping[str, str] | None = None,
+                  paths: Mapping[str, Sequence[tuple[float, float]]] | None = None, frontier_name: str = "frontier",
+                  path_name: str = "path over training") -> str:
+    """A trade-off plot of two metrics: the ``frontier`` rows (in their order) as points joined by a
+    line, each of the ``others`` as a point of its own marker and colour, every point the mean with
+    its t-interval in both directions and labelled (``labels``: variant -> text, default the variant).
+    ``paths`` (variant -> its (x, y) values in step order) draws an other variant's way to its point, thin,
+    with an arrow at its end. Values are raw (scaled by each metric's ``scale``). Returns ``path``."""
+    labels = labels or {}
+    styles = _styles([row["variant"] for row in others])
+    fig, ax = plt.subplots(figsize=(7.5, 6.0))
+
+    def point(row: Mapping[str, Any]) -> tuple[float, float, float, float]:
+        return (x.scale * row[x.key]["mean"], y.scale * row[y.key]["mean"],
+                x.scale * (row[x.key]["ci95"] or 0.0), y.scale * (row[y.key]["ci95"] or 0.0))
+
+    def annotate(row: Mapping[str, Any], px: float, py: float, color: Any) -> None:
+        ax.annotate(labels.get(row["variant"], row["variant"]), (px, py), xytext=(5, 4), textcoords="offset points",
+                    fontsize=7, color=color)
+
+    if frontier:
+        xs, ys, xerr, yerr = zip(*(point(row) for row in frontier))
+        ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, color="black", marker="o", markersize=5, capsize=2, linewidth=1.2,
+                    label=frontier_name)
+        for row, px, py in zip(frontier, xs, ys):
+            annotate(row, px, py, "black")
+    trail_style, trails = dict(linewidth=0.7, marker=".", markersize=3), 0
+    for i, row in enumerate(others):
+        variant, color = row["variant"], styles[row["variant"]]["color"]
+        trail = [(x.scale * px, y.scale * py) for px, py in (paths or {}).get(variant, [])]
+        if len(trail) > 1:
+            ax.plot(*zip(*trail), color=color, alpha=0.8, **trail_style)
+            ax.annotate("", xy=trail[-1], xytext=trail[-2], arrowprops=dict(arrowstyle="->", color=color, lw=0.7))
+            trails += 1
+        px, py, ex, ey = point(row)
+        ax.errorbar([px], [py], xerr=[ex], yerr=[ey], color=color, marker=_MARKERS[i % len(_MARKERS)], markersize=7,
+                    capsize=2, linestyle="none", label=labels.get(variant, variant))
+        annotate(row, px, py, color)
+    if trails:
+        ax.plot([], [], color="grey", label=path_name, **trail_style)  # one legend entry for every path
+    ax.set(xlabel=x.header, ylabel=y.header)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
     return _save(fig, path)
 
 
