@@ -76,7 +76,7 @@ def main(output: str, per_device_batch: int) -> None:
     trainer.train()
     if trainer.accelerator.is_main_process:
         # The controller's inputs and output (all-reduced); the logged losses are each rank's own.
-        keys = ("amft/mu", "amft/entropy", "amft/meta_gradient")
+        keys = ("amft/mu", "amft/entropy", "amft/meta_gradient", "amft/entropy_slope")
         rows = [{key: row.get(key) for key in keys} for row in trainer.state.log_history if "amft/mu" in row]
         with open(output, "w") as handle:
             json.dump({"processes": trainer.accelerator.num_processes, "steps": rows}, handle)

@@ -60,3 +60,7 @@ def test_two_processes_follow_the_single_process_mu_trajectory(tmp_path):
         for key, value in one.items():
             if value is not None:
                 assert two[key] == pytest.approx(value, abs=TOLERANCE), (key, one, two)
+    # dH/dmu is small in absolute terms; each process's share of H must add up to H's gradient.
+    slopes = [(one["amft/entropy_slope"], two["amft/entropy_slope"]) for one, two in zip(single, double)]
+    measured = [(one, two) for one, two in slopes if one is not None]
+    assert len(measured) == 3 and all(one != 0.0 and two == pytest.approx(one, rel=1e-4) for one, two in measured)

@@ -238,3 +238,48 @@ def test_lora_adapters_train_through_the_meta_step_and_leave_the_base_weights(tm
         wrapped = trained.get(f"base_model.model.{name}", trained.get(f"base_model.model.{module}.base_layer.{leaf}"))
         assert torch.equal(wrapped.detach(), value), name
     assert any(not torch.all(trained[name] == 0) for name in lora if "lora_B" in name)
+
+
+META_OPTIONS = dict(max_steps=4, amft_warmup_steps=2, entropy_calibration_steps=1, meta_period=1,
+                    per_device_train_batch_size=8, meta_batch_size=2, sft_batch_size=8, meta_normalization="raw",
+                    inner_lr=1e-3, meta_lr=1.0)
+
+
+def test_meta_options_adam_direction_average_and_measured_entropy_run_and_log_the_slope(tmp_path):
+    adam = make_trainer(tmp_path / "adam", meta_direction="adam", meta_signal_ema=0.5, entropy_direction="measured",
+                        **META_OPTIONS)
+    adam.train()
+    slopes = series(adam, "amft/entropy_slope")
+    assert len(slopes) == 2 and all(math.isfinite(slope) and slope != 0.0 for slope in slopes)  # main steps 1, 2
+    assert len(series(adam, "amft/val_reward")) == 2
+    assert len(series(adam, "amft/meta_gradient_ema")) == 2
+    # The measured entropy term: eta_H (H* - H) times the averaged slope.
+    for row in (row for row in adam.state.log_history if "amft/entropy_slope" in row):
+        gap = row["amft/target_entropy"] - row["amft/entropy"]
+        assert row["amft/entropy_term"] == pytest.approx(0.05 * gap * row["amft/entropy_slope_ema"], rel=1e-5)
+
+    # Up to the first meta step the runs are the same; there Adam's look-ahead reads other dot products.
+    sgd = make_trainer(tmp_path / "sgd", **{**META_OPTIONS, "max_steps": 3})
+    sgd.train()
+    assert series(sgd, "amft/mu")[:2] == series(adam, "amft/mu")[:2] == [1.0, 1.0]
+    assert series(sgd, "amft/entropy_slope")[0] != pytest.approx(slopes[0], rel=1e-3)
+
+
+def test_adam_meta_direction_is_refused_without_adam_moments(tmp_path):
+    with pytest.raises(ValueError, match="Adam-family optim"):
+        AMFTConfig(output_dir=str(tmp_path), use_cpu=True, optim="sgd", meta_direction="adam")
+    trainer = make_trainer(tmp_path, meta_direction="adam", **{**META_OPTIONS, "max_steps": 2, "amft_warmup_steps": 1})
+    trainer.optimizer = torch.optim.SGD(trainer.model.parameters(), lr=1e-3, momentum=0.9)
+    with pytest.raises(ValueError, match="exp_avg_sq"):
+        trainer.train()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [("meta_direction", "lbfgs", "meta_direction must be one of"),
+     ("meta_signal_ema", 1.0, r"meta_signal_ema is a decay and must be in \[0, 1\)"),
+     ("entropy_direction", "up", "entropy_direction must be one of")],
+)
+def test_config_rejects_invalid_meta_options(tmp_path, field, value, message):
+    with pytest.raises(ValueError, match=message):
+        AMFTConfig(output_dir=str(tmp_path), use_cpu=True, **{field: value})

@@ -3,15 +3,18 @@ and the baselines' losses and state."""
 
 from .alignment import (
     Gradients,
+    adam_preconditioned,
     gradient_cosine,
     gradient_dot,
     gradient_dots,
     gradient_norm_sq,
 )
 from .controllers import (
+    ENTROPY_DIRECTIONS,
     BalanceController,
     ChordScheduleController,
     ControllerStats,
+    ExponentialMovingAverage,
     FixedMuController,
     MetaAlignment,
     MetaGradientController,
@@ -45,10 +48,12 @@ from .methods import (
 __all__ = [
     "ADVANTAGE_SCALES",
     "AGGREGATIONS",
+    "ENTROPY_DIRECTIONS",
     "IMPORTANCE_SAMPLING_LEVELS",
     "BalanceController",
     "ChordScheduleController",
     "ControllerStats",
+    "ExponentialMovingAverage",
     "FixedMuController",
     "Gradients",
     "HardPromptBuffer",
@@ -56,6 +61,7 @@ __all__ = [
     "MetaGradientController",
     "ReliftController",
     "TwoStageController",
+    "adam_preconditioned",
     "all_failed_groups",
     "chord_mu",
     "chord_phi",

@@ -11,10 +11,14 @@ all-reduced. With replicated gradients (one process, or DDP after its
 all-reduce) every rank already holds the full gradient: leave ``sharded=False``,
 or the result would be multiplied by the world size. Sharded callers pass the
 local shards (e.g. ``DTensor.to_local()``).
+
+:func:`adam_preconditioned` turns gradients into the direction an Adam step actually takes,
+for the meta-gradient's ``meta_direction="adam"`` look-ahead.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -23,6 +27,7 @@ from torch import Tensor
 
 __all__ = [
     "Gradients",
+    "adam_preconditioned",
     "gradient_cosine",
     "gradient_dot",
     "gradient_dots",
@@ -87,3 +92,37 @@ def gradient_cosine(
     """Cosine similarity ``<a, b> / max(|a| |b|, eps)``; 0 when either gradient is zero."""
     dot, a_sq, b_sq = gradient_dots([(a, b), (a, a), (b, b)], sharded=sharded, group=group)
     return dot / torch.sqrt(a_sq * b_sq).clamp(min=eps)
+
+
+def adam_preconditioned(
+    grads: Gradients,
+    exp_avg_sqs: Sequence[Tensor | None],
+    steps: Sequence[float],
+    *,
+    beta2: float,
+    eps: float,
+) -> list[Tensor | None]:
+    """Each gradient times Adam's elementwise preconditioner ``P = 1 / (sqrt(v_hat) + eps)``.
+
+    ``v_hat = exp_avg_sq / (1 - beta2 ** step)`` is the optimizer's bias-corrected second moment
+    after ``step`` updates of that parameter, and the denominator is written as torch's Adam and
+    AdamW write it. A parameter without second moment yet (``exp_avg_sq`` None or ``step`` 0,
+    i.e. before its first optimizer step) keeps ``P = 1``: its gradient is returned unchanged.
+    The preconditioner is frozen at the optimizer's current state; how the next gradient would
+    change ``exp_avg_sq`` is left out (see docs/design.md, 'The meta-gradient').
+    """
+    if not (len(grads) == len(exp_avg_sqs) == len(steps)):
+        raise ValueError(
+            f"need one second moment and step per gradient: {len(grads)} gradients, "
+            f"{len(exp_avg_sqs)} second moments, {len(steps)} steps"
+        )
+    directions = []
+    for grad, exp_avg_sq, step in zip(grads, exp_avg_sqs, steps):
+        if grad is None or exp_avg_sq is None or step == 0:
+            directions.append(grad)
+            continue
+        if exp_avg_sq.shape != grad.shape:
+            raise ValueError(f"second moment shape {tuple(exp_avg_sq.shape)} differs from gradient {tuple(grad.shape)}")
+        denominator = exp_avg_sq.sqrt() / math.sqrt(1.0 - beta2**step) + eps
+        directions.append(grad / denominator)
+    return directions

@@ -12,6 +12,11 @@ and g_val is the gradient of the validation policy-gradient *loss*, so
 ``dU/dmu = <grad U, d theta'/d mu> ~ alpha <g_val, g_SFT - g_RL>``.
 mu ascends U: it grows when a step on the SFT loss helps the validation reward
 more than a step on the RL loss does.
+
+The same look-ahead gives the entropy's slope: with g_H the gradient of the policy's mean
+token entropy H, ``dH/dmu = <g_H, d theta'/d mu> = -alpha <g_H, g_SFT - g_RL>``. When the
+trainer looks ahead along Adam's direction it passes the preconditioned P g_SFT and P g_RL
+in place of g_SFT and g_RL, and both formulas read them unchanged.
 """
 
 from __future__ import annotations
@@ -25,9 +30,11 @@ from .alignment import Gradients, gradient_dots
 from .methods import HardPromptBuffer, chord_mu
 
 __all__ = [
+    "ENTROPY_DIRECTIONS",
     "BalanceController",
     "ChordScheduleController",
     "ControllerStats",
+    "ExponentialMovingAverage",
     "FixedMuController",
     "MetaAlignment",
     "MetaGradientController",
@@ -38,16 +45,23 @@ __all__ = [
 
 _COSINE_EPS = 1e-12
 
+#: How the entropy term moves mu: "fixed" (Eq. 6, entropy below target raises mu) or "measured"
+#: (through the measured slope dH/dmu; see docs/design.md, 'The entropy term').
+ENTROPY_DIRECTIONS = ("fixed", "measured")
+
 
 @dataclass(frozen=True)
 class MetaAlignment:
-    """Scalars of one meta step: dot products with g_val and the three gradient norms."""
+    """Scalars of one meta step: dot products with g_val and the three gradient norms, and, when the
+    entropy's gradient g_H was taken, its dot products with the two step directions."""
 
     val_dot_sft: float
     val_dot_rl: float
     val_norm: float
     sft_norm: float
     rl_norm: float
+    entropy_dot_sft: float | None = None
+    entropy_dot_rl: float | None = None
 
 
 @dataclass(frozen=True)
@@ -64,22 +78,70 @@ class ControllerStats:
 
 
 def meta_alignment_from_gradients(
-    g_val: Gradients, g_sft: Gradients, g_rl: Gradients, *, sharded: bool = False, group=None
+    g_val: Gradients,
+    g_sft: Gradients,
+    g_rl: Gradients,
+    *,
+    g_entropy: Gradients | None = None,
+    sharded: bool = False,
+    group=None,
 ) -> MetaAlignment:
-    """Compute the :class:`MetaAlignment` of three gradients (one all-reduce when sharded)."""
-    dots = gradient_dots(
-        [(g_val, g_sft), (g_val, g_rl), (g_val, g_val), (g_sft, g_sft), (g_rl, g_rl)],
-        sharded=sharded,
-        group=group,
-    ).tolist()
-    val_dot_sft, val_dot_rl, val_sq, sft_sq, rl_sq = dots
+    """Compute the :class:`MetaAlignment` of the gradients (one all-reduce when sharded).
+
+    ``g_sft`` and ``g_rl`` are the step directions of the look-ahead: the gradients themselves for
+    SGD, the preconditioned gradients for Adam. With ``g_entropy`` (the gradient of H) the
+    alignment also holds <g_H, g_SFT> and <g_H, g_RL>.
+    """
+    pairs = [(g_val, g_sft), (g_val, g_rl), (g_val, g_val), (g_sft, g_sft), (g_rl, g_rl)]
+    if g_entropy is not None:
+        pairs += [(g_entropy, g_sft), (g_entropy, g_rl)]
+    dots = gradient_dots(pairs, sharded=sharded, group=group).tolist()
+    val_dot_sft, val_dot_rl, val_sq, sft_sq, rl_sq = dots[:5]
+    entropy_dot_sft, entropy_dot_rl = dots[5:] if g_entropy is not None else (None, None)
     return MetaAlignment(
         val_dot_sft=val_dot_sft,
         val_dot_rl=val_dot_rl,
         val_norm=math.sqrt(val_sq),
         sft_norm=math.sqrt(sft_sq),
         rl_norm=math.sqrt(rl_sq),
+        entropy_dot_sft=entropy_dot_sft,
+        entropy_dot_rl=entropy_dot_rl,
     )
+
+
+class ExponentialMovingAverage:
+    """Bias-corrected exponential moving average of a scalar signal, as Adam's first moment.
+
+    After x_1, ..., x_n the value is ``(1 - d) * sum_i d^(n - i) x_i / (1 - d^n)`` with decay d;
+    ``d = 0`` gives the latest x as is. The value is ``None`` before the first x.
+    """
+
+    def __init__(self, decay: float) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"the decay of a moving average must be in [0, 1), got {decay}")
+        self.decay = float(decay)
+        self._biased = 0.0
+        self._count = 0
+
+    @property
+    def value(self) -> float | None:
+        """The bias-corrected average, or None before the first update."""
+        if self._count == 0:
+            return None
+        return self._biased / (1.0 - self.decay**self._count)
+
+    def update(self, x: float) -> float:
+        """Fold in one measurement and return the new average."""
+        self._biased = self.decay * self._biased + (1.0 - self.decay) * float(x)
+        self._count += 1
+        return self.value
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"biased": self._biased, "count": self._count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._biased = float(state["biased"])
+        self._count = int(state["count"])
 
 
 def _check_mu(name: str, value: float) -> float:
@@ -110,7 +172,8 @@ class BalanceController(ABC):
     @property
     def last_terms(self) -> dict[str, float | None]:
         """Terms of the latest update, for logging: mu, meta_term, meta_gradient,
-        entropy_term, entropy, target_entropy, and the running sums meta_term_total and entropy_term_total."""
+        entropy_term, entropy, target_entropy, and the running sums meta_term_total and entropy_term_total.
+        ``MetaGradientController`` adds its measured entropy slope and moving averages (None when absent)."""
         return dict(self._last_terms)
 
     @property
@@ -192,12 +255,18 @@ class MetaGradientController(BalanceController):
     update. The first main-phase update starts from ``mu_init``.
 
     Main phase, per update:
-    ``mu <- clip(mu + meta_lr * m + entropy_lr * (H* - H), mu_min, mu_max)``, where
+    ``mu <- clip(mu + meta_lr * m + entropy_lr * (H* - H) * s, mu_min, mu_max)``, where
     m is the meta-gradient on meta steps and 0 otherwise:
     ``m = inner_lr * (<g_val, g_SFT> - <g_val, g_RL>)`` (``normalization="raw"``) or
     ``m = cos(g_val, g_SFT) - cos(g_val, g_RL)`` (``"cosine"``, alpha absorbed in
-    ``meta_lr``). The entropy term is 0 when H or H* is unknown. Entropy below
-    target raises mu (Eq. 6, not the paper's prose).
+    ``meta_lr``). The entropy term is 0 when H or H* is unknown. With
+    ``entropy_direction="fixed"`` (the paper), s = 1: entropy below target raises mu (Eq. 6,
+    not the paper's prose). With ``"measured"``, s is the latest measured slope
+    ``dH/dmu = -inner_lr * (<g_H, g_SFT> - <g_H, g_RL>)`` (0 before the first meta step), which
+    descends (H - H*)^2 / 2 in mu.
+
+    ``meta_signal_ema`` d > 0 replaces m (and the slope s) by the bias-corrected moving average
+    of their measurements with decay d; 0 (the paper) uses each measurement as is.
 
     Step indexing: main-phase updates are numbered t = 1, 2, ...; update t is a meta
     step iff ``t % meta_period == 0`` (so the first is t = K). The trainer asks
@@ -222,6 +291,8 @@ class MetaGradientController(BalanceController):
         entropy_calibration_steps: int = 10,
         use_meta: bool = True,
         use_entropy: bool = True,
+        meta_signal_ema: float = 0.0,
+        entropy_direction: str = "fixed",
     ) -> None:
         self.mu_min = _check_mu("mu_min", mu_min)
         self.mu_max = _check_mu("mu_max", mu_max)
@@ -236,6 +307,12 @@ class MetaGradientController(BalanceController):
             raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
         if entropy_calibration_steps < 1:
             raise ValueError(f"entropy_calibration_steps must be >= 1, got {entropy_calibration_steps}")
+        if entropy_direction not in ENTROPY_DIRECTIONS:
+            raise ValueError(f"unknown entropy_direction {entropy_direction!r}; valid: {', '.join(ENTROPY_DIRECTIONS)}")
+        if entropy_direction == "measured" and not use_meta:
+            raise ValueError(
+                "entropy_direction='measured' reads dH/dmu on meta steps, and use_meta=False (use_meta_term) has none"
+            )
         self.meta_lr = float(meta_lr)
         self.entropy_lr = float(entropy_lr)
         self.meta_period = int(meta_period)
@@ -245,6 +322,9 @@ class MetaGradientController(BalanceController):
         self.entropy_calibration_steps = int(entropy_calibration_steps)
         self.use_meta = bool(use_meta)
         self.use_entropy = bool(use_entropy)
+        self.entropy_direction = entropy_direction
+        self._meta_gradient_average = ExponentialMovingAverage(meta_signal_ema)
+        self._entropy_slope_average = ExponentialMovingAverage(meta_signal_ema)
 
         self._warmup_done = 0
         self._main_steps = 0
@@ -257,6 +337,18 @@ class MetaGradientController(BalanceController):
     def target_entropy(self) -> float | None:
         """H*, known once warm-up has ended (``None`` if no entropy was measured)."""
         return self._target_entropy
+
+    @property
+    def meta_signal_ema(self) -> float:
+        """Decay of the moving averages of m and of the entropy slope (0: each measurement as is)."""
+        return self._meta_gradient_average.decay
+
+    @property
+    def entropy_slope(self) -> float:
+        """The slope s that ``entropy_direction="measured"`` uses: the latest measured dH/dmu
+        (averaged when ``meta_signal_ema`` > 0), 0 before the first measurement."""
+        slope = self._entropy_slope_average.value
+        return 0.0 if slope is None else slope
 
     @property
     def main_steps(self) -> int:
@@ -313,13 +405,20 @@ class MetaGradientController(BalanceController):
                 f"meta_alignment given on main-phase step {self._main_steps + 1}, which is not a meta step "
                 f"(meta_period={self.meta_period}, use_meta={self.use_meta})"
             )
-        meta_gradient = 0.0
+        meta_gradient = meta_signal = 0.0
+        entropy_slope = None
+        smoothing = self.meta_signal_ema > 0.0
         if meta_step and stats.meta_alignment is not None:
             meta_gradient = self._meta_gradient(stats.meta_alignment)
+            meta_signal = self._meta_gradient_average.update(meta_gradient)
+            entropy_slope = self._entropy_slope_of(stats.meta_alignment)
+            if entropy_slope is not None:
+                self._entropy_slope_average.update(entropy_slope)
         entropy_term = 0.0
         if self.use_entropy and stats.entropy is not None and self._target_entropy is not None:
-            entropy_term = self.entropy_lr * (self._target_entropy - float(stats.entropy))
-        meta_term = self.meta_lr * meta_gradient
+            direction = self.entropy_slope if self.entropy_direction == "measured" else 1.0
+            entropy_term = self.entropy_lr * (self._target_entropy - float(stats.entropy)) * direction
+        meta_term = self.meta_lr * meta_signal
         base = self._mu if self._main_steps > 0 else self._clip(self.mu_init)
         self._mu = self._clip(base + meta_term + entropy_term)
         self._main_steps += 1
@@ -332,6 +431,18 @@ class MetaGradientController(BalanceController):
             entropy_term=entropy_term,
             target_entropy=self._target_entropy,
         )
+        measured = meta_step and stats.meta_alignment is not None
+        self._last_terms.update(
+            entropy_slope=entropy_slope,
+            meta_gradient_ema=meta_signal if smoothing and measured else None,
+            entropy_slope_ema=self.entropy_slope if smoothing and entropy_slope is not None else None,
+        )
+
+    def _entropy_slope_of(self, alignment: MetaAlignment) -> float | None:
+        # The slope is a physical dH/dmu, so it keeps alpha under either normalisation of m.
+        if alignment.entropy_dot_sft is None or alignment.entropy_dot_rl is None:
+            return None
+        return -self.inner_lr * (alignment.entropy_dot_sft - alignment.entropy_dot_rl)
 
     def _meta_gradient(self, alignment: MetaAlignment) -> float:
         if self.normalization == "raw":
@@ -351,6 +462,8 @@ class MetaGradientController(BalanceController):
             entropy_sum=self._entropy_sum,
             entropy_count=self._entropy_count,
             target_entropy=self._target_entropy,
+            meta_gradient_average=self._meta_gradient_average.state_dict(),
+            entropy_slope_average=self._entropy_slope_average.state_dict(),
         )
         return state
 
@@ -362,6 +475,11 @@ class MetaGradientController(BalanceController):
         self._entropy_count = int(state["entropy_count"])
         target = state["target_entropy"]
         self._target_entropy = None if target is None else float(target)
+        # Checkpoints written before the moving averages existed resume with empty ones, which is
+        # what their runs (no averaging, fixed entropy direction) had.
+        empty = {"biased": 0.0, "count": 0}
+        self._meta_gradient_average.load_state_dict(state.get("meta_gradient_average", empty))
+        self._entropy_slope_average.load_state_dict(state.get("entropy_slope_average", empty))
 
 
 class _ScheduledController(BalanceController):

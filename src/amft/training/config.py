@@ -6,10 +6,12 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
-from amft.algorithm import AGGREGATIONS
+from amft.algorithm import AGGREGATIONS, ENTROPY_DIRECTIONS
 from amft.training.methods import METHODS, get_method, methods_help
 
 META_NORMALIZATIONS = ("raw", "cosine")
+#: Step direction of the meta-gradient's look-ahead: plain SGD (the paper) or the optimizer's Adam step.
+META_DIRECTIONS = ("sgd", "adam")
 
 
 @dataclass
@@ -68,6 +70,17 @@ class AMFTConfig(GRPOConfig):
         meta_normalization (`str`, defaults to `"raw"`):
             `"raw"`: m = alpha * (<g_val, g_SFT> - <g_val, g_RL>), the paper's formula.
             `"cosine"`: m = cos(g_val, g_SFT) - cos(g_val, g_RL), scale-free.
+        meta_direction (`str`, defaults to `"sgd"`):
+            The step the look-ahead takes. `"sgd"`: theta' = theta - alpha * g, the paper's.
+            `"adam"`: the direction of the Adam optimizer's step, P * g with
+            P = 1 / (sqrt(v_hat) + eps) from its second moments, so the meta term reads
+            <g_val, P g_SFT> - <g_val, P g_RL> (needs an Adam-family `optim`).
+        meta_signal_ema (`float`, defaults to `0.0`):
+            Decay of a bias-corrected moving average of the measured meta-gradients (and of the
+            measured entropy slope); mu moves by the average. `0` uses each measurement as is.
+        entropy_direction (`str`, defaults to `"fixed"`):
+            `"fixed"`: eta_H * (H* - H), entropy below target raises mu (Eq. 6 of the paper).
+            `"measured"`: eta_H * (H* - H) * dH/dmu, with the slope dH/dmu measured on meta steps.
         amft_warmup_steps (`int`, defaults to `50`):
             W: optimizer steps of pure SFT (mu = 1) before the mixed phase.
         entropy_calibration_steps (`int`, defaults to `10`):
@@ -133,6 +146,21 @@ class AMFTConfig(GRPOConfig):
     entropy_calibration_steps: int = field(
         default=10, metadata={"help": "N_H: last warm-up steps whose rollout entropy sets the target H*."}
     )
+    meta_direction: str = field(
+        default="sgd",
+        metadata={"help": f"Step direction of the meta look-ahead, one of {META_DIRECTIONS}: 'sgd' (the paper) or "
+                          "'adam' (the optimizer's preconditioned step; needs an Adam-family optim)."},
+    )
+    meta_signal_ema: float = field(
+        default=0.0,
+        metadata={"help": "Decay in [0, 1) of a bias-corrected moving average of the measured meta-gradients and "
+                          "entropy slopes; 0 (the paper) uses each measurement as is."},
+    )
+    entropy_direction: str = field(
+        default="fixed",
+        metadata={"help": f"Entropy term, one of {ENTROPY_DIRECTIONS}: 'fixed' (Eq. 6: entropy below target raises "
+                          "mu) or 'measured' (eta_H * (H* - H) * dH/dmu, the slope measured on meta steps)."},
+    )
     use_meta_term: bool = field(default=True, metadata={"help": "Ablation switch for the meta term."})
     use_entropy_term: bool = field(default=True, metadata={"help": "Ablation switch for the entropy term."})
     sft_batch_size: int = field(default=8, metadata={"help": "Demonstrations per device per micro-step."})
@@ -148,6 +176,12 @@ class AMFTConfig(GRPOConfig):
         method = get_method(self.method)
         if self.meta_normalization not in META_NORMALIZATIONS:
             raise ValueError(f"meta_normalization must be one of {META_NORMALIZATIONS}, got {self.meta_normalization!r}")
+        if self.meta_direction not in META_DIRECTIONS:
+            raise ValueError(f"meta_direction must be one of {META_DIRECTIONS}, got {self.meta_direction!r}")
+        if not 0.0 <= self.meta_signal_ema < 1.0:
+            raise ValueError(f"meta_signal_ema is a decay and must be in [0, 1), got {self.meta_signal_ema}")
+        if self.entropy_direction not in ENTROPY_DIRECTIONS:
+            raise ValueError(f"entropy_direction must be one of {ENTROPY_DIRECTIONS}, got {self.entropy_direction!r}")
         if not 0.0 <= self.mu_min <= self.mu_max <= 1.0:
             raise ValueError(f"need 0 <= mu_min <= mu_max <= 1, got {self.mu_min}, {self.mu_max}")
         if self.meta_period < 1:
@@ -157,6 +191,10 @@ class AMFTConfig(GRPOConfig):
         for problem in unsupported_grpo_settings(self, method.name):
             raise ValueError(problem)
         super().__post_init__()
+        optimizer = getattr(self.optim, "value", self.optim)
+        if self.meta_direction == "adam" and not optimizer.startswith("adam"):
+            raise ValueError(f"meta_direction='adam' reads the Adam optimizer's second moments, but optim is "
+                             f"{optimizer!r}: use an Adam-family optim (e.g. adamw_torch) or meta_direction='sgd'")
 
 
 def unsupported_grpo_settings(args: GRPOConfig, method: str) -> list[str]:

@@ -72,6 +72,8 @@ def _meta_gradient_controller(args: AMFTConfig) -> BalanceController:
         entropy_calibration_steps=args.entropy_calibration_steps,
         use_meta=args.use_meta_term,
         use_entropy=args.use_entropy_term,
+        meta_signal_ema=args.meta_signal_ema,
+        entropy_direction=args.entropy_direction,
     )
 
 

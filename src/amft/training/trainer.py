@@ -8,9 +8,9 @@ as they do for TRL's trainers); this class decides what the step is and what its
      scores completions for the RL prompts (group advantages); methods of the table that place
      demonstrations in the groups or collect failed prompts do so here.
   2. `compute_loss`: L_RL over the rollouts (the method's form of it) and the entropy H; L_SFT on
-     a demonstration batch. On meta steps (every K main-phase steps) the gradients g_RL, g_SFT and
-     the validation policy gradient g_val are taken separately and the controller's meta term
-     reads their alignment.
+     a demonstration batch. On meta steps (every K main-phase steps) the gradients g_RL, g_SFT,
+     the entropy's g_H and the validation policy gradient g_val are taken separately and the
+     controller's meta term (and its measured entropy slope) reads their alignment.
   3. The controller updates mu BEFORE the gradient step; the returned loss
      (1 - mu) L_RL + mu L_SFT, divided by the accumulation steps as TRL's GRPO loss is, is what
      the Trainer differentiates.
@@ -38,6 +38,7 @@ from amft.algorithm import (
     BalanceController,
     ControllerStats,
     MetaGradientController,
+    adam_preconditioned,
     all_failed_groups,
     chord_phi,
     clipped_surrogate,
@@ -221,11 +222,12 @@ class AMFTTrainer(GRPOTrainer):
         return loss
 
     def _mixed_step_loss(self, model, rollouts: dict[str, Any], opens_step: bool) -> torch.Tensor:
-        rl_loss, entropy = self._rl_loss(model, rollouts)
+        measures_alignment = opens_step and self._plan.is_meta_step
+        rl_loss, entropy, entropy_share = self._rl_loss(model, rollouts, keep_entropy_graph=measures_alignment)
         uses_demonstrations = self._plan.uses_demonstrations
         demo_loss = self._sft_forward(model) if uses_demonstrations else torch.zeros((), device=rl_loss.device)
         if opens_step:
-            alignment = self._meta_alignment(model, rl_loss, demo_loss) if self._plan.is_meta_step else None
+            alignment = self._meta_alignment(model, rl_loss, demo_loss, entropy_share) if measures_alignment else None
             mu = self.controller.update(ControllerStats(entropy=entropy, meta_alignment=alignment))
             self._log_controller()
         else:
@@ -235,8 +237,9 @@ class AMFTTrainer(GRPOTrainer):
         self._metrics["train"]["amft/rl_loss"].append(rl_loss.item())
         return (1.0 - mu) * rl_loss + mu * demo_loss
 
-    def _meta_alignment(self, model, rl_loss: torch.Tensor, demo_loss: torch.Tensor):
-        """The alignment of g_val with g_SFT and g_RL, each gradient averaged over processes.
+    def _meta_alignment(self, model, rl_loss: torch.Tensor, demo_loss: torch.Tensor, entropy_share: torch.Tensor):
+        """The alignment of g_val and of the entropy's g_H with the step directions of g_SFT and g_RL,
+        each gradient averaged over processes (see docs/design.md, 'The meta-gradient').
 
         The separate gradients are taken with `autograd.grad`, which fires no data-parallel hook, and
         averaged by hand; the graphs are kept for the Trainer's backward of the mixed loss.
@@ -245,9 +248,45 @@ class AMFTTrainer(GRPOTrainer):
         params = [p for p in network.parameters() if p.requires_grad]
         g_rl = torch.autograd.grad(rl_loss, params, retain_graph=True, allow_unused=True)
         g_sft = torch.autograd.grad(demo_loss, params, retain_graph=True, allow_unused=True)
+        g_entropy = torch.autograd.grad(entropy_share, params, retain_graph=True, allow_unused=True)
         g_val = self._validation_gradient(network, params)
         average = self._average_over_processes
-        return meta_alignment_from_gradients(average(g_val), average(g_sft), average(g_rl))
+        g_sft, g_rl = average(g_sft), average(g_rl)
+        if self.args.meta_direction == "adam":
+            g_sft, g_rl = self._adam_step_directions(params, g_sft, g_rl)
+        return meta_alignment_from_gradients(average(g_val), g_sft, g_rl, g_entropy=average(g_entropy))
+
+    def _adam_step_directions(
+        self, params: list[torch.Tensor], *grads: Sequence[torch.Tensor | None]
+    ) -> list[list[torch.Tensor | None]]:
+        """Each gradient preconditioned by the optimizer's current second moments, in `params` order.
+
+        A parameter the optimizer has not stepped yet keeps P = 1 (see docs/design.md, 'The meta-gradient').
+        """
+        optimizer = getattr(self.optimizer, "optimizer", self.optimizer)  # accelerate wraps the torch optimizer
+        group_of = {id(p): group for group in optimizer.param_groups for p in group["params"]}
+        if any(id(p) not in group_of for p in params):
+            raise ValueError("meta_direction='adam' needs every trainable parameter in the optimizer")
+        groups = [group_of[id(p)] for p in params]
+        states = [optimizer.state.get(p, {}) for p in params]
+        is_adam = all("betas" in group and "eps" in group for group in groups) and all(
+            "exp_avg_sq" in state for state in states if state
+        )
+        if not is_adam or (self.state.global_step > 0 and not any(states)):
+            raise ValueError(
+                "meta_direction='adam' reads exp_avg_sq, betas and eps of a torch Adam/AdamW optimizer, which "
+                f"{type(optimizer).__name__} does not keep: use such an optimizer or meta_direction='sgd'"
+            )
+        settings = {(float(group["betas"][1]), float(group["eps"])) for group in groups}
+        if len(settings) != 1:
+            raise ValueError(f"meta_direction='adam' needs one beta2 and eps for all parameters, got {sorted(settings)}")
+        ((beta2, eps),) = settings
+        # With amsgrad the step divides by the running maximum of the second moments.
+        second_moments = [
+            state.get("max_exp_avg_sq" if group.get("amsgrad") else "exp_avg_sq") for group, state in zip(groups, states)
+        ]
+        steps = [float(state["step"]) if state else 0.0 for state in states]
+        return [adam_preconditioned(g, second_moments, steps, beta2=beta2, eps=eps) for g in grads]
 
     # ----------------------------------------------------------------------------------------------
     # Rollouts: LUFFY and SRFT place demonstrations in the groups, ReLIFT collects hard prompts
@@ -363,9 +402,13 @@ class AMFTTrainer(GRPOTrainer):
         total = self.accelerator.reduce(mask.sum().float(), reduction="sum")
         return (total / self.accelerator.num_processes).clamp(min=1.0)
 
-    def _rl_loss(self, model, rollouts: dict[str, Any]) -> tuple[torch.Tensor, float]:
-        """L_RL over the rollouts (the method's form of it) and H, the mean token entropy of the
-        sampled completions over all processes (demonstrations placed in the groups excluded)."""
+    def _rl_loss(
+        self, model, rollouts: dict[str, Any], keep_entropy_graph: bool = False
+    ) -> tuple[torch.Tensor, float, torch.Tensor | None]:
+        """L_RL over the rollouts (the method's form of it); H, the mean token entropy of the sampled
+        completions over all processes (demonstrations placed in the groups excluded); and, with
+        `keep_entropy_graph`, this process's differentiable share of H (its tokens over the global
+        count, per process), whose gradients averaged over processes are the gradient of H."""
         batch = rollout_batch(rollouts)
         logits = self._completion_logits(model, batch) / self.temperature
         mask = batch.completion_mask
@@ -376,6 +419,9 @@ class AMFTTrainer(GRPOTrainer):
         off_policy = rollouts.get("off_policy")
         sampled = mask if off_policy is None else mask * (~off_policy).unsqueeze(-1)
         entropy = self._mean_over_processes(entropies.detach(), sampled)
+        entropy_share = (
+            masked_mean(entropies, sampled, normalizer=self._shared_normalizer(sampled)) if keep_entropy_graph else None
+        )
         old_logps = rollouts.get("old_per_token_logps")
         old_logps = logps.detach() if old_logps is None else old_logps
         aggregation = dict(
@@ -415,7 +461,7 @@ class AMFTTrainer(GRPOTrainer):
                 )
         if self.entropy_coef:
             loss = loss - self.entropy_coef * masked_mean(entropies, sampled)
-        return loss, entropy
+        return loss, entropy, entropy_share
 
     def _mean_over_processes(self, values: torch.Tensor, mask: torch.Tensor) -> float:
         totals = self.accelerator.reduce(torch.stack([(values * mask).sum(), mask.sum().float()]), reduction="sum")
