@@ -122,10 +122,10 @@ def test_the_selection_ranks_by_the_mean_over_the_chosen_splits():
 SPLITS = ["id", "rl-only", "val-id", "val-rl-only"]
 #: final success on (id, rl-only) of seeds 0 and 1 (seed 1: +0.02); the validation splits read the same
 FINAL = {"mu-0.2": (0.50, 0.70), "mu-0.5": (0.60, 0.60), "mu-0.8": (0.70, 0.40), "amft": (0.62, 0.66),
-         "grpo": (0.30, 0.55), "sft": (0.05, 0.10)}
+         "chord": (0.30, 0.55), "sft-then-rl": (0.05, 0.10)}
 VARIANTS = {"mu-0.2": {"method": "fixed-mu", "mu": 0.2}, "mu-0.5": {"method": "fixed-mu"},  # mu 0.5 by default
-            "mu-0.8": {"method": "fixed-mu", "mu": 0.8}, "amft": {"method": "amft"}, "grpo": {"method": "grpo"},
-            "sft": {"method": "sft"}}
+            "mu-0.8": {"method": "fixed-mu", "mu": 0.8}, "amft": {"method": "amft"}, "chord": {"method": "chord"},
+            "sft-then-rl": {"method": "sft-then-rl"}}
 BASE_STEPS = 8
 TRAINING = {"model_name_or_path": "tiny-test", "eval_splits": ",".join(SPLITS), "use_cpu": True, "bf16": False,
             "max_steps": 20}
@@ -164,6 +164,9 @@ def test_the_report_draws_the_frontier_judges_against_it_and_selects_on_validati
     path = write_study_with_runs(tmp_path)
     study = load_study(str(path))
     assert study.frontier_mu == {"mu-0.2": 0.2, "mu-0.5": 0.5, "mu-0.8": 0.8}
+    study.variants.update(sft={"method": "sft"}, grpo={"method": "grpo"})  # mu = 1 and mu = 0: the frontier's ends
+    assert study.frontier_mu == {"grpo": 0.0, "mu-0.2": 0.2, "mu-0.5": 0.5, "mu-0.8": 0.8, "sft": 1.0}
+    study.variants = dict(VARIANTS)
     console = Console(file=io.StringIO(), width=300)
     rows = Comparison(study, console).report()
     out_dir = tmp_path / "study"
@@ -174,9 +177,9 @@ def test_the_report_draws_the_frontier_judges_against_it_and_selects_on_validati
     assert verdicts["mu-0.5"] == {"mu": 0.5}
     assert verdicts["amft"] == {"dominated_by": [], "dominated_with_intervals_by": []}
     # Two seeds 0.02 apart: the t-interval is 12.706 * 0.01 = 0.127 either side, wider than grpo's gap to mu=0.2
-    # and mu=0.5 on id, narrower than sft's gap to every fixed mu.
-    assert verdicts["grpo"] == {"dominated_by": ["mu-0.2", "mu-0.5"], "dominated_with_intervals_by": []}
-    assert verdicts["sft"]["dominated_with_intervals_by"] == ["mu-0.2", "mu-0.5", "mu-0.8"]
+    # and mu=0.5 on id, narrower than sft-then-rl's gap to every fixed mu.
+    assert verdicts["chord"] == {"dominated_by": ["mu-0.2", "mu-0.5"], "dominated_with_intervals_by": []}
+    assert verdicts["sft-then-rl"]["dominated_with_intervals_by"] == ["mu-0.2", "mu-0.5", "mu-0.8"]
     table = (out_dir / "results.md").read_text()
     assert "| vs frontier |" in table and "| on or above |" in table and "| frontier (mu=0.2) |" in table
     assert "| dominated by mu=0.2, 0.5 (not with intervals) |" in table
@@ -192,7 +195,7 @@ def test_the_report_draws_the_frontier_judges_against_it_and_selects_on_validati
     assert "best = amft" in printed and "frontier.png" in printed and "controller.png" in printed
 
     # A study reported with one fixed-mu variant left (`--variants`) has no frontier, and says so.
-    study.variants = {name: VARIANTS[name] for name in ("mu-0.2", "grpo")}
+    study.variants = {name: VARIANTS[name] for name in ("mu-0.2", "chord")}
     (out_dir / "frontier.png").unlink()
     (out_dir / "controller.png").unlink()
     rows = Comparison(study, console).report()
@@ -205,7 +208,7 @@ def test_the_report_draws_the_frontier_judges_against_it_and_selects_on_validati
     ({"frontier": {"x": "id"}}, r"frontier: expected \{x: SPLIT, y: SPLIT\}"),
     ({"frontier": {"x": "id", "y": "id"}}, r"frontier: x and y are both 'id'"),
     ({"variants": {"mu-0.2": VARIANTS["mu-0.2"], "amft": VARIANTS["amft"]}},
-     r"frontier: needs at least 2 variants of method 'fixed-mu' \(one per mu\), the study has 1"),
+     r"frontier: needs at least 2 variants with a constant mu \(fixed-mu, sft, grpo\), the study has 1"),
     ({"select_on": ["val-id", "val-ood"]}, r"select_on: 'val-ood' not evaluated"),
     ({"select_on": "val-id"}, r"select_on: expected a list of splits"),
 ])

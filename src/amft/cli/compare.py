@@ -21,8 +21,8 @@ The budget is equal by construction: a variant may not override the keys in `BUD
 (optimizer steps, prompts and rollouts per step, demonstrations per step).
 
 With `frontier`, the report draws `frontier.png` (final success on split x against split y: the
-fixed-mu variants joined in mu order, every other variant's point and its path over training)
-and judges each other variant against the fixed-mu points ("vs frontier"). With `select_on`, it
+constant-mu variants, fixed-mu with sft and grpo at mu 1 and 0, joined in mu order, every other
+variant's point and its path over training) and judges each other variant against those points ("vs frontier"). With `select_on`, it
 ranks the variants by their mean final success over those splits. The variants of the AMFT
 family get `controller.png` (mu, the running sums of the controller's terms, the validation
 reward, dH/dmu when logged). See docs/design.md, 'Comparisons'.
@@ -57,7 +57,6 @@ BUDGET_KEYS = (
 )
 SUMMARY_FILE = "summary.json"
 #: the method whose variants trace the trade-off frontier, one point per mu
-FRONTIER_METHOD = "fixed-mu"
 #: the methods whose mu follows the meta-gradient and entropy terms (diagnosed in controller.png)
 CONTROLLER_METHODS = ("amft",)
 #: run options the study sets for each run itself (from the run's seed and folder)
@@ -78,7 +77,7 @@ class Study:
     target_success: float = 0.6
     reference_variant: str | None = None
     frontier: dict[str, str] | None = field(default=None, metadata={
-        "help": "Two evaluated splits, {x: SPLIT, y: SPLIT}: the fixed-mu variants (at least 2) trace the trade-off "
+        "help": "Two evaluated splits, {x: SPLIT, y: SPLIT}: the constant-mu variants (fixed-mu, sft, grpo; at least 2) trace the trade-off "
                 "of their final success, frontier.png shows it and the table judges every other variant against it."})
     select_on: list[str] | None = field(default=None, metadata={
         "help": "Evaluated splits (validation ones) on which the report ranks the variants by their mean final "
@@ -106,7 +105,7 @@ class Study:
             self._check_evaluated("frontier", list(self.frontier.values()))
             found = len(self.frontier_mu)
             if found < 2:
-                raise ValueError(f"frontier: needs at least 2 variants of method {FRONTIER_METHOD!r} (one per mu), "
+                raise ValueError(f"frontier: needs at least 2 variants with a constant mu (fixed-mu, sft, grpo), "
                                  f"the study has {found}")
         if self.select_on is not None:
             if not isinstance(self.select_on, list) or not self.select_on:
@@ -126,9 +125,15 @@ class Study:
 
     @property
     def frontier_mu(self) -> dict[str, float]:
-        """The variants that trace the frontier (method fixed-mu): name -> mu, by increasing mu."""
-        engines = {variant: self.engine(variant) for variant in self.variants}
-        mus = {variant: engine.mu for variant, engine in engines.items() if engine.method == FRONTIER_METHOD}
+        """The variants that trace the frontier, those whose mu is a constant (fixed-mu, and sft and grpo
+        at its ends): name -> mu, by increasing mu."""
+        from amft.algorithm import FixedMuController
+        from amft.training import get_method
+
+        controllers = {variant: get_method(engine.method).controller(engine)
+                       for variant, engine in ((v, self.engine(v)) for v in self.variants)}
+        mus = {variant: controller.mu for variant, controller in controllers.items()
+               if isinstance(controller, FixedMuController)}
         return dict(sorted(mus.items(), key=lambda item: item[1]))
 
     @property
@@ -276,7 +281,7 @@ class Comparison:
                 plots.append(plot_study_frontier(records, rows, frontier, x, y,
                                                  os.path.join(study.output_dir, "frontier.png")))
             else:
-                self.console.print(f"No frontier yet: it needs finished runs of 2 {FRONTIER_METHOD} variants, "
+                self.console.print(f"No frontier yet: it needs finished runs of 2 constant-mu variants, "
                                    f"there are {len(frontier)}.")
         controlled = [v for v in variants if v in finished and study.engine(v).method in CONTROLLER_METHODS]
         if controlled:

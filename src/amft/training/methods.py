@@ -82,7 +82,8 @@ def _amft_details(args: AMFTConfig) -> str:
     return (f"warm-up {args.amft_warmup_steps} SFT steps (H* over the last {args.entropy_calibration_steps}), "
             f"mu_init {args.mu_init} in [{args.mu_min}, {args.mu_max}], terms: {', '.join(terms) or 'none'}, "
             f"meta every {args.meta_period} steps ({args.meta_normalization}, eta_mu {args.meta_lr}), "
-            f"eta_H {args.entropy_lr}")
+            f"eta_H {args.entropy_lr}; look-ahead {args.meta_direction}, meta EMA {args.meta_signal_ema}, "
+            f"entropy direction {args.entropy_direction}")
 
 
 def _constant(mu: float) -> Callable[[AMFTConfig], BalanceController]:
