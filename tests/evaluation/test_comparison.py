@@ -164,7 +164,10 @@ def test_the_report_draws_the_frontier_judges_against_it_and_selects_on_validati
     path = write_study_with_runs(tmp_path)
     study = load_study(str(path))
     assert study.frontier_mu == {"mu-0.2": 0.2, "mu-0.5": 0.5, "mu-0.8": 0.8}
-    study.variants.update(sft={"method": "sft"}, grpo={"method": "grpo"})  # mu = 1 and mu = 0: the frontier's ends
+    # sft and grpo are mu = 1 and mu = 0, the frontier's ends; luffy's mu is 0 too, but its loss is not the plain mix.
+    study.variants.update(sft={"method": "sft"}, grpo={"method": "grpo"}, luffy={"method": "luffy"},
+                          chord_phi={"method": "chord", "chord_mu_peak": 0.1, "chord_mu_valley": 0.1,
+                                     "chord_mu_warmup_steps": 0, "chord_phi": True})
     assert study.frontier_mu == {"grpo": 0.0, "mu-0.2": 0.2, "mu-0.5": 0.5, "mu-0.8": 0.8, "sft": 1.0}
     study.variants = dict(VARIANTS)
     console = Console(file=io.StringIO(), width=300)

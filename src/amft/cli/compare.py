@@ -127,14 +127,11 @@ class Study:
     def frontier_mu(self) -> dict[str, float]:
         """The variants that trace the frontier, those whose mu is a constant (fixed-mu, and sft and grpo
         at its ends): name -> mu, by increasing mu."""
-        from amft.algorithm import FixedMuController
         from amft.training import get_method
 
-        controllers = {variant: get_method(engine.method).controller(engine)
-                       for variant, engine in ((v, self.engine(v)) for v in self.variants)}
-        mus = {variant: controller.mu for variant, controller in controllers.items()
-               if isinstance(controller, FixedMuController)}
-        return dict(sorted(mus.items(), key=lambda item: item[1]))
+        engines = {variant: self.engine(variant) for variant in self.variants}
+        mus = {variant: get_method(engine.method).constant_mu(engine) for variant, engine in engines.items()}
+        return dict(sorted(((variant, mu) for variant, mu in mus.items() if mu is not None), key=lambda item: item[1]))
 
     @property
     def splits(self) -> list[str]:

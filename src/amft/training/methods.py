@@ -53,6 +53,15 @@ class Method:
     #: prompts whose rollouts all fail are collected, with their demonstrations, for SFT steps
     collects_failed_prompts: bool = False
 
+    def constant_mu(self, args: AMFTConfig) -> float | None:
+        """The mu of a run that trains exactly (1 - mu) L_RL + mu L_SFT with a constant mu and the plain
+        loss forms (fixed-mu, and sft and grpo at its ends), else None: such runs trace the trade-off
+        frontier of a study (see docs/design.md, 'Comparisons')."""
+        plain = (self.rl_loss == "clipped" and self.sft_weighting(args) == "none"
+                 and not self.demonstrations_in_groups and not self.collects_failed_prompts)
+        controller = self.controller(args)
+        return controller.mu if plain and isinstance(controller, FixedMuController) else None
+
     def __post_init__(self) -> None:
         if self.rl_loss not in RL_LOSSES:
             raise ValueError(f"method {self.name!r}: rl_loss must be one of {RL_LOSSES}, got {self.rl_loss!r}")
