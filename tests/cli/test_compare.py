@@ -16,6 +16,7 @@ MINIATURE_SETTINGS = {
     "fixed-mu": {"mu": 0.5},
     "chord": {"chord_mu_warmup_steps": 1, "chord_mu_decay_steps": 1},
     "relift": {"relift_buffer_size": 2},
+    "gac": {"gac_update_freq": 1},  # its proxies are measured on every step (its prior scales to max_steps)
     "amft": {"amft_warmup_steps": 1, "entropy_calibration_steps": 1, "meta_period": 1, "meta_batch_size": 2,
              "meta_normalization": "cosine"},
 }

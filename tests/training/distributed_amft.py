@@ -1,7 +1,9 @@
 """AMFT on the toy sum task, for the two-process check in `test_distributed.py`.
 
-    accelerate launch --multi_gpu --num_processes 2 tests/training/distributed_amft.py OUT.json 16
-    python tests/training/distributed_amft.py OUT.json 32
+    accelerate launch --multi_gpu --num_processes 2 tests/training/distributed_amft.py OUT.json 16 [METHOD]
+    python tests/training/distributed_amft.py OUT.json 32 [METHOD]
+
+METHOD is amft (the default) or gac, whose proxies are then measured on every step.
 
 Completions come from a rollout function that samples every completion with its own generator,
 seeded by (step, prompt, occurrence): the rollouts are then the same however the batch is split
@@ -58,7 +60,15 @@ def seeded_rollouts(prompts, trainer):
     return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": logprobs}
 
 
-def main(output: str, per_device_batch: int) -> None:
+#: What each method's run writes: the controller's inputs and output (all-reduced or gathered).
+LOGGED = {
+    "amft": ("amft/mu", "amft/entropy", "amft/meta_gradient", "amft/entropy_slope"),
+    "gac": ("amft/mu", "gac/mu/raw", "gac/mu/sigma_s2", "gac/mu/sigma_r2", "gac/mu/delta_g2",
+            "gac/informative_rollout_fraction"),
+}
+
+
+def main(output: str, per_device_batch: int, method: str = "amft") -> None:
     torch.set_num_threads(1)
     model, tokenizer = build_tiny_model("tiny-test", seed=0)
     args = AMFTConfig(
@@ -67,7 +77,7 @@ def main(output: str, per_device_batch: int) -> None:
         logging_steps=1, report_to="none", save_strategy="no", gradient_checkpointing=False, disable_tqdm=True,
         ddp_find_unused_parameters=False, amft_warmup_steps=2, entropy_calibration_steps=2, meta_period=2,
         meta_batch_size=per_device_batch // 8, sft_batch_size=per_device_batch, meta_normalization="cosine",
-        meta_lr=0.05, entropy_lr=0.5, loss_type="grpo",
+        meta_lr=0.05, entropy_lr=0.5, loss_type="grpo", method=method, gac_update_freq=1,
     )
     trainer = AMFTTrainer(
         model=model, reward_funcs=sum_reward, args=args, train_dataset=Dataset.from_list(PROMPTS),
@@ -75,9 +85,8 @@ def main(output: str, per_device_batch: int) -> None:
     )
     trainer.train()
     if trainer.accelerator.is_main_process:
-        # The controller's inputs and output (all-reduced); the logged losses are each rank's own.
-        keys = ("amft/mu", "amft/entropy", "amft/meta_gradient", "amft/entropy_slope")
-        rows = [{key: row.get(key) for key in keys} for row in trainer.state.log_history if "amft/mu" in row]
+        # The logged losses are each rank's own, so they are not compared.
+        rows = [{key: row.get(key) for key in LOGGED[method]} for row in trainer.state.log_history if "amft/mu" in row]
         with open(output, "w") as handle:
             json.dump({"processes": trainer.accelerator.num_processes, "steps": rows}, handle)
     if dist.is_initialized():
@@ -86,4 +95,4 @@ def main(output: str, per_device_batch: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    main(sys.argv[1], int(sys.argv[2]), *sys.argv[3:])

@@ -22,16 +22,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def run(tmp_path, processes: int) -> list[dict]:
-    output = tmp_path / f"trajectory-{processes}.json"
+def run(tmp_path, processes: int, method: str = "amft") -> list[dict]:
+    output = tmp_path / f"trajectory-{method}-{processes}.json"
     per_device_batch = 32 // processes
     if processes == 1:
-        command = [sys.executable, str(SCRIPT), str(output), str(per_device_batch)]
+        command = [sys.executable, str(SCRIPT), str(output), str(per_device_batch), method]
     else:
         # `--multi_gpu` on a machine without GPUs is Accelerate's gloo multi-process CPU launch.
         command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
                    str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                   "--main_process_port", str(free_port()), str(SCRIPT), str(output), str(per_device_batch)]
+                   "--main_process_port", str(free_port()), str(SCRIPT), str(output), str(per_device_batch), method]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TRL_EXPERIMENTAL_SILENCE": "1"}
     # A run takes under a minute; once, on a machine busy with other torch jobs, the two gloo
     # processes hung after training. A hung launch is retried once on a fresh port; a wrong
@@ -64,3 +64,14 @@ def test_two_processes_follow_the_single_process_mu_trajectory(tmp_path):
     slopes = [(one["amft/entropy_slope"], two["amft/entropy_slope"]) for one, two in zip(single, double)]
     measured = [(one, two) for one, two in slopes if one is not None]
     assert len(measured) == 3 and all(one != 0.0 and two == pytest.approx(one, rel=1e-4) for one, two in measured)
+
+
+@pytest.mark.slow
+def test_two_processes_measure_the_gac_proxies_of_one(tmp_path):
+    # GAC's proxies are taken over the rows of all processes: split in two, the same rows give the same numbers.
+    single, double = run(tmp_path, 1, "gac"), run(tmp_path, 2, "gac")
+    assert len(single) == len(double) == 8
+    assert any(row["gac/mu/sigma_r2"] > 0.0 for row in single)  # the partial credit makes groups informative
+    for one, two in zip(single, double):
+        for key, value in one.items():
+            assert value is not None and two[key] == pytest.approx(value, rel=1e-5, abs=TOLERANCE), (key, one, two)

@@ -8,7 +8,7 @@ from datasets import Dataset
 
 from amft.algorithm import FixedMuController
 from amft.models import build_tiny_model
-from amft.training import AMFTConfig, AMFTTrainer
+from amft.training import METHODS, AMFTConfig, AMFTTrainer
 
 PROMPTS = [{"prompt": f"{a}+{b}=", "answer": str(a + b)} for a in range(10) for b in range(10)]
 DEMOS = [{"prompt": row["prompt"], "completion": row["answer"]} for row in PROMPTS]
@@ -283,3 +283,90 @@ def test_adam_meta_direction_is_refused_without_adam_moments(tmp_path):
 def test_config_rejects_invalid_meta_options(tmp_path, field, value, message):
     with pytest.raises(ValueError, match=message):
         AMFTConfig(output_dir=str(tmp_path), use_cpu=True, **{field: value})
+
+
+GAC_KEYS = ("gac/mu/raw", "gac/mu/ada", "gac/mu/prior", "gac/mu/value", "gac/mu/sigma_s2", "gac/mu/sigma_r2",
+            "gac/mu/delta_g2", "gac/mu/delta_g2_capped", "gac/mu/alpha", "gac/mu/blend_weight", "gac/stats_refreshed")
+
+
+def test_gac_trains_both_losses_every_step_and_logs_its_terms(tmp_path):
+    trainer = make_trainer(tmp_path, method="gac", max_steps=3, gac_update_freq=2)
+    trainer.train()
+    for key in GAC_KEYS + ("amft/mu", "amft/entropy", "amft/sft_loss", "amft/rl_loss", "reward"):
+        values = series(trainer, key)
+        assert len(values) == 3 and all(math.isfinite(value) for value in values), key
+    assert series(trainer, "gac/stats_refreshed") == [1.0, 0.0, 1.0]  # the first step, then every 2
+    assert len(series(trainer, "gac/informative_rollout_fraction")) == 2
+    # The prior scaled to max_steps 3: a rise over round(0.6) = 1 step, a cosine decay over 2.
+    assert series(trainer, "gac/mu/prior") == pytest.approx([0.0, 0.85, 0.5])
+    mus = [0.5] + series(trainer, "amft/mu")
+    assert all(abs(after - before) <= 0.01 + 1e-12 for before, after in zip(mus, mus[1:]))
+    assert series(trainer, "gac/mu/value") == mus[1:]
+
+
+def test_gac_measures_its_proxies_on_the_rows_of_the_step(tmp_path):
+    trainer = make_trainer(tmp_path, method="gac")
+    batch, rollouts = first_rollouts(trainer)
+    advantages = torch.linspace(-1.0, 1.0, len(batch))
+    rollouts["advantages"] = advantages
+    with torch.no_grad():
+        trainer._rl_loss(trainer.model, rollouts)
+        trainer._sft_forward(trainer.model)
+    rollout_logps, rollout_mask = trainer._forward_tokens["rollouts"]
+    demo_logps, demo_mask = trainer._forward_tokens["demonstrations"]
+    measured = trainer._noise_proxies(rollouts)
+
+    def phi(logps):
+        return logps.exp() * (1 - logps.exp())
+
+    rows = [i for i in range(len(batch)) if rollout_mask[i].any()]
+    assert measured.sigma_r2 == pytest.approx(advantages[rows].var(unbiased=False).item(), rel=1e-6)
+    nlls = sorted(-demo_logps[i][demo_mask[i].bool()].mean().item() for i in range(len(demo_logps)))
+    trimmed = torch.tensor(nlls[3:-3], dtype=torch.float64)  # 32 demonstrations: 3 dropped at each end
+    assert measured.sigma_s2 == pytest.approx(trimmed.var(unbiased=False).item(), rel=1e-6)
+    gaps = [((advantages[i] - phi(rollout_logps[i][rollout_mask[i].bool()])) ** 2).mean().item() for i in rows]
+    gaps += [(phi(demo_logps[i][demo_mask[i].bool()]) ** 2).mean().item() for i in range(len(demo_logps))]
+    assert measured.delta_g2 == pytest.approx(sum(gaps) / len(gaps), rel=1e-5)
+    assert measured.informative_fraction == 1.0 and trainer._forward_tokens == {}
+
+
+def test_gac_weights_the_demonstration_loss_by_phi_unless_switched_off(tmp_path):
+    losses = {}
+    for use_phi in (True, False):
+        trainer = make_trainer(tmp_path / str(use_phi), method="gac", max_steps=1, gac_use_phi=use_phi)
+        trainer.train()
+        losses[use_phi] = series(trainer, "amft/sft_loss")[0]
+    # phi = p(1 - p) <= 1/4: the weighted NLL of the same first batch is at most a quarter of the plain one.
+    assert 0.0 < losses[True] < 0.25 * losses[False] + 1e-6
+
+
+@pytest.mark.slow
+def test_gac_resumes_its_averages_from_a_checkpoint(tmp_path):
+    settings = dict(method="gac", max_steps=4, gac_update_freq=3, save_strategy="steps", save_steps=2)
+    reference = make_trainer(tmp_path / "reference", **settings)
+    reference.train()
+    resumed = make_trainer(tmp_path / "resumed", **settings)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "reference" / "run" / "checkpoint-2"))
+    # The resumed history holds the checkpoint's first two steps, then its own.
+    for key in GAC_KEYS + ("amft/mu",):
+        assert len(series(resumed, key)) == 4 and series(resumed, key) == series(reference, key), key
+
+
+def test_gac_settings_are_checked_when_the_config_is_made(tmp_path):
+    def config(**settings):
+        return AMFTConfig(output_dir=str(tmp_path), use_cpu=True, method="gac", **settings)
+
+    args = config(max_steps=10)
+    controller = METHODS["gac"].controller(args)
+    assert (controller.prior_warmup_steps, controller.prior_decay_steps) == (2, 8)
+    controller = METHODS["gac"].controller(config(max_steps=10, gac_prior_warmup_steps=5))
+    assert (controller.prior_warmup_steps, controller.prior_decay_steps) == (5, 5)
+    with pytest.raises(ValueError, match="default to shares of max_steps, which is not set"):
+        config()
+    assert METHODS["gac"].controller(config(gac_prior_warmup_steps=200, gac_prior_decay_steps=800)).prior(200) == 0.85
+    with pytest.raises(ValueError, match=r"method 'gac': ema_beta is a decay"):
+        config(max_steps=10, gac_ema_beta=1.0)
+    with pytest.raises(ValueError, match=r"gac_trim must be in \[0, 0.5\)"):
+        config(max_steps=10, gac_trim=0.5)
+    # Another method ignores them.
+    AMFTConfig(output_dir=str(tmp_path), use_cpu=True, method="grpo", gac_ema_beta=1.0)

@@ -24,10 +24,13 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .alignment import Gradients, gradient_dots
 from .methods import HardPromptBuffer, chord_mu
+
+if TYPE_CHECKING:
+    from .gac import NoiseProxies
 
 __all__ = [
     "ENTROPY_DIRECTIONS",
@@ -70,11 +73,12 @@ class ControllerStats:
 
     ``entropy``: mean per-token entropy H of the policy over its sampled completion
     tokens (see docs/design.md, 'The entropy term'), or ``None`` when none were sampled. ``meta_alignment``: given on
-    meta steps only.
+    meta steps only. ``noise_proxies``: given when the controller ``needs_noise_proxies`` (GAC).
     """
 
     entropy: float | None = None
     meta_alignment: MetaAlignment | None = None
+    noise_proxies: NoiseProxies | None = None
 
 
 def meta_alignment_from_gradients(
@@ -173,7 +177,8 @@ class BalanceController(ABC):
     def last_terms(self) -> dict[str, float | None]:
         """Terms of the latest update, for logging: mu, meta_term, meta_gradient,
         entropy_term, entropy, target_entropy, and the running sums meta_term_total and entropy_term_total.
-        ``MetaGradientController`` adds its measured entropy slope and moving averages (None when absent)."""
+        ``MetaGradientController`` adds its measured entropy slope and moving averages (None when absent),
+        ``GACController`` its ``gac/...`` terms (a key with a slash is logged under its own name)."""
         return dict(self._last_terms)
 
     @property
@@ -184,6 +189,11 @@ class BalanceController(ABC):
     @property
     def needs_entropy_sample(self) -> bool:
         """Whether the next update needs H from rollouts sampled for that purpose."""
+        return False
+
+    @property
+    def needs_noise_proxies(self) -> bool:
+        """Whether the next update reads the gradient-noise proxies of its step (GAC's refresh steps)."""
         return False
 
     def is_meta_step(self, step: int | None = None) -> bool:

@@ -8,6 +8,8 @@
   likelihood term on self-rollouts (:func:`srft_rl_loss`).
 - ReLIFT (arXiv 2506.07527): prompts whose rollouts all fail (:func:`all_failed_groups`)
   are collected (:class:`HardPromptBuffer`) for an interleaved SFT step.
+- DFT (arXiv 2508.05629): the token weight p on the SFT loss (:func:`dft_weight`), one of the
+  token weightings of L_SFT (:data:`TOKEN_WEIGHTINGS`).
 
 Their mu controllers (SFT->RL, CHORD-mu) are in :mod:`.controllers`.
 """
@@ -15,6 +17,7 @@ Their mu controllers (SFT->RL, CHORD-mu) are in :mod:`.controllers`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -23,10 +26,13 @@ from torch import Tensor
 from .losses import _aggregate_token_losses, _check_aggregation, _check_groups, _clipped_token_losses
 
 __all__ = [
+    "TOKEN_WEIGHTINGS",
     "HardPromptBuffer",
     "all_failed_groups",
     "chord_mu",
     "chord_phi",
+    "dft_weight",
+    "sft_token_weights",
     "luffy_surrogate",
     "srft_rl_loss",
     "srft_weights",
@@ -65,6 +71,29 @@ def chord_phi(token_logps: Tensor) -> Tensor:
     """
     p = token_logps.detach().exp()
     return p * (1.0 - p)
+
+
+def dft_weight(token_logps: Tensor) -> Tensor:
+    """DFT's per-token SFT weight ``p = exp(logp)``, detached.
+
+    With it, each demonstration token's NLL is ``-p log p`` with the gradient ``-p grad(log p)``:
+    tokens the policy finds unlikely are pushed less than by the plain NLL. As TRL's
+    ``SFTConfig(loss_type="dft")``, the weighted NLL is then averaged over the tokens.
+    """
+    return token_logps.detach().exp()
+
+
+#: The token weightings of L_SFT: name -> the detached weights of the tokens' log-probs (None: plain NLL).
+TOKEN_WEIGHTINGS: dict[str, Callable[[Tensor], Tensor] | None] = {"none": None, "chord-phi": chord_phi, "dft": dft_weight}
+
+
+def sft_token_weights(weighting: str, token_logps: Tensor) -> Tensor | None:
+    """The ``token_weights`` of :func:`~amft.algorithm.losses.sft_loss` for the token weighting
+    ``weighting`` (a key of :data:`TOKEN_WEIGHTINGS`): None for the plain NLL."""
+    if weighting not in TOKEN_WEIGHTINGS:
+        raise ValueError(f"token weighting must be one of {tuple(TOKEN_WEIGHTINGS)}, got {weighting!r}")
+    weigh = TOKEN_WEIGHTINGS[weighting]
+    return None if weigh is None else weigh(token_logps)
 
 
 def luffy_surrogate(

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
-from amft.algorithm import AGGREGATIONS, ENTROPY_DIRECTIONS
-from amft.training.methods import METHODS, get_method, methods_help
+from amft.algorithm import AGGREGATIONS, ENTROPY_DIRECTIONS, SINGLETON_BASELINES
+from amft.training.methods import METHODS, SFT_LOSSES, get_method, methods_help
 
 META_NORMALIZATIONS = ("raw", "cosine")
 #: Step direction of the meta-gradient's look-ahead: plain SGD (the paper) or the optimizer's Adam step.
@@ -41,6 +41,12 @@ class AMFTConfig(GRPOConfig):
             CHORD's per-token SFT weight p(1 - p); `False` gives CHORD-mu (the schedule alone).
             CHORD-phi (a small constant mu with the weight) is `chord_mu_peak` =
             `chord_mu_valley` = 0.1 with `chord_mu_warmup_steps` = 0.
+        sft_loss (`str`, defaults to `"nll"`):
+            The SFT term of every method that has one (the demonstration stream, SRFT's
+            demonstration term, HPT's gated demonstrations, ReLIFT's SFT steps): `"nll"`, the
+            token-mean NLL, or `"dft"`, each token's NLL weighted by its detached probability
+            (TRL's `SFTConfig(loss_type="dft")`). Refused for a method without an SFT term, and
+            with another token weighting (CHORD's phi: set `chord_phi` false).
         luffy_gamma (`float`, defaults to `0.1`):
             gamma of LUFFY's policy shaping f(p) = p / (p + gamma) (the paper's value).
         srft_sft_coef / srft_rl_coef (`float`, defaults to `0.5` / `0.1`):
@@ -50,9 +56,75 @@ class AMFTConfig(GRPOConfig):
             +1 what the released code reportedly does.
         relift_buffer_size (`int` or `None`, defaults to `None`):
             Hard prompts per ReLIFT SFT step; `None` uses `sft_batch_size`.
+        hpt_gate (`int`, defaults to `0`):
+            `"hpt"`: a prompt group with at most this many correct rollouts (of `num_generations`)
+            leaves L_RL and the prompt's demonstration is trained with the SFT loss instead (0 is
+            HPT's setting for Qwen2.5-Math-7B, 2 for Llama-3.1-8B). `"superrl"` is the gate 0.
+        hpt_sft_coef (`float`, defaults to `1.0`):
+            `"hpt"`, `"superrl"`: weight of the gated demonstrations' SFT loss next to L_RL.
+        hpt_clip_ratio (`bool`, defaults to `False`):
+            `"hpt"`, `"superrl"`: clip the RL groups' importance ratio at `epsilon` / `epsilon_high`;
+            `False` (HPT's released code) trains -A * rho unclipped.
+        hpt_center_advantages (`bool`, defaults to `True`):
+            `"hpt"`, `"superrl"`: advantages r - group mean, without dividing by a std (HPT's released
+            code): sets `scale_rewards` to `"none"`; `False` leaves `scale_rewards` as given.
         success_reward (`float` or `None`, defaults to `None`):
-            A rollout with at least this reward counts as solved (ReLIFT's "all failed");
-            `amft train` sets it from the task when left `None`.
+            A rollout with at least this reward counts as solved (ReLIFT's "all failed", HPT's
+            correct rollouts); `amft train` sets it from the task when left `None`.
+        prefix_high (`float`, defaults to `0.95`):
+            `"prefix-rft"`: upper bound of the prefix share (of the demonstration's tokens).
+        prefix_low_start / prefix_low_end (`float`, defaults to `0.95` / `0.05`):
+            `"prefix-rft"`: the lower bound of the prefix share falls on a cosine from the first to the
+            second over the run's steps; the share is drawn uniformly between it and `prefix_high`.
+        prefix_min_len (`int`, defaults to `1`):
+            `"prefix-rft"`: the fewest prefix tokens. A prefix always leaves at least one token of the
+            demonstration, and one of `max_completion_length`, to generate.
+        prefix_keep_fraction (`float`, defaults to `0.2`):
+            `"prefix-rft"`: share of a micro-batch's prefix tokens, those of highest entropy, that keep
+            their prefix advantage; the others get none.
+        prefix_singleton_baseline (`str`, defaults to `"none"`):
+            `"prefix-rft"`: baseline of the hybrid rollout's continuation: `"none"` (its raw reward, as
+            the reference code) or `"group"` (the mean of its group's ordinary rollouts).
+        uft_p_high / uft_p_low (`float`, defaults to `0.95` / `0.05`):
+            `"uft"`: each demonstration chunk enters the hint with a probability that falls on a cosine
+            from the first to the second at `uft_hint_steps`.
+        uft_hint_steps (`int` or `None`, defaults to `None`):
+            `"uft"`: the last step with hints; `None`: 0.6 of the run's steps (UFT's 300 of 500).
+        uft_max_chunks (`int`, defaults to `5`):
+            `"uft"`: the demonstration (all but its last step) is cut into at most this many chunks.
+        uft_hint_coef (`float`, defaults to `0.001`):
+            `"uft"`: weight of the NLL of the hint tokens, added to L_RL.
+        bread_episodes (`int`, defaults to `10`):
+            `"bread"`: the demonstration (all but its last step) is cut into at most this many episodes,
+            the units of the anchor search.
+        bread_min_successes (`int`, defaults to `1`):
+            `"bread"`: how many of a probe group's `num_generations` rollouts must reach
+            `success_reward` for its anchor to count as solving the prompt.
+        gac_alpha (`float`, defaults to `0.5`):
+            `"gac"`: the SFT share alpha of the target gradient; mu* tends to it when the two losses
+            disagree strongly. Static (a KL-driven alpha is not implemented).
+        gac_ema_beta (`float`, defaults to `0.99`):
+            `"gac"`: decay of the moving averages of the proxies, and of mu* towards the previous mu.
+        gac_update_freq (`int`, defaults to `10`):
+            `"gac"`: the proxies are measured on the first step, then every this many steps.
+        gac_trim (`float`, defaults to `0.1`):
+            `"gac"`: share of the demonstration losses dropped at each end before their variance.
+        gac_delta_cap_ratio (`float`, defaults to `0.0`):
+            `"gac"`: caps the disagreement at this ratio times sigma_s^2 + sigma_r^2 (0: no cap).
+        gac_blend (`float`, defaults to `0.5`):
+            `"gac"`: weight lambda of the estimate in lambda * mu_ada + (1 - lambda) * prior (1: no prior).
+        gac_prior_peak / gac_prior_valley (`float`, defaults to `0.85` / `0.15`):
+            `"gac"`: peak and final value of the prior, a linear rise from 0 and a cosine decay (as CHORD's).
+        gac_prior_warmup_steps / gac_prior_decay_steps (`int` or `None`, defaults to `None`):
+            `"gac"`: steps of the prior's rise and decay; `None`: 0.2 of `max_steps` (rounded) for the rise
+            and the rest for the decay (the reference's 200 + 800 steps, scaled to the run).
+        gac_mu_change_cap (`float`, defaults to `0.01`):
+            `"gac"`: the most mu moves in one step.
+        gac_mu_init / gac_mu_min / gac_mu_max (`float`, defaults to `0.5` / `0.05` / `0.9`):
+            `"gac"`: mu before the first step, and its bounds.
+        gac_use_phi (`bool`, defaults to `True`):
+            `"gac"`: CHORD's token weight p(1 - p) on L_SFT and in the SFT coefficient of the
+            disagreement; `False`: the run's `sft_loss` (the plain NLL by default: the "without phi" ablation).
         mu_init (`float`, defaults to `0.8`):
             mu right after the SFT warm-up.
         mu_min / mu_max (`float`, defaults to `0.05` / `0.95`):
@@ -118,6 +190,11 @@ class AMFTConfig(GRPOConfig):
     chord_phi: bool = field(
         default=True, metadata={"help": "'chord': weight demonstration tokens by p(1 - p) (False: CHORD-mu, the schedule alone)."}
     )
+    sft_loss: str = field(
+        default="nll",
+        metadata={"help": f"The SFT term, one of {tuple(SFT_LOSSES)}: 'nll' (token-mean NLL) or 'dft' (each token's "
+                          "NLL weighted by its detached probability, TRL's loss_type='dft')."},
+    )
     luffy_gamma: float = field(default=0.1, metadata={"help": "gamma of LUFFY's shaping p / (p + gamma)."})
     srft_sft_coef: float = field(default=0.5, metadata={"help": "SRFT: demonstration weight coef * exp(sign * H)."})
     srft_rl_coef: float = field(default=0.1, metadata={"help": "SRFT: positive-rollout weight coef * exp(H)."})
@@ -127,8 +204,82 @@ class AMFTConfig(GRPOConfig):
     relift_buffer_size: int | None = field(
         default=None, metadata={"help": "ReLIFT: hard prompts per interleaved SFT step (None: sft_batch_size)."}
     )
+    hpt_gate: int = field(
+        default=0,
+        metadata={"help": "HPT: a group with at most this many correct rollouts is trained by SFT on its prompt's "
+                          "demonstration instead of RL ('superrl' is the gate 0)."},
+    )
+    hpt_sft_coef: float = field(default=1.0, metadata={"help": "HPT, SuperRL: weight of the gated groups' SFT loss."})
+    hpt_clip_ratio: bool = field(
+        default=False,
+        metadata={"help": "HPT, SuperRL: clip the RL groups' ratio at epsilon (False: unclipped, HPT's released code)."},
+    )
+    hpt_center_advantages: bool = field(
+        default=True,
+        metadata={"help": "HPT, SuperRL: advantages r - group mean, i.e. scale_rewards 'none' (HPT's released code); "
+                          "False: scale_rewards as given."},
+    )
     success_reward: float | None = field(
-        default=None, metadata={"help": "Reward at which a rollout counts as solved (ReLIFT); None: the task's."}
+        default=None,
+        metadata={"help": "Reward at which a rollout counts as solved (ReLIFT, HPT); None: the task's."},
+    )
+    prefix_high: float = field(default=0.95, metadata={"help": "Prefix-RFT: upper bound of the prefix share."})
+    prefix_low_start: float = field(
+        default=0.95, metadata={"help": "Prefix-RFT: lower bound of the prefix share at the first step (cosine decay)."}
+    )
+    prefix_low_end: float = field(
+        default=0.05, metadata={"help": "Prefix-RFT: lower bound of the prefix share at the last step."}
+    )
+    prefix_min_len: int = field(default=1, metadata={"help": "Prefix-RFT: the fewest prefix tokens."})
+    prefix_keep_fraction: float = field(
+        default=0.2, metadata={"help": "Prefix-RFT: share of prefix tokens (highest entropy) that keep their advantage."}
+    )
+    prefix_singleton_baseline: str = field(
+        default="none",
+        metadata={"help": f"Prefix-RFT: baseline of the hybrid continuation, one of {SINGLETON_BASELINES} "
+                          "('none': its raw reward, as the reference code; 'group': the ordinary rollouts' mean)."},
+    )
+    uft_p_high: float = field(default=0.95, metadata={"help": "UFT: probability of each hint chunk at the first step."})
+    uft_p_low: float = field(default=0.05, metadata={"help": "UFT: probability of each hint chunk at uft_hint_steps."})
+    uft_hint_steps: int | None = field(
+        default=None, metadata={"help": "UFT: the last step with hints (None: 0.6 of the run's steps)."}
+    )
+    uft_max_chunks: int = field(default=5, metadata={"help": "UFT: the most chunks a demonstration is cut into."})
+    uft_hint_coef: float = field(default=0.001, metadata={"help": "UFT: weight of the hint tokens' NLL."})
+    bread_episodes: int = field(
+        default=10, metadata={"help": "BREAD: the most episodes a demonstration is cut into for the anchor search."}
+    )
+    bread_min_successes: int = field(
+        default=1, metadata={"help": "BREAD: successful rollouts a probe group needs for its anchor to count."}
+    )
+    gac_alpha: float = field(default=0.5, metadata={"help": "GAC: SFT share alpha of the target gradient (static)."})
+    gac_ema_beta: float = field(
+        default=0.99, metadata={"help": "GAC: decay of the moving averages of the proxies and of mu*."}
+    )
+    gac_update_freq: int = field(default=10, metadata={"help": "GAC: measure the proxies every this many steps."})
+    gac_trim: float = field(
+        default=0.1, metadata={"help": "GAC: share of demonstration losses trimmed at each end for sigma_s^2."}
+    )
+    gac_delta_cap_ratio: float = field(
+        default=0.0, metadata={"help": "GAC: cap the disagreement at ratio * (sigma_s^2 + sigma_r^2); 0: no cap."}
+    )
+    gac_blend: float = field(
+        default=0.5, metadata={"help": "GAC: weight lambda of the estimate against the prior (1: no prior)."}
+    )
+    gac_prior_peak: float = field(default=0.85, metadata={"help": "GAC: peak of the prior schedule."})
+    gac_prior_valley: float = field(default=0.15, metadata={"help": "GAC: final value of the prior schedule."})
+    gac_prior_warmup_steps: int | None = field(
+        default=None, metadata={"help": "GAC: linear rise of the prior, in steps (None: 0.2 of max_steps)."}
+    )
+    gac_prior_decay_steps: int | None = field(
+        default=None, metadata={"help": "GAC: cosine decay of the prior, in steps (None: the rest of max_steps)."}
+    )
+    gac_mu_change_cap: float = field(default=0.01, metadata={"help": "GAC: the most mu moves in one step."})
+    gac_mu_init: float = field(default=0.5, metadata={"help": "GAC: mu before the first step."})
+    gac_mu_min: float = field(default=0.05, metadata={"help": "GAC: lower bound of mu."})
+    gac_mu_max: float = field(default=0.9, metadata={"help": "GAC: upper bound of mu."})
+    gac_use_phi: bool = field(
+        default=True, metadata={"help": "GAC: CHORD's token weight p(1 - p) on L_SFT (False: the run's sft_loss)."}
     )
     mu_init: float = field(default=0.8, metadata={"help": "mu right after the SFT warm-up."})
     mu_min: float = field(default=0.05, metadata={"help": "Lower bound of mu."})
@@ -188,13 +339,97 @@ class AMFTConfig(GRPOConfig):
             raise ValueError(f"meta_period must be >= 1, got {self.meta_period}")
         if self.srft_sft_entropy_sign not in (-1, 1):
             raise ValueError(f"srft_sft_entropy_sign must be -1 or 1, got {self.srft_sft_entropy_sign}")
+        self._check_sft_loss(method)
+        if method.sft_gate is not None:
+            self._check_gate(method)
+        if method.name == "gac":
+            self._check_gac(method)
+        for problem in prefix_rollout_problems(self, method.name):
+            raise ValueError(problem)
         for problem in unsupported_grpo_settings(self, method.name):
             raise ValueError(problem)
+        if method.sft_gate is not None and self.hpt_center_advantages:
+            self.scale_rewards = "none"
         super().__post_init__()
         optimizer = getattr(self.optim, "value", self.optim)
         if self.meta_direction == "adam" and not optimizer.startswith("adam"):
             raise ValueError(f"meta_direction='adam' reads the Adam optimizer's second moments, but optim is "
                              f"{optimizer!r}: use an Adam-family optim (e.g. adamw_torch) or meta_direction='sgd'")
+
+
+    def _check_gac(self, method) -> None:
+        if not 0.0 <= self.gac_trim < 0.5:
+            raise ValueError(f"gac_trim must be in [0, 0.5), got {self.gac_trim}")
+        try:
+            method.controller(self)  # the controller checks the other gac_ settings
+        except ValueError as error:
+            raise ValueError(f"method 'gac': {error}") from None
+
+    def _check_sft_loss(self, method) -> None:
+        """`sft_loss` must name a form of the SFT term, and the method must train it (see docs/design.md,
+        'The SFT term')."""
+        if self.sft_loss not in SFT_LOSSES:
+            raise ValueError(f"sft_loss must be one of {tuple(SFT_LOSSES)}, got {self.sft_loss!r}")
+        if self.sft_loss == "nll":
+            return
+        if not method.trains_demonstration_tokens(self):
+            raise ValueError(f"sft_loss={self.sft_loss!r} weights the SFT term, which method {method.name!r} does not "
+                             "have: leave sft_loss 'nll'")
+        weighting = method.sft_weighting(self)
+        if weighting == "none":
+            raise ValueError(f"method {method.name!r} does not apply sft_loss={self.sft_loss!r}: leave it 'nll'")
+        if weighting != SFT_LOSSES[self.sft_loss]:
+            raise ValueError(f"method {method.name!r} weights its SFT tokens by {weighting!r} here, and "
+                             f"sft_loss={self.sft_loss!r} is another token weighting; the two are not combined: switch "
+                             "the method's weighting off (chord: chord_phi false) or leave sft_loss 'nll'")
+
+    def _check_gate(self, method) -> None:
+        if self.hpt_gate < 0:
+            raise ValueError(f"hpt_gate counts correct rollouts and must be >= 0, got {self.hpt_gate}")
+        if method.sft_gate(self) != self.hpt_gate:
+            raise ValueError(f"method {method.name!r} is HPT with the gate {method.sft_gate(self)}; for "
+                             f"hpt_gate={self.hpt_gate} use method 'hpt'")
+        if self.hpt_sft_coef < 0:
+            raise ValueError(f"hpt_sft_coef must be >= 0, got {self.hpt_sft_coef}")
+
+
+def prefix_rollout_problems(args: AMFTConfig, method: str) -> list[str]:
+    """Why the `prefix_`, `uft_` and `bread_` settings of ``args`` cannot run ``method`` (empty when they can;
+    see docs/design.md, 'Prefix rollouts')."""
+    problems = []
+    low_ends = (args.prefix_low_start, args.prefix_low_end)
+    if not (0.0 <= min(low_ends) and max(low_ends) <= args.prefix_high <= 1.0):
+        problems.append(f"need 0 <= prefix_low_start, prefix_low_end <= prefix_high <= 1, got {args.prefix_low_start}, "
+                        f"{args.prefix_low_end}, {args.prefix_high}")
+    if not 0.0 <= args.prefix_keep_fraction <= 1.0:
+        problems.append(f"prefix_keep_fraction must be in [0, 1], got {args.prefix_keep_fraction}")
+    if args.prefix_singleton_baseline not in SINGLETON_BASELINES:
+        problems.append(f"prefix_singleton_baseline must be one of {SINGLETON_BASELINES}, "
+                        f"got {args.prefix_singleton_baseline!r}")
+    if args.prefix_min_len < 0:
+        problems.append(f"prefix_min_len must be >= 0, got {args.prefix_min_len}")
+    if not (0.0 <= args.uft_p_low <= 1.0 and 0.0 <= args.uft_p_high <= 1.0):
+        problems.append(f"uft_p_high and uft_p_low are probabilities, got {args.uft_p_high}, {args.uft_p_low}")
+    if args.uft_hint_steps is not None and args.uft_hint_steps < 0:
+        problems.append(f"uft_hint_steps must be >= 0 or None, got {args.uft_hint_steps}")
+    if args.uft_max_chunks < 1 or args.bread_episodes < 1:
+        problems.append(
+            f"uft_max_chunks and bread_episodes must be >= 1, got {args.uft_max_chunks}, {args.bread_episodes}"
+        )
+    if args.uft_hint_coef < 0:
+        problems.append(f"uft_hint_coef must be >= 0, got {args.uft_hint_coef}")
+    if not 1 <= args.bread_min_successes <= args.num_generations:
+        problems.append(f"bread_min_successes must be in [1, num_generations={args.num_generations}], "
+                        f"got {args.bread_min_successes}")
+    kind = METHODS[method].prefix_rollouts
+    scale = {True: "group", False: "none"}.get(args.scale_rewards, args.scale_rewards)  # GRPOConfig's spellings
+    if kind == "hybrid" and scale not in ("group", "none"):
+        problems.append(f"method {method!r} scales advantages within each group's sub-groups: scale_rewards must be "
+                        f"'group' or 'none', got {args.scale_rewards!r}")
+    if kind == "hybrid" and args.multi_objective_aggregation != "sum_then_normalize":
+        problems.append(f"method {method!r} recomputes group advantages from summed rewards: "
+                        "multi_objective_aggregation must be 'sum_then_normalize'")
+    return problems
 
 
 def unsupported_grpo_settings(args: GRPOConfig, method: str) -> list[str]:
@@ -233,7 +468,24 @@ def unsupported_grpo_settings(args: GRPOConfig, method: str) -> list[str]:
                             "clipped GRPO surrogate only")
         if args.delta is not None:
             problems.append(f"method {method!r} has its own L_RL; delta applies to the clipped GRPO surrogate only")
+    if entry.sft_gate is not None:
+        problems += _unsupported_gate_settings(args, method)
     if entry.demonstrations_in_groups and args.multi_objective_aggregation != "sum_then_normalize":
         problems.append(f"method {method!r} recomputes group advantages from summed rewards: "
                         "multi_objective_aggregation must be 'sum_then_normalize'")
+    return problems
+
+
+def _unsupported_gate_settings(args: GRPOConfig, method: str) -> list[str]:
+    """The GRPO settings that HPT's gated loss does not honour (see docs/design.md, 'HPT')."""
+    problems = []
+    if args.beta != 0.0:
+        problems.append(f"method {method!r} puts the demonstrations of gated groups among the rollouts and trains "
+                        "without a KL term (as HPT): set beta=0")
+    if not args.hpt_clip_ratio and (args.epsilon != GRPOConfig.epsilon or args.epsilon_high is not None):
+        problems.append(f"method {method!r} trains its RL groups unclipped (hpt_clip_ratio false, HPT's released "
+                        "code), so epsilon and epsilon_high do not act: set hpt_clip_ratio true to clip")
+    if args.hpt_center_advantages and args.scale_rewards == "batch":
+        problems.append(f"method {method!r} centres advantages without scaling them (hpt_center_advantages, HPT's "
+                        "released code), so scale_rewards='batch' does not act: set hpt_center_advantages false")
     return problems

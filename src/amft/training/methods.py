@@ -1,10 +1,11 @@
 """The table of methods: every way of mixing imitation and RL that `AMFTTrainer` runs.
 
 A method is one :class:`Method` entry: its balance controller, whether it places demonstrations in
-the rollout groups or collects prompts whose rollouts all fail, which form of L_RL and which token
-weighting of L_SFT it uses, and its paper. The trainer, the config checks, `--help`, the dry-run
-plan, the README's methods table and `amft compare` all read this table, so adding a method is one
-entry here plus its pure functions in `amft.algorithm`.
+the rollout groups, collects prompts whose rollouts all fail, gates groups to SFT or starts rollouts
+from expert prefixes, which form of L_RL and which token weighting of L_SFT it uses, and its paper.
+The trainer, the config checks, `--help`, the dry-run plan, the README's methods table and
+`amft compare` all read this table, so adding a method is one entry here plus its pure functions in
+`amft.algorithm`.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from amft.algorithm import (
+    TOKEN_WEIGHTINGS,
     BalanceController,
     ChordScheduleController,
     FixedMuController,
+    GACController,
     MetaGradientController,
     ReliftController,
     TwoStageController,
@@ -27,8 +30,35 @@ if TYPE_CHECKING:
 
 #: Forms of L_RL the trainer computes (see `AMFTTrainer._rl_loss`).
 RL_LOSSES = ("clipped", "luffy", "srft")
-#: Token weightings of L_SFT: plain token-mean NLL, or CHORD's p(1 - p).
-SFT_WEIGHTINGS = ("none", "chord-phi")
+#: Token weightings of L_SFT: plain token-mean NLL, CHORD's p(1 - p) or DFT's p.
+SFT_WEIGHTINGS = tuple(TOKEN_WEIGHTINGS)
+#: Forms of the SFT term a run may choose (`sft_loss`), and the token weighting each is.
+SFT_LOSSES = {"nll": "none", "dft": "dft"}
+
+
+def sft_loss_weighting(args: AMFTConfig) -> str:
+    """The token weighting that the run's `sft_loss` asks for: that of a method without one of its own
+    (see docs/design.md, 'The SFT term')."""
+    return SFT_LOSSES[args.sft_loss]
+
+
+#: Rollouts that start from an expert prefix (see docs/design.md, 'Prefix rollouts'): one hybrid rollout per
+#: group (Prefix-RFT), a hint shared by the group (UFT), failed groups regrown from an anchor (BREAD).
+PREFIX_ROLLOUTS = ("hybrid", "hint", "anchor")
+#: Share of the run's steps during which UFT gives hints, when `uft_hint_steps` is not set (300 of 500 in UFT).
+UFT_HINT_SHARE = 0.6
+
+
+def uft_hint_steps(args: AMFTConfig, max_steps: int) -> int:
+    """The last step at which UFT gives a hint: `uft_hint_steps`, or UFT_HINT_SHARE of the run's `max_steps`."""
+    return args.uft_hint_steps if args.uft_hint_steps is not None else round(UFT_HINT_SHARE * max_steps)
+
+
+def _uft_details(args: AMFTConfig) -> str:
+    known = args.uft_hint_steps is not None or args.max_steps > 0
+    last = f"step {uft_hint_steps(args, args.max_steps)}" if known else f"{UFT_HINT_SHARE} of the run's steps"
+    return (f"hint of Binomial(min({args.uft_max_chunks}, steps), p) demonstration chunks, p cosine {args.uft_p_high} "
+            f"-> {args.uft_p_low} until {last}, then no hint; hint NLL weight {args.uft_hint_coef}")
 
 
 @dataclass(frozen=True)
@@ -46,25 +76,43 @@ class Method:
     details: Callable[[AMFTConfig], str]
     #: the form of L_RL, one of RL_LOSSES
     rl_loss: str = "clipped"
-    #: the token weighting of L_SFT, one of SFT_WEIGHTINGS (a callable of the config may switch it off)
-    sft_weighting: Callable[[AMFTConfig], str] = lambda args: "none"
+    #: the token weighting of every L_SFT term of a run, one of SFT_WEIGHTINGS: the one place that decides
+    #: it. A method with a weighting of its own returns it where the config switches it on, else
+    #: `sft_loss_weighting(args)`; the config refuses an `sft_loss` the entry does not return.
+    sft_weighting: Callable[[AMFTConfig], str] = sft_loss_weighting
     #: the last rollout of each group whose prompt has a demonstration is replaced by it
     demonstrations_in_groups: bool = False
     #: prompts whose rollouts all fail are collected, with their demonstrations, for SFT steps
     collects_failed_prompts: bool = False
+    #: rollouts that start from an expert prefix, one of PREFIX_ROLLOUTS (None: all rollouts are sampled whole)
+    prefix_rollouts: str | None = None
+    #: HPT's gate: a group with at most this many correct rollouts leaves L_RL and its prompt's
+    #: demonstration is trained with L_SFT inside L_RL's term (None: no gate)
+    sft_gate: Callable[[AMFTConfig], int] | None = None
 
     def constant_mu(self, args: AMFTConfig) -> float | None:
         """The mu of a run that trains exactly (1 - mu) L_RL + mu L_SFT with a constant mu and the plain
         loss forms (fixed-mu, and sft and grpo at its ends), else None: such runs trace the trade-off
         frontier of a study (see docs/design.md, 'Comparisons')."""
-        plain = (self.rl_loss == "clipped" and self.sft_weighting(args) == "none"
-                 and not self.demonstrations_in_groups and not self.collects_failed_prompts)
+        plain = (self.rl_loss == "clipped" and self.sft_weighting(args) == "none" and self.sft_gate is None
+                 and not self.demonstrations_in_groups and not self.collects_failed_prompts
+                 and self.prefix_rollouts is None)
         controller = self.controller(args)
         return controller.mu if plain and isinstance(controller, FixedMuController) else None
+
+    def trains_demonstration_tokens(self, args: AMFTConfig) -> bool:
+        """Whether a run has an SFT term, an NLL of demonstration tokens (the demonstration stream at a mu
+        above 0, SRFT's demonstration term, HPT's gated demonstrations): what `sft_loss` acts on."""
+        controller = self.controller(args)
+        stream = not (isinstance(controller, FixedMuController) and controller.mu == 0.0)
+        return stream or self.rl_loss == "srft" or self.sft_gate is not None
 
     def __post_init__(self) -> None:
         if self.rl_loss not in RL_LOSSES:
             raise ValueError(f"method {self.name!r}: rl_loss must be one of {RL_LOSSES}, got {self.rl_loss!r}")
+        if self.prefix_rollouts not in (None, *PREFIX_ROLLOUTS):
+            raise ValueError(f"method {self.name!r}: prefix_rollouts must be None or one of {PREFIX_ROLLOUTS}, "
+                             f"got {self.prefix_rollouts!r}")
 
 
 def _meta_gradient_controller(args: AMFTConfig) -> BalanceController:
@@ -97,6 +145,59 @@ def _amft_details(args: AMFTConfig) -> str:
 
 def _constant(mu: float) -> Callable[[AMFTConfig], BalanceController]:
     return lambda args: FixedMuController(mu)
+
+
+def _gate_details(args: AMFTConfig, gate: int) -> str:
+    advantages = "r - group mean" if args.hpt_center_advantages else f"scale_rewards {args.scale_rewards}"
+    return (f"groups with <= {gate} of {args.num_generations} rollouts correct: SFT on the prompt's demonstration, "
+            f"weight {args.hpt_sft_coef}; other groups: GRPO, advantages {advantages}, "
+            f"ratio {'clipped' if args.hpt_clip_ratio else 'unclipped'}")
+
+
+#: Share of max_steps that GAC's prior rises over by default; it decays over the rest (see docs/design.md, 'GAC').
+GAC_PRIOR_WARMUP_SHARE = 0.2
+
+
+def gac_prior_steps(args: AMFTConfig) -> tuple[int, int]:
+    """The rise and decay steps of GAC's prior: the configured ones, or shares of `max_steps`."""
+    warmup, decay = args.gac_prior_warmup_steps, args.gac_prior_decay_steps
+    if (warmup is None or decay is None) and args.max_steps <= 0:
+        raise ValueError("gac_prior_warmup_steps and gac_prior_decay_steps default to shares of max_steps, which is "
+                         "not set: set max_steps, or both")
+    if warmup is None:
+        warmup = int(GAC_PRIOR_WARMUP_SHARE * args.max_steps + 0.5)
+    if decay is None:
+        decay = max(args.max_steps - warmup, 0)
+    return warmup, decay
+
+
+def _gac_controller(args: AMFTConfig) -> BalanceController:
+    warmup, decay = gac_prior_steps(args)
+    return GACController(
+        alpha=args.gac_alpha,
+        ema_beta=args.gac_ema_beta,
+        mu_change_cap=args.gac_mu_change_cap,
+        blend=args.gac_blend,
+        update_freq=args.gac_update_freq,
+        mu_init=args.gac_mu_init,
+        mu_min=args.gac_mu_min,
+        mu_max=args.gac_mu_max,
+        delta_cap_ratio=args.gac_delta_cap_ratio,
+        prior_peak=args.gac_prior_peak,
+        prior_valley=args.gac_prior_valley,
+        prior_warmup_steps=warmup,
+        prior_decay_steps=decay,
+    )
+
+
+def _gac_details(args: AMFTConfig) -> str:
+    warmup, decay = gac_prior_steps(args)
+    return (f"mu* with alpha {args.gac_alpha} from proxies measured every {args.gac_update_freq} steps (trim "
+            f"{args.gac_trim}, disagreement cap {args.gac_delta_cap_ratio or 'off'}), averaged with decay "
+            f"{args.gac_ema_beta}; weight {args.gac_blend} against a prior 0 -> {args.gac_prior_peak} over {warmup} "
+            f"steps, cosine to {args.gac_prior_valley} over {decay}; |change| <= {args.gac_mu_change_cap} per step, "
+            f"mu from {args.gac_mu_init} in [{args.gac_mu_min}, {args.gac_mu_max}]; "
+            f"phi {'on' if args.gac_use_phi else 'off'}")
 
 
 _TABLE = (
@@ -171,7 +272,7 @@ _TABLE = (
         details=lambda args: (f"mu 0 -> {args.chord_mu_peak} over {args.chord_mu_warmup_steps} steps, cosine to "
                               f"{args.chord_mu_valley} over {args.chord_mu_decay_steps}; "
                               f"phi {'on' if args.chord_phi else 'off'}"),
-        sft_weighting=lambda args: "chord-phi" if args.chord_phi else "none",
+        sft_weighting=lambda args: "chord-phi" if args.chord_phi else sft_loss_weighting(args),
     ),
     Method(
         name="relift",
@@ -181,6 +282,68 @@ _TABLE = (
         controller=lambda args: ReliftController(args.relift_buffer_size or args.sft_batch_size),
         details=lambda args: f"SFT step every {args.relift_buffer_size or args.sft_batch_size} hard prompts",
         collects_failed_prompts=True,
+    ),
+    Method(
+        name="prefix-rft",
+        summary="one rollout per group continues an expert prefix, a share of the demonstration drawn between "
+                "a cosine-decaying bound and prefix_high; only its prefix_keep_fraction highest-entropy prefix "
+                "tokens keep their prefix advantage",
+        paper="Prefix-RFT, arXiv 2507.01679",
+        controller=_constant(0.0),
+        details=lambda args: (f"the last rollout of each group with a demonstration continues a prefix of share "
+                              f"U(low, {args.prefix_high}), low cosine {args.prefix_low_start} -> "
+                              f"{args.prefix_low_end} over the run, prefix_min_len {args.prefix_min_len}; prefix "
+                              f"tokens trained on the top {args.prefix_keep_fraction} by entropy; singleton "
+                              f"baseline {args.prefix_singleton_baseline}"),
+        prefix_rollouts="hybrid",
+    ),
+    Method(
+        name="uft",
+        summary="all rollouts of a prompt continue one hint, the first chunks of its demonstration (a binomial "
+                "count whose probability decays on a cosine until uft_hint_steps); L_RL on the continuations "
+                "plus uft_hint_coef times the NLL of the hints",
+        paper="UFT, arXiv 2505.16984",
+        controller=_constant(0.0),
+        details=_uft_details,
+        prefix_rollouts="hint",
+    ),
+    Method(
+        name="bread",
+        summary="a group whose rollouts all fail is regrown from the shortest run of its demonstration's episodes "
+                "(binary search) from which the policy succeeds; L_RL on the continuations",
+        paper="BREAD, arXiv 2506.17211",
+        controller=_constant(0.0),
+        details=lambda args: (f"all-failed groups search up to {args.bread_episodes} demonstration episodes for an "
+                              f"anchor from which {args.bread_min_successes} of num_generations rollouts succeed"),
+        prefix_rollouts="anchor",
+    ),
+    Method(
+        name="hpt",
+        summary="per prompt group: at most hpt_gate correct rollouts send the group to SFT on the prompt's "
+                "demonstration (weight hpt_sft_coef), otherwise GRPO on it (unclipped, mean-centred advantages)",
+        paper="HPT, arXiv 2509.04419",
+        controller=_constant(0.0),
+        details=lambda args: _gate_details(args, args.hpt_gate),
+        sft_gate=lambda args: args.hpt_gate,
+    ),
+    Method(
+        name="superrl",
+        summary="hpt with gate 0: a group none of whose rollouts is correct is replaced by SFT on the prompt's "
+                "demonstration",
+        paper="SuperRL, arXiv 2506.01096",
+        controller=_constant(0.0),
+        details=lambda args: _gate_details(args, 0),
+        sft_gate=lambda args: 0,
+    ),
+    Method(
+        name="gac",
+        summary="mu in closed form from running estimates of the RL and SFT gradient noise and of their "
+                "disagreement, blended with a warm-up + cosine prior and moved at most gac_mu_change_cap per step; "
+                "with gac_use_phi, the token weight p(1 - p) on L_SFT",
+        paper="GAC, arXiv 2605.26184",
+        controller=_gac_controller,
+        details=_gac_details,
+        sft_weighting=lambda args: "chord-phi" if args.gac_use_phi else sft_loss_weighting(args),
     ),
 )
 

@@ -6,7 +6,7 @@ as they do for TRL's trainers); this class decides what the step is and what its
   1. `_prepare_inputs`, when a step opens, asks the controller what the step will be. A pure SFT
      step (the warm-up, or a planned mu of 1) takes no rollouts. Otherwise TRL generates and
      scores completions for the RL prompts (group advantages); methods of the table that place
-     demonstrations in the groups or collect failed prompts do so here.
+     demonstrations in the groups, collect failed prompts or gate groups to SFT do so here.
   2. `compute_loss`: L_RL over the rollouts (the method's form of it) and the entropy H; L_SFT on
      a demonstration batch. On meta steps (every K main-phase steps) the gradients g_RL, g_SFT,
      the entropy's g_H and the validation policy gradient g_val are taken separately and the
@@ -37,17 +37,24 @@ from trl import GRPOTrainer
 from amft.algorithm import (
     BalanceController,
     ControllerStats,
+    GroupGate,
     MetaGradientController,
+    NoiseProxies,
     adam_preconditioned,
     all_failed_groups,
-    chord_phi,
     clipped_surrogate,
+    demonstration_row_statistics,
+    gate_groups,
+    gated_group_losses,
     group_advantages,
     kl_to_reference,
     luffy_surrogate,
     masked_mean,
+    measure_noise,
     meta_alignment_from_gradients,
+    rollout_row_statistics,
     sft_loss,
+    sft_token_weights,
     srft_rl_loss,
     srft_weights,
     token_entropy,
@@ -58,6 +65,7 @@ from amft.training.checkpoint import AMFT_STATE_FILE, mark_checkpoint_complete
 from amft.training.config import AMFTConfig
 from amft.training.data import CompletionBatch, RowStream, replace_completions, tokenize_demonstrations
 from amft.training.methods import get_method
+from amft.training.prefix_rollouts import PrefixRolloutMixin
 
 
 def rollout_batch(rollouts: dict[str, Any]) -> CompletionBatch:
@@ -84,7 +92,7 @@ class StepPlan:
     is_meta_step: bool
 
 
-class AMFTTrainer(GRPOTrainer):
+class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
     """GRPO plus imitation in one stage, with mu steered by a controller.
 
     Args:
@@ -144,9 +152,9 @@ class AMFTTrainer(GRPOTrainer):
             else None
         )
         self._demonstration_of = {prompt_key(row["prompt"]): row["completion"] for row in demo_dataset}
+        if (self.method.collects_failed_prompts or self.method.sft_gate is not None) and args.success_reward is None:
+            raise ValueError(f"{self.method.name} needs success_reward: the reward at which a rollout counts as solved")
         if self.method.collects_failed_prompts:
-            if args.success_reward is None:
-                raise ValueError(f"{self.method.name} needs success_reward: the reward at which a rollout counts as solved")
             if self.accelerator.num_processes > 1:
                 # Each process would fill its own buffer and reach its SFT step at a different time.
                 raise ValueError(f"method {self.method.name!r} runs in a single process for now")
@@ -154,6 +162,10 @@ class AMFTTrainer(GRPOTrainer):
         self._scored_rewards: torch.Tensor | None = None
         self._hard_prompt_rows: list[dict[str, Any]] = []
         self._buffered_sft_rows: list[list[dict[str, Any]]] = []
+        # Detached token log-probs and masks of this step's forwards ("rollouts", "demonstrations"),
+        # kept on the steps whose controller reads the gradient-noise proxies.
+        self._forward_tokens: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._init_prefix_rollouts()
 
     def _shards_parameters(self) -> bool:
         state = self.accelerator.state
@@ -228,7 +240,8 @@ class AMFTTrainer(GRPOTrainer):
         demo_loss = self._sft_forward(model) if uses_demonstrations else torch.zeros((), device=rl_loss.device)
         if opens_step:
             alignment = self._meta_alignment(model, rl_loss, demo_loss, entropy_share) if measures_alignment else None
-            mu = self.controller.update(ControllerStats(entropy=entropy, meta_alignment=alignment))
+            noise = self._noise_proxies(rollouts) if self.controller.needs_noise_proxies else None
+            mu = self.controller.update(ControllerStats(entropy=entropy, meta_alignment=alignment, noise_proxies=noise))
             self._log_controller()
         else:
             mu = self.controller.mu
@@ -295,9 +308,17 @@ class AMFTTrainer(GRPOTrainer):
         self._scored_rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         return self._scored_rewards
 
+    def _local_rewards(self, count: int) -> torch.Tensor:
+        """The weighted rewards of this process's ``count`` rollouts: TRL gathers those of all processes,
+        and this process's rows are its slice."""
+        start = self.accelerator.process_index * count
+        scored = self._scored_rewards[start : start + count]
+        return (scored * self.reward_weights.to(scored.device)).nansum(dim=1)
+
     def _generate_and_score_completions(self, inputs):
         rollouts = super()._generate_and_score_completions(inputs)
-        uses_groups = self.method.demonstrations_in_groups or self.method.collects_failed_prompts
+        uses_groups = (self.method.demonstrations_in_groups or self.method.collects_failed_prompts
+                       or self.method.sft_gate is not None)
         if not (self.model.training and uses_groups):  # validation and evaluation rollouts stay as sampled
             return rollouts
         group = self.num_generations
@@ -306,10 +327,9 @@ class AMFTTrainer(GRPOTrainer):
                 f"{self.args.method} needs whole rollout groups on each process: {len(inputs)} local rollouts "
                 f"are not a multiple of num_generations={group}"
             )
-        # TRL gathers the rewards of all processes; this process's rows are its slice.
-        start = self.accelerator.process_index * len(inputs)
-        scored = self._scored_rewards[start : start + len(inputs)]
-        rewards = (scored * self.reward_weights.to(scored.device)).nansum(dim=1)
+        rewards = self._local_rewards(len(inputs))
+        if self.method.sft_gate is not None:
+            return self._gate_groups(inputs, rollouts, rewards)
         if self.method.collects_failed_prompts:
             failed = all_failed_groups(rewards, group, self.args.success_reward)
             for first in (index * group for index in failed):
@@ -337,14 +357,8 @@ class AMFTTrainer(GRPOTrainer):
                 texts.append(demonstration)
         off_policy = torch.zeros(len(inputs), dtype=torch.bool, device=rewards.device)
         if rows:
-            tokenizer = self.processing_class
-            token_ids = [
-                (tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])[
-                    : self.max_completion_length
-                ]
-                for text in texts
-            ]
-            rollouts = replace_completions(rollouts, rows, token_ids, tokenizer.pad_token_id)
+            token_ids = self._demonstration_tokens(texts)
+            rollouts = replace_completions(rollouts, rows, token_ids, self.processing_class.pad_token_id)
             rewards = rewards.clone()
             rewards[rows] = self._score_locally([inputs[row] for row in rows], texts, token_ids).to(rewards.device)
             off_policy[rows] = True
@@ -353,6 +367,39 @@ class AMFTTrainer(GRPOTrainer):
         tokens = rollouts["completion_mask"].sum().float()
         rollouts["num_items_in_batch"] = self.accelerator.gather(tokens.unsqueeze(0)).sum()
         self._metrics["train"]["demonstrations_in_groups"].append(float(len(rows)))
+        return rollouts
+
+    def _demonstration_tokens(self, texts: list[str]) -> list[list[int]]:
+        """Demonstrations as completion rows: their tokens and the end-of-sequence token, cut to
+        `max_completion_length`."""
+        tokenizer = self.processing_class
+        return [
+            (tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])[: self.max_completion_length]
+            for text in texts
+        ]
+
+    def _gate_groups(self, inputs: list[dict[str, Any]], rollouts: dict[str, Any], rewards: torch.Tensor) -> dict[str, Any]:
+        """HPT's gate (see docs/design.md, 'HPT'): each group with at most the method's gate of correct
+        rollouts whose prompt has a demonstration leaves L_RL (`rl_rows`), and its last rollout becomes
+        that demonstration, trained with L_SFT (`off_policy`)."""
+        group = self.num_generations
+        demonstrations = [self._demonstration_for(inputs[first]) for first in range(0, len(inputs), group)]
+        has_demonstration = torch.tensor([text is not None for text in demonstrations], device=rewards.device)
+        gate = gate_groups(rewards, group, self.args.success_reward, self.method.sft_gate(self.args), has_demonstration)
+        sft_groups = gate.to_sft.nonzero().flatten().tolist()
+        rows = [index * group + group - 1 for index in sft_groups]
+        if rows:
+            token_ids = self._demonstration_tokens([demonstrations[index] for index in sft_groups])
+            rollouts = replace_completions(rollouts, rows, token_ids, self.processing_class.pad_token_id)
+        rollouts["off_policy"] = torch.zeros(len(inputs), dtype=torch.bool, device=rewards.device)
+        rollouts["off_policy"][rows] = True
+        rollouts["rl_rows"] = gate.rl_rows(group)
+        rl_tokens = (rollouts["completion_mask"] * rollouts["rl_rows"].unsqueeze(-1)).sum().float()
+        rollouts["num_items_in_batch"] = self.accelerator.gather(rl_tokens.unsqueeze(0)).sum()
+        decisions = torch.stack([gate.correct, gate.to_sft.long(), gate.no_demonstration.long()], dim=1)
+        correct, to_sft, no_demonstration = self.accelerator.gather(decisions).unbind(dim=1)
+        for key, value in GroupGate(correct, to_sft.bool(), no_demonstration.bool()).metrics(group).items():
+            self._metrics["train"][f"hpt/{key}"].append(value)
         return rollouts
 
     def _score_locally(self, rows: list[dict[str, Any]], completions: list[str], token_ids: list[list[int]]) -> torch.Tensor:
@@ -390,9 +437,18 @@ class AMFTTrainer(GRPOTrainer):
             self.args.max_demo_completion_length,
         ).to(self.accelerator.device)
         logps = token_log_probs(self._completion_logits(model, batch), batch.completion_ids)
-        # CHORD-phi down-weights demonstration tokens the policy is already sure of or finds implausible.
-        weights = chord_phi(logps) if self.method.sft_weighting(self.args) == "chord-phi" else None
+        if self.controller.needs_noise_proxies:
+            self._forward_tokens["demonstrations"] = (logps.detach(), batch.completion_mask)
+        weights = self._sft_token_weights(logps, batch.completion_mask)
         return sft_loss(logps, batch.completion_mask, token_weights=weights, normalizer=self._shared_normalizer(batch.completion_mask))
+
+    def _sft_token_weights(self, logps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
+        """The detached token weights of an L_SFT term over `mask`'s tokens, as the method's entry
+        decides them (None: the plain NLL; see docs/design.md, 'The SFT term'); their mean is logged."""
+        weights = sft_token_weights(self.method.sft_weighting(self.args), logps)
+        if weights is not None and mask.any():
+            self._metrics["train"]["sft/mean_token_weight"].append(masked_mean(weights, mask).item())
+        return weights
 
     def _shared_normalizer(self, mask: torch.Tensor) -> torch.Tensor | None:
         """The token count that makes a token mean global: gradients are averaged over processes, so
@@ -406,9 +462,10 @@ class AMFTTrainer(GRPOTrainer):
         self, model, rollouts: dict[str, Any], keep_entropy_graph: bool = False
     ) -> tuple[torch.Tensor, float, torch.Tensor | None]:
         """L_RL over the rollouts (the method's form of it); H, the mean token entropy of the sampled
-        completions over all processes (demonstrations placed in the groups excluded); and, with
-        `keep_entropy_graph`, this process's differentiable share of H (its tokens over the global
-        count, per process), whose gradients averaged over processes are the gradient of H."""
+        completions over all processes (demonstrations placed in the groups and expert prefixes
+        excluded); and, with `keep_entropy_graph`, this process's differentiable share of H (its
+        tokens over the global count, per process), whose gradients averaged over processes are the
+        gradient of H."""
         batch = rollout_batch(rollouts)
         logits = self._completion_logits(model, batch) / self.temperature
         mask = batch.completion_mask
@@ -418,6 +475,10 @@ class AMFTTrainer(GRPOTrainer):
         logps = token_log_probs(logits, batch.completion_ids)
         off_policy = rollouts.get("off_policy")
         sampled = mask if off_policy is None else mask * (~off_policy).unsqueeze(-1)
+        if "prefix_mask" in rollouts:  # expert prefixes were not sampled (see docs/design.md, 'Prefix rollouts')
+            sampled = sampled * ~rollouts["prefix_mask"]
+        if self.controller.needs_noise_proxies:
+            self._forward_tokens["rollouts"] = (logps.detach(), sampled)
         entropy = self._mean_over_processes(entropies.detach(), sampled)
         entropy_share = (
             masked_mean(entropies, sampled, normalizer=self._shared_normalizer(sampled)) if keep_entropy_graph else None
@@ -445,16 +506,20 @@ class AMFTTrainer(GRPOTrainer):
             demonstrations = mask * off_policy.unsqueeze(-1)
             loss = srft_rl_loss(logps, rollouts["advantages"], sampled, positive_weight=positive_weight, **aggregation)
             if demonstrations.any():
-                loss = loss + demo_weight * sft_loss(logps, demonstrations)
+                loss = loss + demo_weight * sft_loss(logps, demonstrations, self._sft_token_weights(logps, demonstrations))
             self._metrics["train"]["srft/demo_weight"].append(demo_weight)
             self._metrics["train"]["srft/positive_weight"].append(positive_weight)
+        elif self.method.sft_gate is not None:
+            loss = self._gated_loss(logps, old_logps, rollouts, mask, clipping, aggregation)
+            sampled = sampled * rollouts["rl_rows"].unsqueeze(-1)  # the gated groups' rollouts leave the bonus too
         else:
             reference = rollouts.get("ref_per_token_logps")
+            mask, advantages, prefix_loss = self._prefix_rl_terms(rollouts, logps, entropies, mask)
             loss = clipped_surrogate(
-                logps, old_logps, rollouts["advantages"], mask, **clipping, **aggregation,
+                logps, old_logps, advantages, mask, **clipping, **aggregation,
                 importance_sampling_level=self.importance_sampling_level, delta=self.args.delta,
                 kl_beta=self.beta, ref_token_logps=reference, kl_importance_correction=self.args.use_bias_correction_kl,
-            )
+            ) + prefix_loss
             if self.beta:
                 self._metrics["train"]["kl"].append(
                     self._mean_over_processes(kl_to_reference(logps.detach(), reference, mask), mask)
@@ -462,6 +527,24 @@ class AMFTTrainer(GRPOTrainer):
         if self.entropy_coef:
             loss = loss - self.entropy_coef * masked_mean(entropies, sampled)
         return loss, entropy, entropy_share
+
+    def _gated_loss(self, logps, old_logps, rollouts: dict[str, Any], mask, clipping: dict, aggregation: dict) -> torch.Tensor:
+        """HPT's L_RL term: GRPO over the groups the gate kept plus `hpt_sft_coef` times L_SFT over the
+        demonstrations of the groups it sent to SFT (see docs/design.md, 'HPT')."""
+        if not self.args.hpt_clip_ratio:
+            clipping = dict(epsilon_low=float("inf"), epsilon_high=float("inf"))
+        rl_rows, demonstration_rows = rollouts["rl_rows"], rollouts["off_policy"]
+        demonstrations = mask * demonstration_rows.unsqueeze(-1)
+        rl_loss, demo_loss = gated_group_losses(
+            logps, old_logps, rollouts["advantages"], mask, rl_rows, demonstration_rows,
+            sft_token_weights=self._sft_token_weights(logps, demonstrations),
+            sft_normalizer=self._shared_normalizer(demonstrations),
+            importance_sampling_level=self.importance_sampling_level, delta=self.args.delta, **clipping, **aggregation,
+        )
+        for key, loss, rows in (("hpt/rl_loss", rl_loss, rl_rows), ("hpt/sft_loss", demo_loss, demonstration_rows)):
+            if rows.any():
+                self._metrics["train"][key].append(loss.item())
+        return rl_loss + self.args.hpt_sft_coef * demo_loss
 
     def _mean_over_processes(self, values: torch.Tensor, mask: torch.Tensor) -> float:
         totals = self.accelerator.reduce(torch.stack([(values * mask).sum(), mask.sum().float()]), reduction="sum")
@@ -501,10 +584,30 @@ class AMFTTrainer(GRPOTrainer):
             return list(grads)
         return [None if g is None else self.accelerator.reduce(g, reduction="mean") for g in grads]
 
+    def _noise_proxies(self, rollouts: dict[str, Any]) -> NoiseProxies | None:
+        """GAC's proxies of this step over all processes, from the token log-probs its forwards kept
+        (see docs/design.md, 'GAC'). None when the step had no demonstration batch."""
+        tokens, self._forward_tokens = self._forward_tokens, {}
+        if "demonstrations" not in tokens:
+            return None
+        weighting = self.method.sft_weighting(self.args)
+        rollout_logps, rollout_mask = tokens["rollouts"]
+        demo_logps, demo_mask = tokens["demonstrations"]
+        advantages, rollout_disagreements = rollout_row_statistics(
+            rollout_mask, rollouts["advantages"], sft_token_weights(weighting, rollout_logps)
+        )
+        nlls, demo_disagreements = demonstration_row_statistics(
+            demo_logps, demo_mask, sft_token_weights(weighting, demo_logps)
+        )
+        # Per-row values, NaN for rows without tokens; every process holds as many rows as the others.
+        gathered = [self.accelerator.gather(rows) for rows in (advantages, rollout_disagreements, nlls, demo_disagreements)]
+        return measure_noise(*gathered, trim=self.args.gac_trim)
+
     def _log_controller(self) -> None:
+        # Terms of the method's own (named "method/...") keep their name; the shared ones go under amft/.
         for key, value in self.controller.last_terms.items():
             if value is not None:
-                self._metrics["train"][f"amft/{key}"].append(float(value))
+                self._metrics["train"][key if "/" in key else f"amft/{key}"].append(float(value))
 
     # ----------------------------------------------------------------------------------------------
     # Checkpoints: controller and stream positions beside the Trainer's own state
