@@ -74,6 +74,9 @@ class Method:
     controller: Callable[[AMFTConfig], BalanceController]
     #: the settings this run of the method uses, for the dry-run plan
     details: Callable[[AMFTConfig], str]
+    #: where our implementation differs from the paper and its code, in one line ("" for the plain
+    #: baselines; the reasons are in docs/design.md, 'Methods')
+    differs: str = ""
     #: the form of L_RL, one of RL_LOSSES
     rl_loss: str = "clipped"
     #: the token weighting of every L_SFT term of a run, one of SFT_WEIGHTINGS: the one place that decides
@@ -206,6 +209,7 @@ _TABLE = (
         summary="mu steered by a meta-gradient (one-step look-ahead on validation reward) plus an entropy term, "
                 "after an SFT warm-up",
         paper="AMFT, arXiv 2508.06944",
+        differs="Eq. 6's sign where the prose disagrees; settings from the official configuration (its code does not run); the options beyond the paper are off by default",
         controller=_meta_gradient_controller,
         details=_amft_details,
     ),
@@ -220,6 +224,7 @@ _TABLE = (
         name="grpo",
         summary="RL only (mu = 0)",
         paper="GRPO, arXiv 2402.03300",
+        differs="TRL's GRPO loss, checked against GRPOTrainer; a setting we do not honour is refused",
         controller=_constant(0.0),
         details=lambda args: "mu = 0",
     ),
@@ -242,6 +247,7 @@ _TABLE = (
         summary="the demonstration takes one rollout's place in its group; its tokens get the shaped, unclipped "
                 "importance term p / (p + luffy_gamma)",
         paper="LUFFY, arXiv 2504.14945",
+        differs="the demonstration takes one of the G rollout places, so the sampling budget stays that of GRPO",
         controller=_constant(0.0),
         details=lambda args: f"demonstrations in the rollout groups, shaping gamma {args.luffy_gamma}",
         rl_loss="luffy",
@@ -252,6 +258,7 @@ _TABLE = (
         summary="demonstrations in the groups with an SFT loss weighted srft_sft_coef * exp(-H); positive "
                 "rollouts weighted srft_rl_coef * exp(H)",
         paper="SRFT, arXiv 2506.19767",
+        differs="the sign of the entropy in the SFT weight is a flag: the paper's Eq. 8 by default, as a reading of the code differs",
         controller=_constant(0.0),
         details=lambda args: (f"demonstrations in the groups, weights {args.srft_sft_coef} "
                               f"exp({args.srft_sft_entropy_sign:+d} H) and {args.srft_rl_coef} exp(H)"),
@@ -263,6 +270,7 @@ _TABLE = (
         summary="a global mu schedule (linear rise to chord_mu_peak, cosine decay to chord_mu_valley) and, with "
                 "chord_phi, the token weight p(1 - p) on L_SFT",
         paper="CHORD, arXiv 2508.11408",
+        differs="none known; CHORD-phi is the schedule with peak = valley and no rise",
         controller=lambda args: ChordScheduleController(
             mu_peak=args.chord_mu_peak,
             mu_valley=args.chord_mu_valley,
@@ -279,6 +287,7 @@ _TABLE = (
         summary="RL; prompts whose rollouts all fail are collected with their demonstrations, and every "
                 "relift_buffer_size of them make one SFT step",
         paper="ReLIFT, arXiv 2506.07527",
+        differs="failed prompts without a demonstration are skipped; the buffer is saved with checkpoints",
         controller=lambda args: ReliftController(args.relift_buffer_size or args.sft_batch_size),
         details=lambda args: f"SFT step every {args.relift_buffer_size or args.sft_batch_size} hard prompts",
         collects_failed_prompts=True,
@@ -289,6 +298,7 @@ _TABLE = (
                 "a cosine-decaying bound and prefix_high; only its prefix_keep_fraction highest-entropy prefix "
                 "tokens keep their prefix advantage",
         paper="Prefix-RFT, arXiv 2507.01679",
+        differs="its run configuration was not released: defaults from its code; the run's loss_type and scale_rewards apply",
         controller=_constant(0.0),
         details=lambda args: (f"the last rollout of each group with a demonstration continues a prefix of share "
                               f"U(low, {args.prefix_high}), low cosine {args.prefix_low_start} -> "
@@ -303,6 +313,7 @@ _TABLE = (
                 "count whose probability decays on a cosine until uft_hint_steps); L_RL on the continuations "
                 "plus uft_hint_coef times the NLL of the hints",
         paper="UFT, arXiv 2505.16984",
+        differs="objective read from its code; its ablation modes are not offered; the KL on continuations is not clamped",
         controller=_constant(0.0),
         details=_uft_details,
         prefix_rollouts="hint",
@@ -312,6 +323,7 @@ _TABLE = (
         summary="a group whose rollouts all fail is regrown from the shortest run of its demonstration's episodes "
                 "(binary search) from which the policy succeeds; L_RL on the continuations",
         paper="BREAD, arXiv 2506.17211",
+        differs="no code released: a reconstruction from the paper's opening (binary search over demonstration episodes), without its anchor memory",
         controller=_constant(0.0),
         details=lambda args: (f"all-failed groups search up to {args.bread_episodes} demonstration episodes for an "
                               f"anchor from which {args.bread_min_successes} of num_generations rollouts succeed"),
@@ -322,6 +334,7 @@ _TABLE = (
         summary="per prompt group: at most hpt_gate correct rollouts send the group to SFT on the prompt's "
                 "demonstration (weight hpt_sft_coef), otherwise GRPO on it (unclipped, mean-centred advantages)",
         paper="HPT, arXiv 2509.04419",
+        differs="the released code's hard count gate; its padded-length RL normalisation, third band and soft mode are not reproduced",
         controller=_constant(0.0),
         details=lambda args: _gate_details(args, args.hpt_gate),
         sft_gate=lambda args: args.hpt_gate,
@@ -331,6 +344,7 @@ _TABLE = (
         summary="hpt with gate 0: a group none of whose rollouts is correct is replaced by SFT on the prompt's "
                 "demonstration",
         paper="SuperRL, arXiv 2506.01096",
+        differs="its trigger (every reward zero) read as no rollout reaching success_reward, as HPT counts",
         controller=_constant(0.0),
         details=lambda args: _gate_details(args, 0),
         sft_gate=lambda args: 0,
@@ -341,6 +355,7 @@ _TABLE = (
                 "disagreement, blended with a warm-up + cosine prior and moved at most gac_mu_change_cap per step; "
                 "with gac_use_phi, the token weight p(1 - p) on L_SFT",
         paper="GAC, arXiv 2605.26184",
+        differs="the released controller's proxies, without z-normalisation or a KL-driven alpha; the prior scaled to max_steps",
         controller=_gac_controller,
         details=_gac_details,
         sft_weighting=lambda args: "chord-phi" if args.gac_use_phi else sft_loss_weighting(args),
@@ -366,6 +381,6 @@ def methods_help() -> str:
 
 def methods_markdown() -> str:
     """The README's methods table: one row per method, from this table."""
-    lines = ["| method | what sets the balance | paper |", "|---|---|---|"]
-    lines += [f"| `{m.name}` | {m.summary} | {m.paper or '-'} |" for m in METHODS.values()]
+    lines = ["| method | what sets the balance | paper | where ours differs |", "|---|---|---|---|"]
+    lines += [f"| `{m.name}` | {m.summary} | {m.paper or '-'} | {m.differs or '-'} |" for m in METHODS.values()]
     return "\n".join(lines) + "\n"
