@@ -111,7 +111,7 @@ def test_miniature_math_demo_reports_accuracy_on_held_out_problems(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert set(summary["success_rate"]) == {"id", "longer"}
     assert summary["splits"]["id"]["problems"] == 4 and summary["splits"]["id"]["samples"] == 1
-    assert "| id |" in (run_dir / "summary.md").read_text() and "avg@1" in (run_dir / "summary.md").read_text()
+    assert "| id |" in (run_dir / "summary.md").read_text() and "| avg@k | pass@k | k |" in (run_dir / "summary.md").read_text()
 
 
 def test_malformed_demonstration_file_stops_with_file_row_and_field(tmp_path):

@@ -95,17 +95,17 @@ def test_explicit_columns_and_bad_rows():
 
 
 def test_local_benchmarks_in_their_public_layouts():
-    arc, kind = load_benchmark("arc-c", str(FILES))
-    assert kind == "choice"
-    assert arc[0]["choices"] == ["iron", "oxygen", "salt", "wood"] and arc[0]["answer"] == "B"
-    assert arc[1]["answer"] == "C"  # numeric labels map to letters by position
-    mmlu, _ = load_benchmark("mmlu-pro", str(FILES))
-    assert mmlu[0]["answer"] == "B" and len(mmlu[0]["choices"]) == 5
-    gpqa, _ = load_benchmark("gpqa-diamond", str(FILES))
-    assert gpqa == load_benchmark("gpqa-diamond", str(FILES))[0]  # the shuffle is fixed
-    assert gpqa[0]["choices"]["ABCD".index(gpqa[0]["answer"])] == "neutron"
-    aime, kind = load_benchmark("aime24", str(FILES))
-    assert kind == "free" and [r["answer"] for r in aime] == ["1", "4"]
+    arc = load_benchmark("arc-c", str(FILES))
+    assert arc.kind == "choice" and arc.repeats == 1
+    assert arc.rows[0]["choices"] == ["iron", "oxygen", "salt", "wood"] and arc.rows[0]["answer"] == "B"
+    assert arc.rows[1]["answer"] == "C" and arc.rows[1]["letters"] == "ABC"  # numeric labels map to letters by position
+    mmlu = load_benchmark("mmlu-pro", str(FILES))
+    assert mmlu.rows[0]["answer"] == "B" and len(mmlu.rows[0]["choices"]) == 5
+    gpqa = load_benchmark("gpqa-diamond", str(FILES))
+    assert gpqa.rows == load_benchmark("gpqa-diamond", str(FILES)).rows  # the shuffle is fixed
+    assert gpqa.rows[0]["choices"]["ABCD".index(gpqa.rows[0]["answer"])] == "neutron"
+    aime = load_benchmark("aime24", str(FILES))
+    assert aime.kind == "free" and [r["answer"] for r in aime.rows] == ["1", "4"]
     with pytest.raises(ValueError, match="unknown benchmark"):
         load_benchmark("aime99", str(FILES))
 

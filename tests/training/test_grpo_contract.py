@@ -40,7 +40,12 @@ HONOURED = {
     "beta": {"beta": 0.3},
     "use_bias_correction_kl": {"beta": 0.3, "use_bias_correction_kl": False},
     "entropy_coef": {"entropy_coef": 0.05},
+    "vllm_importance_sampling_correction": {},  # TRL's defaults: sequence_mask, C_max 3
+    "vllm_importance_sampling_mode=token_truncate": {"vllm_importance_sampling_mode": "token_truncate"},
 }
+#: Settings of vLLM rollouts. vLLM is not installed here: the trainers are built without it, then told that
+#: their rollouts came from it, and the hand-made batch carries the ratio TRL computes while scoring them.
+VLLM_ROLLOUTS = {"vllm_importance_sampling_correction", "vllm_importance_sampling_mode=token_truncate"}
 REFUSED = {
     "loss_type=cispo": ({"loss_type": "cispo"}, "loss_type"),
     "loss_type=sapo": ({"loss_type": "sapo"}, "loss_type"),
@@ -49,7 +54,6 @@ REFUSED = {
     "top_entropy_quantile": ({"top_entropy_quantile": 0.5}, "top_entropy_quantile"),
     "off_policy_mask_threshold": ({"off_policy_mask_threshold": 0.1}, "off_policy_mask_threshold"),
     "use_adaptive_entropy": ({"use_adaptive_entropy": True}, "use_adaptive_entropy"),
-    "vllm_importance_sampling_correction": ({"use_vllm": True}, "vllm_importance_sampling_correction"),
     "router_aux_loss_coef": ({"router_aux_loss_coef": 0.1}, "router_aux_loss_coef"),
 }
 #: Fields that act only together with a setting above (a refused loss type or adaptive entropy, vLLM), or
@@ -91,7 +95,7 @@ def saved_model(tmp_path_factory):
     return str(path), tokenizer
 
 
-def trainers(saved_model, tmp_path, settings, accumulation=1):
+def trainers(saved_model, tmp_path, settings, accumulation=1, vllm_rollouts=False):
     path, tokenizer = saved_model
     torch.set_num_threads(1)
     common = dict(BASE, output_dir=str(tmp_path), gradient_accumulation_steps=accumulation, **settings)
@@ -105,13 +109,16 @@ def trainers(saved_model, tmp_path, settings, accumulation=1):
         kwargs = dict(model=model, reward_funcs=digit_share_reward, train_dataset=Dataset.from_list(PROMPTS),
                       processing_class=tokenizer, **extra)
         kwargs["args"] = config
-        built.append(trainer_class(**kwargs))
+        trainer = trainer_class(**kwargs)
+        trainer.use_vllm = vllm_rollouts
+        built.append(trainer)
     return built
 
 
-def hand_made_batch(model, seed=1):
+def hand_made_batch(model, seed=1, sampling_mode="sequence_mask"):
     """Prompts and completions of random tokens with padding, advantages of both signs, old log-probs
-    off the current policy (so clipping and delta bite) and a reference policy."""
+    off the current policy (so clipping and delta bite), a reference policy and the vLLM ratio of
+    `sampling_mode`."""
     generator = torch.Generator().manual_seed(seed)
     vocabulary = model.config.vocab_size
     prompt_ids = torch.randint(3, vocabulary, (4, 3), generator=generator)
@@ -129,6 +136,12 @@ def hand_made_batch(model, seed=1):
         "old_per_token_logps": logps + 0.3 * torch.randn(logps.shape, generator=generator),
         "ref_per_token_logps": logps + 0.5 * torch.randn(logps.shape, generator=generator),
         "num_items_in_batch": completion_mask.sum(),
+        # The ratio TRL computes while scoring vLLM rollouts, set by hand: per sequence, masked to 0 outside
+        # [C_min, C_max]; or per token, clamped at C_max = 3.
+        "importance_sampling_ratio": (
+            torch.tensor([[1.4], [0.0], [0.6], [2.2]]) if sampling_mode.startswith("sequence")
+            else torch.rand(logps.shape, generator=generator).mul(3.5).clamp(max=3.0)
+        ),
     }
 
 
@@ -146,8 +159,8 @@ def loss_and_gradient(trainer, batch, accumulation):
 @pytest.mark.parametrize("accumulation", [1, 2])
 @pytest.mark.parametrize("name", list(HONOURED))
 def test_honoured_setting_gives_trls_loss_and_gradient(saved_model, tmp_path, name, accumulation):
-    trl_trainer, amft_trainer = trainers(saved_model, tmp_path, HONOURED[name], accumulation)
-    batch = hand_made_batch(trl_trainer.model)
+    trl_trainer, amft_trainer = trainers(saved_model, tmp_path, HONOURED[name], accumulation, name in VLLM_ROLLOUTS)
+    batch = hand_made_batch(trl_trainer.model, sampling_mode=trl_trainer.vllm_importance_sampling_mode)
     trl_loss, trl_grad = loss_and_gradient(trl_trainer, batch, accumulation)
     amft_loss, amft_grad = loss_and_gradient(amft_trainer, batch, accumulation)
     torch.testing.assert_close(amft_loss, trl_loss, rtol=1e-5, atol=1e-7)

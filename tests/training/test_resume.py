@@ -1,13 +1,16 @@
 """A run killed with SIGKILL and resumed gives the same mu trajectory and final metrics as an
-uninterrupted run with the same seed."""
+uninterrupted run with the same seed; so does a two-process run whose processes are all killed."""
 
 import json
 import os
+import pathlib
 import signal
+import socket
 import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
 from amft.training.checkpoint import COMPLETE_MARKER, last_complete_checkpoint
@@ -72,3 +75,59 @@ def test_last_complete_checkpoint_ignores_a_half_written_one(tmp_path):
     (tmp_path / "checkpoint-4" / COMPLETE_MARKER).write_text("{}")
     (tmp_path / "checkpoint-6").mkdir()  # killed while writing: no marker
     assert last_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-4")
+
+
+DISTRIBUTED_SCRIPT = pathlib.Path(__file__).with_name("distributed_amft.py")
+
+
+def two_process_command(output):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # `--multi_gpu` on a machine without GPUs is Accelerate's gloo multi-process CPU launch.
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+            str(port), str(DISTRIBUTED_SCRIPT), str(output), "16", "amft", "--save"]
+
+
+def kill_with_workers(process):
+    """SIGKILL to the launcher and each worker it started (the workers run in sessions of their own)."""
+    workers = psutil.Process(process.pid).children(recursive=True)
+    for victim in [process, *workers]:
+        try:
+            os.kill(victim.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    process.wait()
+    psutil.wait_procs(workers, timeout=30)
+
+
+@pytest.mark.slow
+def test_two_processes_killed_and_resumed_follow_the_uninterrupted_trajectory(tmp_path):
+    """Two gloo processes, 8 steps with a checkpoint every 2, killed with SIGKILL after checkpoint 4 (about
+    a minute on 2 cores: three launches)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TRL_EXPERIMENTAL_SILENCE": "1"}
+    reference = tmp_path / "reference.json"
+    subprocess.run(two_process_command(reference), check=True, env=env, capture_output=True, timeout=600)
+
+    killed = tmp_path / "killed.json"
+    run_dir = pathlib.Path(f"{killed}.run")
+    process = subprocess.Popen(two_process_command(killed), env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    try:
+        while not (run_dir / "checkpoint-4" / COMPLETE_MARKER).exists():
+            assert process.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        kill_with_workers(process)
+    assert not killed.exists() and not (run_dir / "checkpoint-8").exists()
+
+    resumed = subprocess.run(two_process_command(killed), env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    trajectory = json.loads(killed.read_text())
+    expected = json.loads(reference.read_text())
+    assert trajectory["processes"] == 2 and len(expected["steps"]) == 8
+    assert any(row["amft/meta_gradient"] for row in expected["steps"])  # meta steps before and after the kill
+    assert trajectory["steps"] == expected["steps"]

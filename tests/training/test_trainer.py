@@ -205,11 +205,11 @@ def test_relift_needs_a_success_reward(tmp_path):
         make_trainer(tmp_path, method="relift")
 
 
-def test_config_rejects_loss_types_and_vllm_correction_the_trainer_does_not_apply(tmp_path):
+def test_config_rejects_loss_types_the_trainer_does_not_apply_and_takes_trls_vllm_defaults(tmp_path):
     with pytest.raises(ValueError, match="loss_type"):
         AMFTConfig(output_dir=str(tmp_path), use_cpu=True, loss_type="cispo")
-    with pytest.raises(ValueError, match="vllm_importance_sampling_correction=False"):
-        AMFTConfig(output_dir=str(tmp_path), use_cpu=True, use_vllm=True)
+    args = AMFTConfig(output_dir=str(tmp_path), use_cpu=True, use_vllm=True)  # the correction is applied
+    assert args.vllm_importance_sampling_correction and args.vllm_importance_sampling_mode == "sequence_mask"
 
 
 def test_lora_adapters_train_through_the_meta_step_and_leave_the_base_weights(tmp_path):

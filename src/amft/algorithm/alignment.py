@@ -37,15 +37,16 @@ __all__ = [
 Gradients = Sequence[Tensor | None]
 
 
-def _result_device(grads: Sequence[Gradients], group) -> torch.device:
+def _result_device(grads: Sequence[Gradients], sharded: bool, group) -> torch.device:
+    # The partial sums of sharded gradients are all-reduced on a device the backend accepts: NCCL takes
+    # CUDA tensors only, even from a rank whose shards are all empty or offloaded to the CPU (the 0-dim
+    # CPU products then add onto a CUDA total).
+    if sharded and dist.is_available() and dist.is_initialized() and dist.get_backend(group) == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
     for grad in grads:
         for tensor in grad:
             if tensor is not None:
                 return tensor.device
-    # A rank whose shards are all empty still has to join the all-reduce, on a
-    # device its backend accepts.
-    if dist.is_available() and dist.is_initialized() and dist.get_backend(group) == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
 
 
@@ -69,7 +70,7 @@ def gradient_dots(
 
     In sharded mode all partial sums travel in a single all-reduce.
     """
-    device = _result_device([g for pair in pairs for g in pair], group)
+    device = _result_device([g for pair in pairs for g in pair], sharded, group)
     dots = torch.stack([_local_dot(a, b, device) for a, b in pairs]) if pairs else torch.zeros(0, device=device)
     if sharded and dist.is_available() and dist.is_initialized():
         dist.all_reduce(dots, op=dist.ReduceOp.SUM, group=group)

@@ -79,6 +79,7 @@ def gated_group_losses(
     *,
     sft_token_weights: Tensor | None = None,
     sft_normalizer: float | Tensor | None = None,
+    sampling_correction: Tensor | None = None,
     **surrogate,
 ) -> tuple[Tensor, Tensor]:
     """``(L_RL, L_SFT)`` of a batch whose rows the gate has split, each a 0-dim tensor.
@@ -88,7 +89,8 @@ def gated_group_losses(
     only: the other rows are sliced out, not masked, because the ``grpo`` aggregation averages
     over rows and a masked row would still count. L_SFT is
     :func:`~amft.algorithm.losses.sft_loss` over the tokens of the demonstration rows ``sft_rows``.
-    Rows in neither (the rollouts of groups sent to SFT) get no gradient. A term with no row is a
+    ``sampling_correction`` (per row, see :func:`~amft.algorithm.losses.clipped_surrogate`) weights
+    L_RL's rows only. Rows in neither (the rollouts of groups sent to SFT) get no gradient. A term with no row is a
     zero that stays in the graph, so a micro-batch without RL or SFT rows still backpropagates.
     """
     active = mask.bool()
@@ -97,7 +99,10 @@ def gated_group_losses(
     rl_loss = nothing
     if rl_rows.any():
         per_row = (token_logps, old_token_logps, advantages, active)
-        rl_loss = clipped_surrogate(*(tensor[rl_rows] for tensor in per_row), **surrogate)
+        correction = None if sampling_correction is None else sampling_correction[rl_rows]
+        rl_loss = clipped_surrogate(
+            *(tensor[rl_rows] for tensor in per_row), sampling_correction=correction, **surrogate
+        )
     demonstrations = active & sft_rows.unsqueeze(-1)
     sft = sft_loss(token_logps, demonstrations, sft_token_weights, sft_normalizer) if sft_rows.any() else nothing
     return rl_loss, sft

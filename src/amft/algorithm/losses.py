@@ -16,6 +16,7 @@ __all__ = [
     "ADVANTAGE_SCALES",
     "IMPORTANCE_SAMPLING_LEVELS",
     "clipped_surrogate",
+    "corrected_for_sampling",
     "importance_log_ratio",
     "kl_to_reference",
     "group_advantages",
@@ -88,23 +89,29 @@ def group_advantages(rewards: Tensor, group_size: int, scale: str = "group", eps
     ``rewards`` holds consecutive groups of ``group_size`` completions of the same
     prompt. ``scale`` picks the std: ``"group"`` (each group's), ``"batch"`` (the
     whole batch's) or ``"none"`` (no division, as in TRL). As in TRL's GRPO, the std
-    is the unbiased one (``torch.std``, Bessel correction), and a std over a single
-    element counts as 0 instead of NaN.
+    is the unbiased one (Bessel correction), and a std over a single element counts as
+    0 instead of NaN. A NaN reward is missing (a completion no reward function could
+    score): as in TRL, it is left out of the means and stds and its advantage is 0.
     """
     if scale not in ADVANTAGE_SCALES:
         raise ValueError(f"unknown advantage scale {scale!r}; valid: {', '.join(ADVANTAGE_SCALES)}")
     _check_groups(rewards, group_size)
     rewards = rewards.float()
     grouped = rewards.view(-1, group_size)
-    centered = (grouped - grouped.mean(dim=1, keepdim=True)).reshape(-1)
+    centered = (grouped - grouped.nanmean(dim=1, keepdim=True)).reshape(-1)
     if scale == "none":
-        return centered
-    if scale == "group":
-        std = grouped.std(dim=1, keepdim=True) if group_size > 1 else torch.zeros_like(grouped[:, :1])
-        std = std.expand_as(grouped).reshape(-1)
-    else:
-        std = rewards.std() if rewards.numel() > 1 else rewards.new_zeros(())
-    return centered / (std + eps)
+        return centered.nan_to_num(nan=0.0)
+    std = _nan_std(grouped, dim=1).repeat_interleave(group_size) if scale == "group" else _nan_std(rewards, dim=0)
+    return (centered / (std + eps)).nan_to_num(nan=0.0)
+
+
+def _nan_std(values: Tensor, dim: int) -> Tensor:
+    """The unbiased std along ``dim`` of the values that are not NaN; 0 over fewer than two."""
+    present = ~values.isnan()
+    count = present.sum(dim=dim, keepdim=True)
+    deviations = torch.where(present, values - values.nanmean(dim=dim, keepdim=True), torch.zeros_like(values))
+    variance = deviations.square().sum(dim=dim, keepdim=True) / (count - 1).clamp(min=1)
+    return variance.sqrt().squeeze(dim)
 
 
 def _check_groups(rewards: Tensor, group_size: int) -> None:
@@ -131,6 +138,7 @@ def clipped_surrogate(
     kl_beta: float = 0.0,
     ref_token_logps: Tensor | None = None,
     kl_importance_correction: bool = True,
+    sampling_correction: Tensor | None = None,
 ) -> Tensor:
     """GRPO-family clipped surrogate loss, as a 0-dim tensor.
 
@@ -154,7 +162,11 @@ def clipped_surrogate(
     - ``delta``: two-sided clipping, the unclipped ratio is capped at ``delta``;
     - ``kl_beta > 0``: adds ``kl_beta * KL`` per token, the k3 estimator of
       :func:`kl_to_reference` against ``ref_token_logps``, multiplied by the (unclipped)
-      ratio when ``kl_importance_correction`` (TRL's ``use_bias_correction_kl``).
+      ratio when ``kl_importance_correction`` (TRL's ``use_bias_correction_kl``);
+    - ``sampling_correction``: per-token ``(B, T)`` or per-sequence ``(B, 1)`` weights of the sampler's
+      mismatch, TRL's ``importance_sampling_ratio`` of vLLM rollouts (pi_old / pi_sampler, truncated or
+      masked by ``vllm_importance_sampling_mode``); they multiply each token's clipped loss, not the KL
+      term, and are not differentiated (see docs/design.md, 'GRPO settings').
 
     The plain policy-gradient loss (used for the validation gradient g_val, see
     docs/design.md, 'The meta-gradient') is this function with
@@ -167,6 +179,7 @@ def clipped_surrogate(
     active = mask.bool()
     log_ratio = importance_log_ratio(token_logps, old_token_logps, active, importance_sampling_level)
     per_token = _clipped_losses(log_ratio, advantages, epsilon_low, epsilon_high, delta).expand_as(token_logps)
+    per_token = corrected_for_sampling(per_token, sampling_correction)
     if kl_beta:
         kl = kl_to_reference(token_logps, ref_token_logps, active)
         if kl_importance_correction:
@@ -185,6 +198,14 @@ def importance_log_ratio(token_logps: Tensor, old_token_logps: Tensor, mask: Ten
     if level == "token":
         return log_ratio
     return (log_ratio.sum(dim=-1) / active.sum(dim=-1).clamp(min=1)).unsqueeze(-1)
+
+
+def corrected_for_sampling(per_token: Tensor, sampling_correction: Tensor | None) -> Tensor:
+    """``(B, T)`` per-token losses times the detached ``sampling_correction`` (``(B, T)`` or ``(B, 1)``;
+    None: unchanged), as TRL corrects the policy term of vLLM rollouts."""
+    if sampling_correction is None:
+        return per_token
+    return per_token * sampling_correction.detach()
 
 
 def kl_to_reference(token_logps: Tensor, ref_token_logps: Tensor, mask: Tensor) -> Tensor:

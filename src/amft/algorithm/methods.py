@@ -23,7 +23,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .losses import _aggregate_token_losses, _check_aggregation, _check_groups, _clipped_token_losses
+from .losses import (
+    _aggregate_token_losses,
+    _check_aggregation,
+    _check_groups,
+    _clipped_token_losses,
+    corrected_for_sampling,
+)
 
 __all__ = [
     "TOKEN_WEIGHTINGS",
@@ -109,6 +115,7 @@ def luffy_surrogate(
     aggregation: str = "grpo",
     max_completion_length: int | None = None,
     normalizer: float | Tensor | None = None,
+    sampling_correction: Tensor | None = None,
 ) -> Tensor:
     """LUFFY's mixed-policy surrogate over rollouts and demonstrations, as a 0-dim tensor.
 
@@ -125,6 +132,10 @@ def luffy_surrogate(
     :func:`~amft.algorithm.losses.group_advantages` of the mixed groups, demonstrations
     included: a demonstration gets a large advantage exactly when the policy's own
     rollouts of its prompt fail.
+
+    ``sampling_correction`` (TRL's ratio of vLLM rollouts, see
+    :func:`~amft.algorithm.losses.clipped_surrogate`) weights the on-policy rows only: the
+    demonstrations were not sampled.
     """
     if gamma <= 0:
         raise ValueError(f"gamma must be > 0, got {gamma}")
@@ -142,6 +153,7 @@ def luffy_surrogate(
     # exp() finite, so padding cannot put inf/NaN into the gradient.
     p = torch.exp(torch.where(active & off_rows, token_logps, torch.zeros_like(token_logps)))
     off_policy_losses = -(p / (p + gamma)) * advantages
+    on_policy = corrected_for_sampling(on_policy, sampling_correction)
     per_token = torch.where(off_rows, off_policy_losses, on_policy)
     return _aggregate_token_losses(per_token, active, aggregation, max_completion_length, normalizer)
 
@@ -172,19 +184,20 @@ def srft_rl_loss(
     aggregation: str = "grpo",
     max_completion_length: int | None = None,
     normalizer: float | Tensor | None = None,
+    sampling_correction: Tensor | None = None,
 ) -> Tensor:
     """SRFT's RL term on on-policy self-rollouts, as a 0-dim tensor.
 
     Per token ``-w * A * logp``, with ``w = positive_weight`` where ``A > 0`` and
     ``w = 1`` elsewhere: the negative samples' likelihood is minimised at full weight.
-    ``advantages`` is ``(B,)`` or ``(B, T)``. Aggregated as in
-    :func:`~amft.algorithm.losses.clipped_surrogate`.
+    ``advantages`` is ``(B,)`` or ``(B, T)``. Aggregated, and weighted by ``sampling_correction``,
+    as in :func:`~amft.algorithm.losses.clipped_surrogate`.
     """
     _check_aggregation(aggregation, max_completion_length)
     if advantages.dim() == 1:
         advantages = advantages.unsqueeze(-1)
     weighted = torch.where(advantages > 0, positive_weight * advantages, advantages)
-    per_token = -weighted * token_logps
+    per_token = corrected_for_sampling(-weighted * token_logps, sampling_correction)
     return _aggregate_token_losses(per_token, mask.bool(), aggregation, max_completion_length, normalizer)
 
 

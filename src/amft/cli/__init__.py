@@ -12,6 +12,10 @@ import os
 import sys
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from amft.cli.options import CommandLine
 
 USAGE = """usage: amft COMMAND [options]
 
@@ -30,6 +34,15 @@ commands:
 
 DEMO_PRESETS = {"general-points": "demo-general-points.yaml", "math": "demo-math.yaml", "virl": "demo-virl.yaml"}
 
+#: `amft eval --eval_preset NAME`: an evaluation protocol, the task it belongs to and the options it fixes
+EVAL_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    # LUFFY's evaluation, which the AMFT paper reports with: vLLM's sampling at temperature 0.6 with
+    # top_p 1.0 (the only way amft samples), 8192 new tokens, the file's chat messages without the
+    # system message, and Math-Verify on the answer wherever it is (no box required).
+    "luffy": ("math", {"eval_temperature": 0.6, "eval_max_new_tokens": 8192, "prompt_style": "chat",
+                       "benchmark_prompts": "file", "require_boxed": False}),
+}
+
 
 @dataclass
 class EvalArguments:
@@ -43,6 +56,13 @@ class EvalArguments:
     )
     bf16: bool = field(default=True, metadata={"help": "bf16 autocast on CPU during generation."})
     seed: int = field(default=0, metadata={"help": "Sampling seed."})
+    eval_preset: str | None = field(default=None, metadata={"help": (
+        "A named evaluation protocol that fixes its options; an option given with another value is refused (drop "
+        "the preset to change any of them). 'luffy' (task math): LUFFY's evaluation, which the AMFT paper "
+        "reports: temperature 0.6, top_p 1.0, up to 8192 new tokens, each benchmark row's chat messages without "
+        "the system message through the model's chat template (prompt_style chat, benchmark_prompts file), "
+        "Math-Verify with no box required (require_boxed false). Samples per problem stay --eval_samples times "
+        "the benchmark file's repeats; use it with --benchmark_files.")})
 
 
 TRAIN_DESCRIPTION = "Train a model with AMFT or a baseline (--method) on a task (--task)."
@@ -190,6 +210,27 @@ EVAL_RUN_OPTIONS = frozenset({"task", "eval_splits", "benchmarks", "eval_samples
                               "eval_temperature", "eval_max_new_tokens", "eval_limit", "threads"})
 
 
+def apply_eval_preset(line: CommandLine) -> None:
+    """Set the options of the line's ``eval_preset``; an option the file or the flags give with
+    another value is refused, naming it."""
+    from amft.cli.options import OptionsError
+
+    name = line.values.get("eval_preset")
+    if not name:
+        return
+    if name not in EVAL_PRESETS:
+        raise OptionsError(f"{line.source}: eval_preset: unknown preset {name!r}; known: {', '.join(EVAL_PRESETS)}")
+    task, options = EVAL_PRESETS[name]
+    if line.values["task"] != task:
+        raise OptionsError(f"eval_preset {name} is an evaluation protocol of task {task}, not of {line.values['task']}")
+    clashes = [f"{key} {line.values[key]!r} (the preset's: {value!r})" for key, value in options.items()
+               if key in line.given and line.values[key] != value]
+    if clashes:
+        raise OptionsError(f"{line.source}: eval_preset {name} fixes {', '.join(clashes)}; drop the option, or drop "
+                           "the preset and give every option yourself")
+    line.values.update(options)
+
+
 def _run_eval(argv: list[str]) -> int:
     import torch
 
@@ -203,6 +244,7 @@ def _run_eval(argv: list[str]) -> int:
 
     line = read_command_line(argv, "amft eval", "Evaluate a trained model on task splits; writes JSON.",
                              before=(EvalArguments,), engine=False)
+    apply_eval_preset(line)
     eval_args, run, task_config = line.build()
     if not eval_args.model:
         raise OptionsError("--model is required")
@@ -231,7 +273,8 @@ def _run_eval(argv: list[str]) -> int:
     else:
         model, tokenizer = load_model(eval_args.model)
         results = evaluate_splits(model, tokenizer, task, splits, run, bf16=eval_args.bf16, seed=eval_args.seed)
-    print_results(f"{eval_args.model} on {task.name}", results)
+    protocol = f" ({eval_args.eval_preset} protocol)" if eval_args.eval_preset else ""
+    print_results(f"{eval_args.model} on {task.name}{protocol}", results)
     output = eval_args.output_file or os.path.join(eval_args.model, f"eval-{'-'.join(splits)}.json")
     atomic_write_json(output, {split: r.summary() for split, r in results.items()})
     print(f"Results written to {output}")

@@ -43,12 +43,13 @@ class RunArguments:
     eval_splits: str | None = field(
         default=None,
         metadata={"help": "Comma-separated splits to evaluate at the end; default: the task's own (general-points: "
-                  "id,rl-only,unseen-deals,ood-rule, and the validation splits val-id,val-rl-only on request; math: id,longer, or the five math benchmarks with --dataset). Math benchmarks: "
-                  "aime24, amc, math500, minerva, olympiad, arc-c, gpqa-diamond, mmlu-pro."},
+                  "id,rl-only,unseen-deals,ood-rule, and the validation splits val-id,val-rl-only on request; math: id,longer, the five math benchmarks with --dataset, or the benchmarks in --benchmark_files). "
+                  "Math benchmarks: aime24, aime25, amc, math500, minerva, olympiad, arc-c, gpqa-diamond, mmlu-pro."},
     )
     benchmarks: str | None = field(default=None, metadata={"help": "Same as --eval_splits (the usual name for math)."})
     eval_samples: int = field(
-        default=1, metadata={"help": "Math: completions per problem; avg@k and pass@k are reported for k = this."}
+        default=1, metadata={"help": "Math: completions per problem; avg@k and pass@k are reported for k = this, times the "
+                             "number of times a benchmark file lists each problem."}
     )
     use_vllm_eval: bool = field(default=False, metadata={"help": "Math: generate evaluation samples with vLLM (needs the vllm extra)."})
     eval_attempts: int | None = field(

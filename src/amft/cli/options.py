@@ -177,6 +177,8 @@ class CommandLine:
     owners: tuple[type, ...]
     values: dict[str, Any]
     source: str  # the config file, or "the command line"
+    #: the options the file or the flags give (the rest keep their defaults)
+    given: frozenset[str] = frozenset()
 
     def build(self) -> tuple[Any, ...]:
         """One object per owner, in the order of :func:`owners_of_run`."""
@@ -200,22 +202,24 @@ def read_command_line(argv: Sequence[str], prog: str, description: str, *, befor
     listed by ``--help``."""
     given_task, given_file = task_and_file(argv)
     path = given_file or config
-    values = read_mapping(path) if path else {}
+    file_values = read_mapping(path) if path else {}
     source = path or "the command line"
-    _set_environment(values, source)
-    task = task_of({"task": given_task or values.get("task")})
+    _set_environment(file_values, source)
+    task = task_of({"task": given_task or file_values.get("task")})
     owners = owners_of_run(task, before=before, engine=engine)
-    check_keys(values, field_names(*owners), source, task)
+    check_keys(file_values, field_names(*owners), source, task)
     parser = _parser(owners, task, prog, description, exit_on_error=True)
-    parser.set_defaults(**values)
+    parser.set_defaults(**file_values)
     namespace, extra = parser.parse_known_args(list(argv))
     if extra:
         flags = {arg[2:].split("=")[0].replace("-", "_"): arg for arg in extra if arg.startswith("--")}
         check_keys(flags, field_names(*owners), "the command line", task)
         raise OptionsError(f"the command line: unexpected arguments {' '.join(extra)}")
+    actions = parser._option_string_actions  # option string -> its action, aliases included
+    flagged = {actions[arg.split("=")[0]].dest for arg in argv if arg.split("=")[0] in actions}
     values = vars(namespace)
     values.pop("config")
-    return CommandLine(owners, values, source)
+    return CommandLine(owners, values, source, frozenset(values) & (set(file_values) | flagged))
 
 
 def _seeds(text: str) -> list[int]:

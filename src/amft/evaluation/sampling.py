@@ -45,10 +45,11 @@ class SampledResult:
                 for i, (c, texts) in enumerate(zip(self.correct, self.completions))]
 
     def display_row(self) -> dict[str, str]:
-        """Column -> formatted value, for tables."""
+        """Column -> formatted value, for tables (k is a column: splits of one table may differ in it)."""
         return {
-            f"avg@{self.samples}": f"{self.avg_at_k:.1%}",
-            f"pass@{self.samples}": f"{self.pass_at_k:.1%}",
+            "avg@k": f"{self.avg_at_k:.1%}",
+            "pass@k": f"{self.pass_at_k:.1%}",
+            "k": str(self.samples),
             "problems": str(self.problems),
         }
 
@@ -80,11 +81,13 @@ def evaluate_samples(
     batch_size: int = 256,
     progress: bool = True,
 ) -> SampledResult:
-    """k = ``samples`` completions per problem of ``split``. With ``use_vllm``, ``model`` is the
+    """k = ``samples`` x ``task.eval_repeats(split)`` completions per problem of ``split`` (a file that
+    lists each problem several times asks for that many samples). With ``use_vllm``, ``model`` is the
     model's path; otherwise a loaded model. ``progress`` shows a bar of the completions generated."""
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
     rows = task.eval_episodes(split)[:limit]
+    samples *= task.eval_repeats(split)
     prompts = [prompt_text(row["prompt"], tokenizer) for row in rows]
     if use_vllm:
         if not isinstance(model, str):

@@ -176,6 +176,11 @@ class Task(ABC):
     def eval_episodes(self, split: str) -> list[dict]:
         """The fixed evaluation rows of ``split`` (one of :attr:`splits`)."""
 
+    def eval_repeats(self, split: str) -> int:
+        """Samples per problem that ``split``'s own data asks for (a benchmark file listing each
+        problem k times asks for avg@k); evaluation by samples draws this many per ``--eval_samples``."""
+        return 1
+
     @abstractmethod
     def verify(self, row: Mapping[str, Any], completion: Any) -> Verification:
         """Score one completion for one row; never raises on any completion text."""

@@ -172,6 +172,15 @@ class AMFTConfig(GRPOConfig):
             Validation prompts per device per meta step; each gets `num_generations` completions.
         max_demo_prompt_length / max_demo_completion_length (`int` or `None`):
             Truncation of demonstration prompts (keep the end) and completions (keep the start).
+
+    Faults (see docs/design.md, 'Faults'):
+        reward_timeout_seconds (`float` or `None`, defaults to `None`):
+            The most one call of a reward function may take; past it the call is stopped and
+            counts as failed. `None`: no limit.
+        skip_failed_rewards (`bool`, defaults to `False`):
+            A sample on which a reward function raises or runs past its limit is scored as
+            missing (NaN, as a reward function's `None`) and counted in the logs
+            (`faults/failed_rewards`); `False` stops the run with a message naming the sample.
     """
 
     _argument_group_name = "training options (AMFTConfig: TRL's GRPOConfig and the balance between SFT and RL)"
@@ -322,6 +331,15 @@ class AMFTConfig(GRPOConfig):
     max_demo_completion_length: int | None = field(
         default=None, metadata={"help": "Truncate demonstration completions to this many tokens."}
     )
+    reward_timeout_seconds: float | None = field(
+        default=None,
+        metadata={"help": "The most one call of a reward function may take; a call past it fails (None: no limit)."},
+    )
+    skip_failed_rewards: bool = field(
+        default=False,
+        metadata={"help": "Score a sample on which a reward function raises or times out as missing (NaN) and go on, "
+                          "counting it in the logs; False stops the run with a message naming the sample."},
+    )
 
     def __post_init__(self) -> None:
         method = get_method(self.method)
@@ -340,6 +358,7 @@ class AMFTConfig(GRPOConfig):
         if self.srft_sft_entropy_sign not in (-1, 1):
             raise ValueError(f"srft_sft_entropy_sign must be -1 or 1, got {self.srft_sft_entropy_sign}")
         self._check_sft_loss(method)
+        self._check_reward_faults(method)
         if method.sft_gate is not None:
             self._check_gate(method)
         if method.name == "gac":
@@ -356,6 +375,13 @@ class AMFTConfig(GRPOConfig):
             raise ValueError(f"meta_direction='adam' reads the Adam optimizer's second moments, but optim is "
                              f"{optimizer!r}: use an Adam-family optim (e.g. adamw_torch) or meta_direction='sgd'")
 
+
+    def _check_reward_faults(self, method) -> None:
+        if self.reward_timeout_seconds is not None and self.reward_timeout_seconds <= 0:
+            raise ValueError(f"reward_timeout_seconds must be > 0 or None, got {self.reward_timeout_seconds}")
+        if self.skip_failed_rewards and (method.sft_gate is not None or method.prefix_rollouts == "hybrid"):
+            raise ValueError(f"method {method.name!r} sorts or recomputes each group from its rewards and has no rule "
+                             "for a missing one: skip_failed_rewards is not supported with it")
 
     def _check_gac(self, method) -> None:
         if not 0.0 <= self.gac_trim < 0.5:
@@ -438,7 +464,8 @@ def unsupported_grpo_settings(args: GRPOConfig, method: str) -> list[str]:
 
     Honoured (they act in L_RL as in TRL's loss): `loss_type` among the aggregations, `epsilon`,
     `epsilon_high`, `delta`, `importance_sampling_level`, `beta` with `use_bias_correction_kl`,
-    `entropy_coef`, `temperature`; and everything TRL applies while generating and scoring
+    `entropy_coef`, `temperature`, vLLM's importance-sampling correction (`vllm_importance_sampling_*`);
+    and everything TRL applies while generating and scoring
     (`scale_rewards`, `reward_weights`, `mask_truncated_completions`, `num_iterations`, ...).
     See docs/design.md, "GRPO settings".
     """
@@ -453,9 +480,6 @@ def unsupported_grpo_settings(args: GRPOConfig, method: str) -> list[str]:
         problems.append("off_policy_mask_threshold is not implemented in AMFTTrainer's L_RL (leave it None)")
     if args.use_adaptive_entropy:
         problems.append("use_adaptive_entropy is not supported by AMFTTrainer: its controller steers entropy")
-    if args.use_vllm and args.vllm_importance_sampling_correction:
-        problems.append("AMFTTrainer does not apply vLLM's importance-sampling correction yet: "
-                        "set vllm_importance_sampling_correction=False to use vLLM rollouts")
     if args.router_aux_loss_coef:
         problems.append("router_aux_loss_coef (a mixture-of-experts router loss) is not added by AMFTTrainer's L_RL; "
                         "set it to 0")

@@ -116,7 +116,9 @@ class PrefixRolloutMixin:
         positions = torch.arange(rollouts["completion_ids"].size(1), device=lengths.device)
         prefix_mask = (positions.unsqueeze(0) < lengths.unsqueeze(1)) & rollouts["completion_mask"].bool()
         rollouts["prefix_mask"] = prefix_mask
-        rewards = self._local_rewards(len(inputs))
+        # Prefix-RFT's sub-groups have no rule for a missing reward (one every reward function left None): it
+        # counts as 0 here, as in the logged means (see docs/design.md, 'Faults').
+        rewards = self._local_rewards(len(inputs)).nan_to_num(nan=0.0)
         if self._prefix_kind == "hybrid":
             self._set_hybrid_advantages(rollouts, rewards, lengths > 0)
         else:

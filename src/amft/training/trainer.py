@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from accelerate.utils import DistributedType
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 from transformers.trainer_utils import rotate_checkpoints
 from trl import GRPOTrainer
+from trl.trainer.utils import is_async_callable
 
 from amft.algorithm import (
     BalanceController,
@@ -64,8 +64,15 @@ from amft.io import atomic_write_json
 from amft.training.checkpoint import AMFT_STATE_FILE, mark_checkpoint_complete
 from amft.training.config import AMFTConfig
 from amft.training.data import CompletionBatch, RowStream, replace_completions, tokenize_demonstrations
+from amft.training.faults import GuardedReward, NonFiniteStepSkip
 from amft.training.methods import get_method
 from amft.training.prefix_rollouts import PrefixRolloutMixin
+from amft.training.sharded_gradients import (
+    check_meta_step_backend,
+    fsdp2_shards,
+    local_shard,
+    separate_gradients,
+)
 
 
 def rollout_batch(rollouts: dict[str, Any]) -> CompletionBatch:
@@ -141,11 +148,14 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
         needs_meta = isinstance(self.controller, MetaGradientController) and self.controller.use_meta
         if needs_meta and not meta_dataset:
             raise ValueError("the meta term needs validation prompts: pass meta_dataset (or set use_meta_term=False)")
-        if needs_meta and self._shards_parameters():
-            raise ValueError(
-                "the meta term takes separate gradients of the full parameters, which FSDP and DeepSpeed ZeRO-3 "
-                "shard: use DDP or ZeRO-2, or set use_meta_term=False"
+        if needs_meta:  # see docs/design.md, 'Gradient accumulation and several processes'
+            state = self.accelerator.state
+            check_meta_step_backend(
+                state.distributed_type, fsdp_plugin=getattr(state, "fsdp_plugin", None),
+                deepspeed_plugin=state.deepspeed_plugin, tensor_parallel_size=self.get_tp_size(),
+                context_parallel_size=self.get_cp_size(),
             )
+            fsdp2_shards(self.model)  # a model sharded at load time; one Accelerate shards is checked at meta steps
         self.meta_stream = (
             RowStream(list(meta_dataset), batch_size=args.meta_batch_size, seed=args.seed + 1, **shard)
             if meta_dataset
@@ -166,12 +176,13 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
         # kept on the steps whose controller reads the gradient-noise proxies.
         self._forward_tokens: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._init_prefix_rollouts()
-
-    def _shards_parameters(self) -> bool:
-        state = self.accelerator.state
-        if state.distributed_type == DistributedType.FSDP:
-            return True
-        return state.distributed_type == DistributedType.DEEPSPEED and state.deepspeed_plugin.zero_stage == 3
+        self._guard_rewards(args)
+        # Under DeepSpeed the engine takes the optimizer step inside the backward pass: there is none to skip.
+        self._step_skip = None if self.is_deepspeed_enabled else NonFiniteStepSkip(
+            lambda flag: self.accelerator.reduce(flag, reduction="sum"), self._metrics["train"]
+        )
+        if self._step_skip is not None:
+            self.add_callback(self._step_skip)
 
     # ----------------------------------------------------------------------------------------------
     # One micro-step: the plan, then the loss the Trainer differentiates
@@ -254,20 +265,51 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
         """The alignment of g_val and of the entropy's g_H with the step directions of g_SFT and g_RL,
         each gradient averaged over processes (see docs/design.md, 'The meta-gradient').
 
-        The separate gradients are taken with `autograd.grad`, which fires no data-parallel hook, and
-        averaged by hand; the graphs are kept for the Trainer's backward of the mixed loss.
+        With the whole parameters on every process (one process, DDP, ZeRO-1/2) the separate gradients
+        are taken with `autograd.grad`, which fires no data-parallel hook, and averaged by hand; FSDP2
+        shards take them by backward passes (`_sharded_meta_alignment`). Either way the graphs are kept
+        for the Trainer's backward of the mixed loss.
         """
         network = self.accelerator.unwrap_model(model)
+        shards = fsdp2_shards(network)
+        if shards is not None:
+            return self._sharded_meta_alignment(network, *shards, rl_loss, demo_loss, entropy_share)
         params = [p for p in network.parameters() if p.requires_grad]
         g_rl = torch.autograd.grad(rl_loss, params, retain_graph=True, allow_unused=True)
         g_sft = torch.autograd.grad(demo_loss, params, retain_graph=True, allow_unused=True)
         g_entropy = torch.autograd.grad(entropy_share, params, retain_graph=True, allow_unused=True)
-        g_val = self._validation_gradient(network, params)
+        g_val = list(torch.autograd.grad(self._validation_loss(network), params, allow_unused=True))
         average = self._average_over_processes
         g_sft, g_rl = average(g_sft), average(g_rl)
         if self.args.meta_direction == "adam":
             g_sft, g_rl = self._adam_step_directions(params, g_sft, g_rl)
         return meta_alignment_from_gradients(average(g_val), g_sft, g_rl, g_entropy=average(g_entropy))
+
+    def _sharded_meta_alignment(
+        self, network, params: list[torch.Tensor], group, rl_loss: torch.Tensor, demo_loss: torch.Tensor,
+        entropy_share: torch.Tensor,
+    ):
+        """`_meta_alignment` on FSDP2 shards. Each gradient is taken by a backward pass, which FSDP2
+        reduce-scatters (averaged over processes) into the shards' `.grad`; this process keeps its shard of
+        each, and the inner products are sums of shard-local products, all-reduced once. `.grad` is then as
+        before the passes, so the Trainer's backward of the mixed loss gives the step's gradient exactly as
+        on any other step (see docs/design.md, 'Gradient accumulation and several processes').
+        """
+        syncs_after = self._micro_step_syncs_gradients()
+        with separate_gradients(network, params, gradient_sync_after=syncs_after) as gradient_of:
+            g_rl = gradient_of(rl_loss, retain_graph=True)
+            g_sft = gradient_of(demo_loss, retain_graph=True)
+            g_entropy = gradient_of(entropy_share, retain_graph=True)
+            g_val = gradient_of(self._validation_loss(network))
+        if self.args.meta_direction == "adam":
+            g_sft, g_rl = self._adam_step_directions(params, g_sft, g_rl)
+        return meta_alignment_from_gradients(g_val, g_sft, g_rl, g_entropy=g_entropy, sharded=True, group=group)
+
+    def _micro_step_syncs_gradients(self) -> bool:
+        """Whether this micro-step reduces its gradients over processes: the Trainer defers the reduction
+        (`no_sync`) on every micro-batch of an accumulated step but the last, unless Accelerate syncs each batch."""
+        syncs_each_batch = self.accelerator.gradient_state.plugin_kwargs.get("sync_each_batch", False)
+        return self.accelerator.sync_gradients or syncs_each_batch
 
     def _adam_step_directions(
         self, params: list[torch.Tensor], *grads: Sequence[torch.Tensor | None]
@@ -296,7 +338,8 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
         ((beta2, eps),) = settings
         # With amsgrad the step divides by the running maximum of the second moments.
         second_moments = [
-            state.get("max_exp_avg_sq" if group.get("amsgrad") else "exp_avg_sq") for group, state in zip(groups, states)
+            local_shard(state.get("max_exp_avg_sq" if group.get("amsgrad") else "exp_avg_sq"))
+            for group, state in zip(groups, states)
         ]
         steps = [float(state["step"]) if state else 0.0 for state in states]
         return [adam_preconditioned(g, second_moments, steps, beta2=beta2, eps=eps) for g in grads]
@@ -306,14 +349,49 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
     # ----------------------------------------------------------------------------------------------
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         self._scored_rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._log_reward_failures()
         return self._scored_rewards
 
     def _local_rewards(self, count: int) -> torch.Tensor:
         """The weighted rewards of this process's ``count`` rollouts: TRL gathers those of all processes,
         and this process's rows are its slice."""
         start = self.accelerator.process_index * count
-        scored = self._scored_rewards[start : start + count]
-        return (scored * self.reward_weights.to(scored.device)).nansum(dim=1)
+        return self._weighted_rewards(self._scored_rewards[start : start + count])
+
+    def _weighted_rewards(self, per_function: torch.Tensor) -> torch.Tensor:
+        """Each row's rewards ``(N, functions)`` summed with the reward weights, as TRL sums them: a missing
+        (NaN) reward counts for nothing, and a row that every function left missing stays NaN."""
+        weighted = (per_function * self.reward_weights.to(per_function.device)).nansum(dim=1)
+        return torch.where(per_function.isnan().all(dim=1), torch.full_like(weighted, float("nan")), weighted)
+
+    def _guard_rewards(self, args: AMFTConfig) -> None:
+        """Each reward function reports its failures per sample, under the run's time limit (see docs/design.md,
+        'Faults'); reward models are TRL's to run."""
+        guarded = []
+        for function in self.reward_funcs:
+            if isinstance(function, torch.nn.Module):
+                guarded.append(function)
+            elif is_async_callable(function):
+                if args.reward_timeout_seconds is not None or args.skip_failed_rewards:
+                    raise ValueError("reward_timeout_seconds and skip_failed_rewards apply to synchronous reward "
+                                     "functions; this run has an async one")
+                guarded.append(function)
+            else:
+                guarded.append(GuardedReward(function, args.reward_timeout_seconds, args.skip_failed_rewards))
+        self.reward_funcs = guarded
+
+    def _log_reward_failures(self) -> None:
+        """How many samples were scored as missing since the last count, over all processes (collective)."""
+        guarded = [function for function in self.reward_funcs if isinstance(function, GuardedReward)]
+        failures = sum(function.take_failures() for function in guarded)
+        total = self.accelerator.reduce(torch.tensor(float(failures), device=self.accelerator.device), reduction="sum")
+        self._metrics["train"]["faults/failed_rewards"].append(total.item())
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self._step_skip is not None:
+            self._step_skip.record_loss(loss)
+        return loss
 
     def _generate_and_score_completions(self, inputs):
         rollouts = super()._generate_and_score_completions(inputs)
@@ -367,6 +445,7 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
         tokens = rollouts["completion_mask"].sum().float()
         rollouts["num_items_in_batch"] = self.accelerator.gather(tokens.unsqueeze(0)).sum()
         self._metrics["train"]["demonstrations_in_groups"].append(float(len(rows)))
+        self._log_reward_failures()  # of the demonstrations just scored
         return rollouts
 
     def _demonstration_tokens(self, texts: list[str]) -> list[list[int]]:
@@ -414,8 +493,7 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
                 trainer_state=self.state, **columns,
             )
             scores.append([float("nan") if value is None else float(value) for value in output])
-        per_func = torch.tensor(scores, dtype=torch.float32).T
-        return (per_func * self.reward_weights.cpu()).nansum(dim=1)
+        return self._weighted_rewards(torch.tensor(scores, dtype=torch.float32).T)
 
     # ----------------------------------------------------------------------------------------------
     # Losses
@@ -491,10 +569,11 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
             normalizer=self._dapo_normalizer(rollouts) if self.loss_type == "dapo" else None,
         )
         clipping = dict(epsilon_low=self.epsilon_low, epsilon_high=self.epsilon_high)
+        correction = self._sampling_correction(rollouts, mask.size(1))
         if self.method.rl_loss == "luffy":
             loss = luffy_surrogate(
                 logps, old_logps, rollouts["advantages"], mask, off_policy, gamma=self.args.luffy_gamma,
-                **clipping, **aggregation,
+                sampling_correction=correction, **clipping, **aggregation,
             )
         elif self.method.rl_loss == "srft":
             demo_weight, positive_weight = srft_weights(
@@ -504,7 +583,10 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
                 sft_entropy_sign=self.args.srft_sft_entropy_sign,
             )
             demonstrations = mask * off_policy.unsqueeze(-1)
-            loss = srft_rl_loss(logps, rollouts["advantages"], sampled, positive_weight=positive_weight, **aggregation)
+            loss = srft_rl_loss(
+                logps, rollouts["advantages"], sampled, positive_weight=positive_weight, sampling_correction=correction,
+                **aggregation,
+            )
             if demonstrations.any():
                 loss = loss + demo_weight * sft_loss(logps, demonstrations, self._sft_token_weights(logps, demonstrations))
             self._metrics["train"]["srft/demo_weight"].append(demo_weight)
@@ -519,6 +601,7 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
                 logps, old_logps, advantages, mask, **clipping, **aggregation,
                 importance_sampling_level=self.importance_sampling_level, delta=self.args.delta,
                 kl_beta=self.beta, ref_token_logps=reference, kl_importance_correction=self.args.use_bias_correction_kl,
+                sampling_correction=correction,
             ) + prefix_loss
             if self.beta:
                 self._metrics["train"]["kl"].append(
@@ -527,6 +610,22 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
         if self.entropy_coef:
             loss = loss - self.entropy_coef * masked_mean(entropies, sampled)
         return loss, entropy, entropy_share
+
+    def _sampling_correction(self, rollouts: dict[str, Any], width: int) -> torch.Tensor | None:
+        """TRL's correction of vLLM rollouts for L_RL, or None without it: the ratio pi_old / pi_sampler that TRL
+        computed while scoring, truncated or masked as `vllm_importance_sampling_mode` says, per token ``(B, T)``
+        or per sequence ``(B, 1)``. Demonstrations placed in the groups were not sampled: their rows take 1
+        (see docs/design.md, 'GRPO settings')."""
+        if not (self.use_vllm and self.vllm_importance_sampling_correction):
+            return None
+        ratio = rollouts["importance_sampling_ratio"]
+        off_policy = rollouts.get("off_policy")
+        if off_policy is None:
+            return ratio
+        if not self.vllm_importance_sampling_mode.startswith("sequence"):
+            # A demonstration longer than the sampled completions widened the rows.
+            ratio = torch.nn.functional.pad(ratio, (0, width - ratio.size(1)), value=1.0)
+        return torch.where(off_policy.unsqueeze(-1), torch.ones_like(ratio), ratio)
 
     def _gated_loss(self, logps, old_logps, rollouts: dict[str, Any], mask, clipping: dict, aggregation: dict) -> torch.Tensor:
         """HPT's L_RL term: GRPO over the groups the gate kept plus `hpt_sft_coef` times L_SFT over the
@@ -539,6 +638,7 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
             logps, old_logps, rollouts["advantages"], mask, rl_rows, demonstration_rows,
             sft_token_weights=self._sft_token_weights(logps, demonstrations),
             sft_normalizer=self._shared_normalizer(demonstrations),
+            sampling_correction=self._sampling_correction(rollouts, mask.size(1)),
             importance_sampling_level=self.importance_sampling_level, delta=self.args.delta, **clipping, **aggregation,
         )
         for key, loss, rows in (("hpt/rl_loss", rl_loss, rl_rows), ("hpt/sft_loss", demo_loss, demonstration_rows)):
@@ -556,8 +656,8 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
         tokens = rollouts["num_items_in_batch"].clamp(min=1.0)
         return tokens / self.accelerator.num_processes / self.args.steps_per_generation
 
-    def _validation_gradient(self, model, params: list[torch.Tensor]) -> list[torch.Tensor | None]:
-        """g_val: gradient of the policy-gradient loss on fresh rollouts for held-out prompts.
+    def _validation_loss(self, model) -> torch.Tensor:
+        """The loss whose gradient is g_val: the policy-gradient loss on fresh rollouts for held-out prompts.
 
         Descending this loss ascends the validation reward, so g_val ~ -grad U (see docs/design.md,
         'The meta-gradient').
@@ -576,8 +676,7 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
         self._metrics["eval"].clear()  # these rollouts are the controller's, not an evaluation
         batch = rollout_batch(rollouts)
         logps = token_log_probs(self._completion_logits(model, batch) / self.temperature, batch.completion_ids)
-        val_loss = clipped_surrogate(logps, logps.detach(), rollouts["advantages"], batch.completion_mask)
-        return list(torch.autograd.grad(val_loss, params, allow_unused=True))
+        return clipped_surrogate(logps, logps.detach(), rollouts["advantages"], batch.completion_mask)
 
     def _average_over_processes(self, grads: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
         if self.accelerator.num_processes == 1:

@@ -2,7 +2,7 @@
 generator of small word problems for the CPU demo."""
 
 from .answers import boxed_answers, choice_letter, gsm8k_answer, last_boxed_answer
-from .benchmarks import BENCHMARKS, load_benchmark
+from .benchmarks import BENCHMARKS, BenchmarkRows, load_benchmark, option_letters, read_benchmark_files
 from .data import MathColumns, load_math_rows
 from .generator import WordProblem, generate_problems
 from .task import MathConfig, MathEnv, MathTask
@@ -10,6 +10,7 @@ from .verify import answers_match
 
 __all__ = [
     "BENCHMARKS",
+    "BenchmarkRows",
     "MathColumns",
     "MathConfig",
     "MathEnv",
@@ -23,4 +24,6 @@ __all__ = [
     "last_boxed_answer",
     "load_benchmark",
     "load_math_rows",
+    "option_letters",
+    "read_benchmark_files",
 ]

@@ -27,7 +27,7 @@ from amft.tasks.base import DataError
 
 from .answers import gsm8k_answer, last_boxed_answer
 
-__all__ = ["MathColumns", "load_math_rows", "normalize_row", "read_table"]
+__all__ = ["MathColumns", "answer_text", "load_math_rows", "normalize_row", "read_table"]
 
 PROBLEM_KEYS = ("problem", "question", "Problem", "Question", "query", "prompt")
 ANSWER_KEYS = ("answer", "final_answer", "Answer", "ground_truth", "expected_answer", "gt")
@@ -79,7 +79,8 @@ def _first(row: Mapping[str, Any], keys: tuple[str, ...]) -> tuple[str | None, A
     return None, None
 
 
-def _answer_text(value: Any) -> str | None:
+def answer_text(value: Any) -> str | None:
+    """A final answer as text: numbers written out, the first of a list, GSM8K's ``#### 42`` reduced to 42."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     if isinstance(value, list) and value:  # OlympiadBench keeps a list of final answers
@@ -102,12 +103,12 @@ def normalize_row(row: Mapping[str, Any], columns: MathColumns = MathColumns()) 
         solution = next((g for g, ok in zip(generations, verified) if ok and isinstance(g, str)), solution)
 
     if columns.answer:
-        answer = _answer_text(row.get(columns.answer))
+        answer = answer_text(row.get(columns.answer))
     else:
         reward_model = row.get("reward_model")
         ground_truth = reward_model.get("ground_truth") if isinstance(reward_model, Mapping) else None
         raw_answer = _first(row, ANSWER_KEYS)[1]
-        answer = _answer_text(ground_truth) or _answer_text(raw_answer)
+        answer = answer_text(ground_truth) or answer_text(raw_answer)
         if solution is None and isinstance(raw_answer, str) and "####" in raw_answer and answer:
             # GSM8K keeps the worked solution in its answer column.
             solution = f"{raw_answer.split('####')[0].strip()} \\boxed{{{answer}}}"

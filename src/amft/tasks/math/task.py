@@ -3,7 +3,8 @@
 Training data comes from a dataset (``dataset``: a local file or a Hub name) or, by default,
 from the generator of small word problems (the CPU demo). Evaluation splits are benchmark
 names (see :mod:`.benchmarks`) or, for generated problems, ``id`` (held-out problems like
-the training ones) and ``longer`` (three steps, one more than training ever shows).
+the training ones) and ``longer`` (three steps, one more than training ever shows). A benchmark
+file that lists each problem k times asks for k samples per problem (:meth:`MathTask.eval_repeats`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Mapping
 from amft.tasks.base import Env, Task, TaskConfig, Turn, Verification, completion_text
 
 from .answers import choice_letter
-from .benchmarks import BENCHMARKS, LETTERS, load_benchmark
+from .benchmarks import BENCHMARKS, LETTERS, BenchmarkRows, load_benchmark, read_benchmark_files
 from .data import MathColumns, load_math_rows
 from .generator import generate_problems
 from .verify import answers_match
@@ -54,7 +55,18 @@ class MathConfig(TaskConfig):
     validation_size: int = field(default=256, metadata={"help": (
         "Dataset problems held out for the meta-gradient's validation prompts.")})
     benchmark_dir: str | None = field(default=None, metadata={"help": (
-        "Folder of local benchmark files <benchmark>.jsonl/.json/.parquet (default: the Hub).")})
+        "Folder of local benchmark files <benchmark>.jsonl/.json/.parquet, in the benchmark's Hub layout or the "
+        "verl layout (default: the Hub).")})
+    benchmark_files: str | None = field(default=None, metadata={"help": (
+        "Comma-separated benchmark files in the verl layout, as LUFFY ships them (valid.all.parquet, "
+        "valid.arc_c.parquet, ...): each row's data_source names its benchmark (aime -> aime24, aime25, amc, "
+        "math -> math500, minerva, olympiad_bench -> olympiad, arc_c, gpqa, mmlu_pro). They win over "
+        "--benchmark_dir and the Hub, and their benchmarks are the default evaluation splits. A file listing "
+        "every problem of a benchmark k times gives k samples per problem (avg@k).")})
+    benchmark_prompts: str = field(default="task", metadata={"help": (
+        "'task': every benchmark problem gets this task's prompt (--prompt_style, --instruction); 'file': a "
+        "benchmark row with its own chat messages (the verl layout) is sent as the file wrote it, without its "
+        "system message, through the model's chat template, as LUFFY evaluates.")})
     eval_size: int = field(default=200, metadata={"help": "Generated problems per evaluation split ('id', 'longer')."})
     generated_max_number: int = field(default=10, metadata={"help": (
         "Largest starting count and amount in generated word problems (used when no dataset is given).")})
@@ -65,13 +77,16 @@ class MathConfig(TaskConfig):
     def __post_init__(self) -> None:
         if self.prompt_style not in ("plain", "chat"):
             raise ValueError(f"prompt_style must be 'plain' or 'chat', got {self.prompt_style!r}")
+        if self.benchmark_prompts not in ("task", "file"):
+            raise ValueError(f"benchmark_prompts must be 'task' or 'file', got {self.benchmark_prompts!r}")
         if self.verify_timeout_seconds < 1:
             raise ValueError("verify_timeout_seconds must be >= 1 (Math-Verify's alarm counts whole seconds)")
 
 
 
 class MathTask(Task):
-    """Math problems; rows carry ``prompt``, ``answer`` and, for multiple choice, ``choices``."""
+    """Math problems; rows carry ``prompt``, ``answer`` and, for multiple choice, ``letters`` (the
+    option letters) and ``choices`` where the options are listed apart from the question."""
 
     name = "math"
     multi_turn = False
@@ -82,29 +97,44 @@ class MathTask(Task):
         self.splits = tuple(BENCHMARKS) + GENERATED_SPLITS
         self._dataset: tuple[list[dict], list[dict]] | None = None
         self._eval_cache: dict[str, list[dict]] = {}
+        self._file_benchmarks: dict[str, BenchmarkRows] | None = None
+        self._benchmarks: dict[str, BenchmarkRows] = {}
         self._eval_questions: frozenset[str] | None = None
 
     @property
     def default_splits(self) -> tuple[str, ...]:
+        if self.config.benchmark_files:
+            return tuple(name for name in BENCHMARKS if name in self._benchmark_files())
         return ("aime24", "amc", "math500", "minerva", "olympiad") if self.config.dataset else GENERATED_SPLITS
 
     # ------------------------------------------------------------------ prompts
-    def render_prompt(self, problem: str, choices: list[str] | None = None) -> Any:
+    def render_prompt(self, problem: str, choices: list[str] | None = None, *, multiple_choice: bool = False) -> Any:
+        """The task's prompt for ``problem``; ``choices`` are listed as lettered options, and a
+        ``multiple_choice`` problem (or one with ``choices``) asks for the letter."""
         text = problem.strip()
         instruction = self.config.instruction or DEFAULT_INSTRUCTION
         if choices:
             text += "\n" + "\n".join(f"{LETTERS[i]}. {choice}" for i, choice in enumerate(choices))
+        if choices or multiple_choice:
             instruction = CHOICE_INSTRUCTION
         if self.config.prompt_style == "chat":
             return [{"role": "user", "content": f"{text}\n{instruction}"}]
         return f"Question: {text}\nAnswer:"
 
-    def _row(self, problem: str, answer: str, solution: str | None = None, choices: list[str] | None = None) -> dict:
-        row = {"prompt": self.render_prompt(problem, choices), "answer": answer,
-               "demonstration": f" {solution.strip()}" if solution else None}
-        if choices:
-            row["choices"] = choices
-        return row
+    def _row(self, problem: str, answer: str, solution: str | None = None) -> dict:
+        return {"prompt": self.render_prompt(problem), "answer": answer,
+                "demonstration": f" {solution.strip()}" if solution else None}
+
+    def _benchmark_row(self, row: Mapping[str, Any], kind: str) -> dict:
+        if self.config.benchmark_prompts == "file" and row.get("messages"):
+            prompt: Any = [dict(message) for message in row["messages"]]
+        else:
+            prompt = self.render_prompt(row["problem"], row.get("choices"), multiple_choice=kind == "choice")
+        result = {"prompt": prompt, "answer": row["answer"], "demonstration": None}
+        for key in ("choices", "letters"):
+            if row.get(key):
+                result[key] = row[key]
+        return result
 
     # ------------------------------------------------------------------ data
     def _dataset_rows(self) -> tuple[list[dict], list[dict]]:
@@ -162,6 +192,25 @@ class MathTask(Task):
         return generate_problems(self.config.eval_size, f"eval-{split}", min_steps=steps[0], max_steps=steps[1],
                                  max_number=self.config.generated_max_number)
 
+    def _benchmark_files(self) -> dict[str, BenchmarkRows]:
+        if self._file_benchmarks is None:
+            paths = [path.strip() for path in (self.config.benchmark_files or "").split(",") if path.strip()]
+            self._file_benchmarks = read_benchmark_files(paths)
+        return self._file_benchmarks
+
+    def benchmark(self, name: str) -> BenchmarkRows:
+        """Benchmark ``name`` as this task reads it: from the benchmark files, else the benchmark
+        folder, else the Hub (see :mod:`.benchmarks`)."""
+        if name not in self._benchmarks:
+            from_files = self._benchmark_files()
+            self._benchmarks[name] = from_files[name] if name in from_files else load_benchmark(
+                name, self.config.benchmark_dir)
+        return self._benchmarks[name]
+
+    def eval_repeats(self, split: str) -> int:
+        """Times the split's benchmark file lists each problem (its avg@k samples), 1 for the rest."""
+        return self.benchmark(split).repeats if split in BENCHMARKS else 1
+
     def eval_episodes(self, split: str) -> list[dict]:
         if split not in self.splits:
             raise ValueError(f"unknown split {split!r}; known: {', '.join(self.splits)}")
@@ -169,8 +218,8 @@ class MathTask(Task):
             if split in GENERATED_SPLITS:
                 rows = [self._row(p.question, str(p.answer)) for p in self._generated_eval(split)]
             else:
-                raw, _kind = load_benchmark(split, self.config.benchmark_dir)
-                rows = [self._row(r["problem"], r["answer"], choices=r.get("choices")) for r in raw]
+                benchmark = self.benchmark(split)
+                rows = [self._benchmark_row(r, benchmark.kind) for r in benchmark.rows]
             for index, row in enumerate(rows):
                 row.update(split=split, episode=index)
             self._eval_cache[split] = rows
@@ -180,9 +229,9 @@ class MathTask(Task):
     def verify(self, row: Mapping[str, Any], completion: Any) -> Verification:
         text = completion_text(completion)
         answer = str(row.get("answer") or "")
-        if row.get("choices"):
-            chosen = choice_letter(text, LETTERS[: len(row["choices"])])
-            correct = chosen == answer
+        letters = row.get("letters") or (LETTERS[: len(row["choices"])] if row.get("choices") else None)
+        if letters:
+            correct = choice_letter(text, letters) == answer
         else:
             correct = answers_match(text, answer, timeout_seconds=self.config.verify_timeout_seconds,
                                     require_boxed=self.config.require_boxed)

@@ -16,7 +16,7 @@ from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, veri
 
 from .answers import last_boxed_answer
 
-__all__ = ["answers_match", "parse_answer"]
+__all__ = ["answers_match", "gold_parses", "parse_answer"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,16 @@ def _timeout(seconds: int) -> int | None:
 def _parse_gold(gold: str, seconds: int) -> tuple:
     text = gold if "\\boxed" in gold or gold.startswith("$") else f"${gold}$"
     return tuple(parse(text, parsing_timeout=_timeout(seconds)))
+
+
+def gold_parses(gold: str, *, timeout_seconds: int = 5) -> bool:
+    """Whether Math-Verify reads anything in the gold answer ``gold`` (one it cannot read makes every
+    completion wrong)."""
+    try:
+        return bool(gold) and bool(_parse_gold(gold, timeout_seconds))
+    except Exception as error:
+        logger.debug("gold parse failed: %s", error)
+        return False
 
 
 def parse_answer(text: str, *, timeout_seconds: int = 5) -> list:
