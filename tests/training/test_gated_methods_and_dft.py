@@ -11,6 +11,7 @@ from trl import SFTConfig, SFTTrainer
 from amft.algorithm import dft_weight, sft_loss, token_log_probs
 from amft.models import build_tiny_model
 from amft.training import METHODS, AMFTConfig, AMFTTrainer
+from trainer_probes import first_rollouts, series
 
 PROMPTS = [{"prompt": f"{a}+{b}=", "answer": str(a + b)} for a in range(10) for b in range(10)]
 DEMOS = [{"prompt": row["prompt"], "completion": row["answer"]} for row in PROMPTS]
@@ -40,14 +41,6 @@ def make_trainer(tmp_path, reward=sum_reward, demos=DEMOS, **overrides):
                        train_dataset=Dataset.from_list(PROMPTS), demo_dataset=demos, processing_class=tokenizer)
 
 
-def series(trainer, key):
-    return [row[key] for row in trainer.state.log_history if key in row]
-
-
-def first_rollouts(trainer):
-    trainer.model.train()
-    batch = next(iter(trainer.get_train_dataloader()))
-    return batch, trainer._generate_and_score_completions(batch)
 
 
 def test_hpt_trains_gated_groups_by_sft_and_the_others_by_rl(tmp_path):

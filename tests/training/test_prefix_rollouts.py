@@ -11,6 +11,7 @@ from amft.models import build_tiny_model
 from amft.tasks.general_points import GeneralPointsTask
 from amft.training import METHODS, AMFTConfig, AMFTTrainer
 from amft.training.trainer import rollout_batch
+from trainer_probes import first_rollouts, series
 
 TASK = GeneralPointsTask(template="compact", completion_format="formula")
 # Two groups per step; most prompts have a demonstration, two (rl-only multisets) have none.
@@ -35,14 +36,6 @@ def make_trainer(tmp_path, method, rows=ROWS, reward=TASK.reward, **overrides):
                        processing_class=tokenizer)
 
 
-def series(trainer, key):
-    return [row[key] for row in trainer.state.log_history if key in row]
-
-
-def first_rollouts(trainer):
-    trainer.model.train()
-    batch = next(iter(trainer.get_train_dataloader()))
-    return batch, trainer._generate_and_score_completions(batch)
 
 
 LOGGED = {

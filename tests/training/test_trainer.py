@@ -9,6 +9,7 @@ from datasets import Dataset
 from amft.algorithm import FixedMuController
 from amft.models import build_tiny_model
 from amft.training import METHODS, AMFTConfig, AMFTTrainer
+from trainer_probes import first_rollouts, series
 
 PROMPTS = [{"prompt": f"{a}+{b}=", "answer": str(a + b)} for a in range(10) for b in range(10)]
 DEMOS = [{"prompt": row["prompt"], "completion": row["answer"]} for row in PROMPTS]
@@ -57,9 +58,6 @@ def make_trainer(tmp_path, controller=None, **overrides):
         controller=controller,
     )
 
-
-def series(trainer, key):
-    return [row[key] for row in trainer.state.log_history if key in row]
 
 
 @pytest.mark.slow
@@ -154,12 +152,6 @@ def test_chord_phi_weights_the_demonstration_loss(tmp_path):
     # phi = p(1 - p) <= 1/4, so the weighted NLL of the same first batch is smaller.
     assert 0.0 < losses["chord"] < 0.25 * losses["fixed-mu"] + 1e-6
 
-
-def first_rollouts(trainer):
-    """The scored rollouts of the first training batch, as the training step sees them before shuffling."""
-    trainer.model.train()
-    batch = next(iter(trainer.get_train_dataloader()))
-    return batch, trainer._generate_and_score_completions(batch)
 
 
 @pytest.mark.parametrize("method", ["luffy", "srft"])
