@@ -54,16 +54,20 @@ def run(tmp_path, processes: int, method: str = "amft", *, backend: str = "ddp",
         meta_direction: str = "sgd") -> list[dict]:
     output = tmp_path / f"trajectory-{method}-{processes}-{backend}-{accumulation}-{meta_direction}.json"
     launch = command(output, processes, method, backend, accumulation, meta_direction)
-    # A run takes under a minute; once, on a machine busy with other torch jobs, the two gloo
-    # processes hung after training. A hung launch is retried once on a fresh port; a wrong
-    # trajectory is never retried.
+    # A run takes under a minute; on a machine busy with other torch jobs the two gloo processes
+    # have hung after training, and a launch has failed before training. A hung launch, or one
+    # that failed on its connection (the port taken between free_port() and the launch), is
+    # retried once on a fresh port; a wrong trajectory is never retried.
     for attempt in range(2):
         try:
             subprocess.run(launch, check=True, capture_output=True, text=True, env=ENV, timeout=300)
             break
-        except subprocess.TimeoutExpired:
-            if attempt == 1 or processes == 1:
-                raise
+        except (subprocess.TimeoutExpired, subprocess.CalledProcessError) as failure:
+            stderr = failure.stderr if isinstance(failure.stderr, str) else ""
+            connection = isinstance(failure, subprocess.TimeoutExpired) or any(
+                marker in stderr for marker in ("Address already in use", "Connection", "connect", "Gloo", "gloo"))
+            if attempt == 1 or processes == 1 or not connection:
+                raise AssertionError(f"{' '.join(launch)} failed:\n{stderr[-4000:]}") from failure
             launch[launch.index("--main_process_port") + 1] = str(free_port())
     payload = json.loads(output.read_text())
     assert payload["processes"] == processes
