@@ -110,7 +110,7 @@ def main(
         logging_steps=1, report_to="none", save_strategy="steps" if save else "no", save_steps=2,
         gradient_checkpointing=False, disable_tqdm=True,
         ddp_find_unused_parameters=False, amft_warmup_steps=2, entropy_calibration_steps=2, meta_period=2,
-        meta_batch_size=per_device_batch // 8, sft_batch_size=per_device_batch, meta_normalization="cosine",
+        meta_batch_size=per_device_batch * accumulation // 8, sft_batch_size=per_device_batch, meta_normalization="cosine",
         meta_lr=0.05, entropy_lr=0.5, loss_type="grpo", method=method, gac_update_freq=1,
         gradient_accumulation_steps=accumulation, meta_direction=meta_direction,
     )

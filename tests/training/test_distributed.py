@@ -108,15 +108,21 @@ def test_fsdp2_follows_the_single_process_mu_trajectory(tmp_path, single_process
     assert_same_trajectory(single_process, run(tmp_path, 2, backend="fsdp2"))
 
 
+def test_gradient_accumulation_follows_one_micro_batch_per_step(tmp_path, single_process):
+    """The controller reads the whole optimizer step when it opens (H over every micro-batch, the separate
+    gradients summed over them, L_SFT a token mean over the step): 2 micro-batches of 16 give the trajectory
+    of one of 32."""
+    assert_same_trajectory(single_process, run(tmp_path, 1, accumulation=2))
+
+
 @pytest.mark.slow
-def test_fsdp2_with_gradient_accumulation_follows_ddp(tmp_path):
-    """With 2 accumulation steps the meta step runs on the first micro-batch, where the Trainer defers FSDP2's
-    gradient reduction: FSDP2 follows DDP at the same split of the global batch, with Adam's look-ahead read
-    from the optimizer's sharded second moments. (Accumulation does not give the trajectory of one micro-batch
-    per step: the controller reads the first micro-batch, see docs/design.md, 'The training step'.)"""
-    ddp = run(tmp_path, 2, accumulation=2, meta_direction="adam")
-    assert any(row["amft/meta_gradient"] for row in ddp)
-    assert_same_trajectory(ddp, run(tmp_path, 2, backend="fsdp2", accumulation=2, meta_direction="adam"))
+def test_fsdp2_with_gradient_accumulation_follows_one_process(tmp_path):
+    """FSDP2 over 2 processes with 2 accumulation steps follows one process with one micro-batch per step,
+    with Adam's look-ahead read from the optimizer's sharded second moments: the meta step's backward passes
+    for every micro-batch run on the first one, before the Trainer defers any gradient reduction."""
+    single = run(tmp_path, 1, meta_direction="adam")
+    assert any(row["amft/meta_gradient"] for row in single)
+    assert_same_trajectory(single, run(tmp_path, 2, backend="fsdp2", accumulation=2, meta_direction="adam"))
 
 
 @pytest.mark.slow

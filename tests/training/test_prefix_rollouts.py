@@ -92,7 +92,7 @@ def test_prefixed_rollouts_start_with_the_demonstration(tmp_path, method):
 def test_entropy_excludes_prefix_tokens(tmp_path):
     trainer = make_trainer(tmp_path, "prefix-rft")
     _, rollouts = first_rollouts(trainer)
-    _, entropy, _ = trainer._rl_loss(trainer.model, rollouts)
+    entropy = trainer._global_mean(trainer._rollout_forward(trainer.model, rollouts).entropy_totals())
     batch = rollout_batch(rollouts)
     with torch.no_grad():
         entropies = token_entropy(trainer._completion_logits(trainer.model, batch) / trainer.temperature)

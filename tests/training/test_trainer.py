@@ -302,11 +302,13 @@ def test_gac_measures_its_proxies_on_the_rows_of_the_step(tmp_path):
     advantages = torch.linspace(-1.0, 1.0, len(batch))
     rollouts["advantages"] = advantages
     with torch.no_grad():
-        trainer._rl_loss(trainer.model, rollouts)
-        trainer._sft_forward(trainer.model)
-    rollout_logps, rollout_mask = trainer._forward_tokens["rollouts"]
-    demo_logps, demo_mask = trainer._forward_tokens["demonstrations"]
-    measured = trainer._noise_proxies(rollouts)
+        forward = trainer._rollout_forward(trainer.model, rollouts)
+        trainer._entropy_of_step(trainer.model, forward)  # keeps the rollouts' token log-probs
+        trainer._open_demonstrations(accumulation=1)
+        demonstrations = trainer._step_demonstrations.pop(0)
+        _, demo_logps = trainer._sft_forward(trainer.model, demonstrations)
+    rollout_logps, rollout_mask, demo_mask = forward.logps, forward.sampled, demonstrations.completion_mask
+    measured = trainer._noise_proxies(trainer.model, rollouts, (demo_logps, demo_mask))
 
     def phi(logps):
         return logps.exp() * (1 - logps.exp())
@@ -319,7 +321,7 @@ def test_gac_measures_its_proxies_on_the_rows_of_the_step(tmp_path):
     gaps = [((advantages[i] - phi(rollout_logps[i][rollout_mask[i].bool()])) ** 2).mean().item() for i in rows]
     gaps += [(phi(demo_logps[i][demo_mask[i].bool()]) ** 2).mean().item() for i in range(len(demo_logps))]
     assert measured.delta_g2 == pytest.approx(sum(gaps) / len(gaps), rel=1e-5)
-    assert measured.informative_fraction == 1.0 and trainer._forward_tokens == {}
+    assert measured.informative_fraction == 1.0
 
 
 def test_gac_weights_the_demonstration_loss_by_phi_unless_switched_off(tmp_path):

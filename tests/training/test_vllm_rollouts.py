@@ -141,5 +141,5 @@ def test_expert_prefix_tokens_take_no_correction_of_their_own(tmp_path, mode):
     torch.testing.assert_close(ratio, expected)
     if mode == "token_truncate":
         assert (ratio[prefix] == 1.0).all()
-    loss, _, _ = trainer._rl_loss(trainer.model, rollouts)
+    loss = trainer._rl_loss(trainer._rollout_forward(trainer.model, rollouts), rollouts)
     assert torch.isfinite(loss)

@@ -483,6 +483,11 @@ def unsupported_grpo_settings(args: GRPOConfig, method: str) -> list[str]:
     if args.router_aux_loss_coef:
         problems.append("router_aux_loss_coef (a mixture-of-experts router loss) is not added by AMFTTrainer's L_RL; "
                         "set it to 0")
+    if args.steps_per_generation is not None and args.steps_per_generation % args.gradient_accumulation_steps:
+        # The controller reads the whole optimizer step when it opens (see docs/design.md, 'Gradient
+        # accumulation and several processes'), so the step's rollouts must come from one generation.
+        problems.append(f"steps_per_generation={args.steps_per_generation} must be a multiple of "
+                        f"gradient_accumulation_steps={args.gradient_accumulation_steps}")
     if entry.rl_loss != "clipped":
         # These methods replace rollouts by demonstrations, whose reference log-probs and ratios TRL never saw.
         if args.beta != 0.0:

@@ -15,17 +15,20 @@ as they do for TRL's trainers); this class decides what the step is and what its
      (1 - mu) L_RL + mu L_SFT, divided by the accumulation steps as TRL's GRPO loss is, is what
      the Trainer differentiates.
 
-With gradient accumulation the controller reads the first micro-batch of each optimizer step
-(with one micro-batch per step, the default on CPU, that is the whole step).
-See docs/design.md, "The training step".
+With gradient accumulation the controller reads the whole optimizer step when it opens: TRL buffers
+the step's rollouts, the step's demonstration batches are drawn then, and the later micro-batches get
+early forwards (see docs/design.md, "The training step").
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -97,6 +100,27 @@ class StepPlan:
     uses_demonstrations: bool
     #: the controller's meta term is measured on this step
     is_meta_step: bool
+
+
+def masked_totals(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(sum of `values` over `mask`, count of `mask`): partial sums of a token mean."""
+    return torch.stack([(values * mask).sum(), mask.sum().float()])
+
+
+@dataclass(frozen=True)
+class RolloutForward:
+    """The policy on a micro-batch of rollouts, each ``(B, T)``."""
+
+    #: token entropies and log-probs of the completions (with their graph)
+    entropies: torch.Tensor
+    logps: torch.Tensor
+    #: the tokens L_RL reads
+    mask: torch.Tensor
+    #: the tokens the policy sampled, which H reads
+    sampled: torch.Tensor
+
+    def entropy_totals(self) -> torch.Tensor:
+        return masked_totals(self.entropies.detach(), self.sampled)
 
 
 class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
@@ -171,10 +195,15 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
         self._plan: StepPlan | None = None
         self._scored_rewards: torch.Tensor | None = None
         self._hard_prompt_rows: list[dict[str, Any]] = []
-        self._buffered_sft_rows: list[list[dict[str, Any]]] = []
-        # Detached token log-probs and masks of this step's forwards ("rollouts", "demonstrations"),
-        # kept on the steps whose controller reads the gradient-noise proxies.
-        self._forward_tokens: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        # What the step that opened holds for its later micro-batches (see docs/design.md, 'Gradient
+        # accumulation and several processes'): their rollouts, the demonstration batches still to train
+        # on and L_SFT's divisor; H and its shares' divisor; the rollouts' detached token log-probs and masks.
+        self._other_micro_batches: list[dict[str, Any]] = []
+        self._step_demonstrations: list[CompletionBatch] = []
+        self._demonstration_normalizer: torch.Tensor | None = None
+        self._step_entropy: float | None = None
+        self._entropy_normalizer: torch.Tensor | None = None
+        self._rollout_tokens: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._init_prefix_rollouts()
         self._guard_rewards(args)
         # Under DeepSpeed the engine takes the optimizer step inside the backward pass: there is none to skip.
@@ -216,7 +245,7 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
         if self._plan.sft_only:
             loss = self._sft_step_loss(model, inputs["prompt_rows"], accumulation, opens_step)
         else:
-            loss = self._mixed_step_loss(model, inputs, opens_step)
+            loss = self._mixed_step_loss(model, inputs, accumulation, opens_step)
         if self._hard_prompt_rows:
             # Collected after this step's mu was set, so the step that found them stays an RL step.
             self.controller.collect(self._hard_prompt_rows)
@@ -236,24 +265,35 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
                     entropy = self._mean_over_processes(token_entropy(logits), batch.completion_mask)
             self.controller.update(ControllerStats(entropy=entropy))
             self._log_controller()
-            if self.method.collects_failed_prompts:
-                rows = self.controller.drain()
-                self._buffered_sft_rows = [rows[i::accumulation] for i in range(accumulation)]
-        rows = self._buffered_sft_rows.pop(0) if self._buffered_sft_rows else None
-        loss = self._sft_forward(model, rows)
+            self._open_demonstrations(accumulation, self.controller.drain() if self.method.collects_failed_prompts else None)
+        loss, _ = self._sft_forward(model, self._step_demonstrations.pop(0))
         self._metrics["train"]["amft/sft_loss"].append(loss.item())
         return loss
 
-    def _mixed_step_loss(self, model, rollouts: dict[str, Any], opens_step: bool) -> torch.Tensor:
-        measures_alignment = opens_step and self._plan.is_meta_step
-        rl_loss, entropy, entropy_share = self._rl_loss(model, rollouts, keep_entropy_graph=measures_alignment)
+    def _mixed_step_loss(self, model, rollouts: dict[str, Any], accumulation: int, opens_step: bool) -> torch.Tensor:
         uses_demonstrations = self._plan.uses_demonstrations
-        demo_loss = self._sft_forward(model) if uses_demonstrations else torch.zeros((), device=rl_loss.device)
         if opens_step:
-            alignment = self._meta_alignment(model, rl_loss, demo_loss, entropy_share) if measures_alignment else None
-            noise = self._noise_proxies(rollouts) if self.controller.needs_noise_proxies else None
-            mu = self.controller.update(ControllerStats(entropy=entropy, meta_alignment=alignment, noise_proxies=noise))
+            if uses_demonstrations:
+                self._open_demonstrations(accumulation)
+            self._other_micro_batches = self._later_micro_batches(accumulation)
+        forward = self._rollout_forward(model, rollouts)
+        if opens_step:
+            self._step_entropy = self._entropy_of_step(model, forward)
+        rl_loss = self._rl_loss(forward, rollouts, self._step_entropy)
+        demonstrations = None
+        if uses_demonstrations:
+            batch = self._step_demonstrations.pop(0)
+            demo_loss, demo_logps = self._sft_forward(model, batch)
+            demonstrations = (demo_logps, batch.completion_mask)
+        else:
+            demo_loss = torch.zeros((), device=rl_loss.device)
+        if opens_step:
+            noise = self._noise_proxies(model, rollouts, demonstrations) if self.controller.needs_noise_proxies else None
+            alignment = self._meta_alignment(model, forward, rl_loss, demo_loss) if self._plan.is_meta_step else None
+            stats = ControllerStats(entropy=self._step_entropy, meta_alignment=alignment, noise_proxies=noise)
+            mu = self.controller.update(stats)
             self._log_controller()
+            self._other_micro_batches = []
         else:
             mu = self.controller.mu
         if uses_demonstrations:
@@ -261,49 +301,142 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
         self._metrics["train"]["amft/rl_loss"].append(rl_loss.item())
         return (1.0 - mu) * rl_loss + mu * demo_loss
 
-    def _meta_alignment(self, model, rl_loss: torch.Tensor, demo_loss: torch.Tensor, entropy_share: torch.Tensor):
-        """The alignment of g_val and of the entropy's g_H with the step directions of g_SFT and g_RL,
-        each gradient averaged over processes (see docs/design.md, 'The meta-gradient').
+    # ----------------------------------------------------------------------------------------------
+    # The whole optimizer step: what the controller reads when a step opens
+    # ----------------------------------------------------------------------------------------------
+    def _later_micro_batches(self, accumulation: int) -> list[dict[str, Any]]:
+        """The rollouts of this optimizer step's other micro-batches: TRL generated the whole step at once
+        and buffers it (`steps_per_generation` is a multiple of the accumulation steps, see AMFTConfig)."""
+        if accumulation == 1:
+            return []
+        first = self._step % self.args.steps_per_generation
+        return list(self._buffered_inputs[first + 1 : first + accumulation])
 
-        With the whole parameters on every process (one process, DDP, ZeRO-1/2) the separate gradients
-        are taken with `autograd.grad`, which fires no data-parallel hook, and averaged by hand; FSDP2
-        shards take them by backward passes (`_sharded_meta_alignment`). Either way the graphs are kept
-        for the Trainer's backward of the mixed loss.
+    def _open_demonstrations(self, accumulation: int, rows: list[dict[str, Any]] | None = None) -> None:
+        """Tokenize this optimizer step's demonstration micro-batches: `rows` dealt over them (a micro-batch
+        left empty takes the stream's next batch), or the stream's next batch for each; and the token count
+        that makes L_SFT a token mean over the whole step, all micro-batches and processes."""
+        if rows is None:
+            batches = [self.demo_stream.next_batch() for _ in range(accumulation)]
+        else:
+            batches = [rows[i::accumulation] or self.demo_stream.next_batch() for i in range(accumulation)]
+        self._step_demonstrations = [
+            tokenize_demonstrations(
+                batch, self.processing_class, self.args.max_demo_prompt_length, self.args.max_demo_completion_length
+            ).to(self.accelerator.device)
+            for batch in batches
+        ]
+        tokens = sum(batch.completion_mask.sum() for batch in self._step_demonstrations)
+        self._demonstration_normalizer = self._step_normalizer(tokens, accumulation)
+
+    def _step_normalizer(self, local_tokens: torch.Tensor, accumulation: int) -> torch.Tensor | None:
+        """The divisor that makes a token mean run over the whole step: each micro-batch's loss is divided by
+        the accumulation steps and its gradient averaged over processes, so each divides its token sum by
+        (the step's global token count / (processes x accumulation steps)). None: one process, one micro-batch."""
+        processes = self.accelerator.num_processes
+        if processes == 1 and accumulation == 1:
+            return None
+        total = self.accelerator.reduce(local_tokens.float(), reduction="sum") if processes > 1 else local_tokens.float()
+        return (total / (processes * accumulation)).clamp(min=1.0)
+
+    def _entropy_of_step(self, model, forward: RolloutForward) -> float:
+        """H of the whole step: the mean token entropy of the sampled completions of all its micro-batches and
+        processes (the later micro-batches by forwards without gradient). Also sets the divisor of each
+        micro-batch's differentiable share of H (`_entropy_normalizer`)."""
+        totals = forward.entropy_totals()
+        self._rollout_tokens = [(forward.logps.detach(), forward.sampled)]
+        for rollouts in self._other_micro_batches:
+            with torch.no_grad(), self._unlogged():
+                later = self._rollout_forward(model, rollouts)
+            totals = totals + later.entropy_totals()
+            self._rollout_tokens.append((later.logps, later.sampled))
+        accumulation = 1 + len(self._other_micro_batches)
+        self._entropy_normalizer = self._step_normalizer(totals[1], accumulation) if accumulation > 1 else None
+        return self._global_mean(totals)
+
+    @contextmanager
+    def _unlogged(self) -> Iterator[None]:
+        """Forwards of a later micro-batch taken early, for the controller: their metrics are logged when the
+        micro-batch's own step runs."""
+        metrics, self._metrics["train"] = self._metrics["train"], defaultdict(list)
+        try:
+            yield
+        finally:
+            self._metrics["train"] = metrics
+
+    def _entropy_share(self, forward: RolloutForward) -> torch.Tensor:
+        """This micro-batch's differentiable share of H: its sampled tokens' entropies over the step's global
+        count per process and micro-batch; the shares' gradients, accumulated as the Trainer accumulates the
+        mixed loss (summed over micro-batches over their number, averaged over processes), are H's gradient."""
+        normalizer = self._entropy_normalizer
+        if normalizer is None:
+            normalizer = self._shared_normalizer(forward.sampled)
+        return masked_mean(forward.entropies, forward.sampled, normalizer=normalizer)
+
+    def _step_terms(self, model, forward: RolloutForward, rl_loss: torch.Tensor, demo_loss: torch.Tensor):
+        """(L_RL, L_SFT, H's share) of each micro-batch of the step, as the Trainer will differentiate them: this
+        micro-batch's, then each later one's from a fresh forward, one at a time."""
+        yield rl_loss, demo_loss, self._entropy_share(forward)
+        for index, rollouts in enumerate(self._other_micro_batches, start=1):
+            with self._unlogged():
+                later = self._rollout_forward(model, rollouts)
+                later_rl_loss = self._rl_loss(later, rollouts, self._step_entropy)
+                later_demo_loss = (
+                    self._sft_forward(model, self._step_demonstrations[index - 1])[0]
+                    if self._plan.uses_demonstrations
+                    else torch.zeros((), device=later_rl_loss.device)
+                )
+            yield later_rl_loss, later_demo_loss, self._entropy_share(later)
+
+    def _meta_alignment(self, model, forward: RolloutForward, rl_loss: torch.Tensor, demo_loss: torch.Tensor):
+        """The alignment of g_val and of the entropy's g_H with the step directions of g_SFT and g_RL, each the
+        gradient of the whole step (all its micro-batches) averaged over processes (see docs/design.md, 'The
+        meta-gradient' and 'Gradient accumulation and several processes').
+
+        With the whole parameters on every process (one process, DDP, ZeRO-1/2) the separate gradients are
+        taken with `autograd.grad`, which fires no data-parallel hook, and averaged by hand. On FSDP2 shards
+        each is taken by a backward pass, which FSDP2 reduce-scatters (averaged over processes) into the
+        shards' `.grad`; this process keeps its shard of each, and the inner products are sums of
+        shard-local products, all-reduced once; `.grad` is then as before the passes, so the Trainer's
+        backward of the mixed loss gives the step's gradient exactly as on any other step. Either way this
+        micro-batch's graph is kept for that backward.
         """
         network = self.accelerator.unwrap_model(model)
         shards = fsdp2_shards(network)
-        if shards is not None:
-            return self._sharded_meta_alignment(network, *shards, rl_loss, demo_loss, entropy_share)
-        params = [p for p in network.parameters() if p.requires_grad]
-        g_rl = torch.autograd.grad(rl_loss, params, retain_graph=True, allow_unused=True)
-        g_sft = torch.autograd.grad(demo_loss, params, retain_graph=True, allow_unused=True)
-        g_entropy = torch.autograd.grad(entropy_share, params, retain_graph=True, allow_unused=True)
-        g_val = list(torch.autograd.grad(self._validation_loss(network), params, allow_unused=True))
-        average = self._average_over_processes
-        g_sft, g_rl = average(g_sft), average(g_rl)
-        if self.args.meta_direction == "adam":
-            g_sft, g_rl = self._adam_step_directions(params, g_sft, g_rl)
-        return meta_alignment_from_gradients(average(g_val), g_sft, g_rl, g_entropy=average(g_entropy))
-
-    def _sharded_meta_alignment(
-        self, network, params: list[torch.Tensor], group, rl_loss: torch.Tensor, demo_loss: torch.Tensor,
-        entropy_share: torch.Tensor,
-    ):
-        """`_meta_alignment` on FSDP2 shards. Each gradient is taken by a backward pass, which FSDP2
-        reduce-scatters (averaged over processes) into the shards' `.grad`; this process keeps its shard of
-        each, and the inner products are sums of shard-local products, all-reduced once. `.grad` is then as
-        before the passes, so the Trainer's backward of the mixed loss gives the step's gradient exactly as
-        on any other step (see docs/design.md, 'Gradient accumulation and several processes').
-        """
-        syncs_after = self._micro_step_syncs_gradients()
-        with separate_gradients(network, params, gradient_sync_after=syncs_after) as gradient_of:
-            g_rl = gradient_of(rl_loss, retain_graph=True)
-            g_sft = gradient_of(demo_loss, retain_graph=True)
-            g_entropy = gradient_of(entropy_share, retain_graph=True)
+        if shards is None:
+            params = [p for p in network.parameters() if p.requires_grad]
+            separate = nullcontext(partial(torch.autograd.grad, inputs=params, allow_unused=True))
+        else:
+            params, group = shards
+            separate = separate_gradients(network, params, gradient_sync_after=self._micro_step_syncs_gradients())
+        with separate as gradient_of:
+            g_rl, g_sft, g_entropy = self._step_gradients(gradient_of, self._step_terms(model, forward, rl_loss, demo_loss))
             g_val = gradient_of(self._validation_loss(network))
+        if shards is None:
+            average = self._average_over_processes
+            g_rl, g_sft, g_entropy, g_val = average(g_rl), average(g_sft), average(g_entropy), average(g_val)
         if self.args.meta_direction == "adam":
             g_sft, g_rl = self._adam_step_directions(params, g_sft, g_rl)
-        return meta_alignment_from_gradients(g_val, g_sft, g_rl, g_entropy=g_entropy, sharded=True, group=group)
+        sharding = {} if shards is None else dict(sharded=True, group=group)
+        return meta_alignment_from_gradients(g_val, g_sft, g_rl, g_entropy=g_entropy, **sharding)
+
+    @staticmethod
+    def _step_gradients(gradient_of: Callable, step_terms) -> list[list[torch.Tensor | None]]:
+        """[g_RL, g_SFT, g_H] of the step: each term's gradient summed over the micro-batches and divided by
+        their number, as the Trainer accumulates the mixed loss."""
+        totals: list[list[torch.Tensor | None]] | None = None
+        micro_batches = 0
+        for terms in step_terms:
+            micro_batches += 1
+            grads = [list(gradient_of(term, retain_graph=True)) for term in terms]
+            totals = grads if totals is None else [
+                [mine if mine is None else theirs if theirs is None else theirs + mine for mine, theirs in zip(new, old)]
+                for new, old in zip(grads, totals)
+            ]
+        if micro_batches > 1:
+            for gradient in totals:
+                gradient[:] = [None if g is None else g / micro_batches for g in gradient]
+        return totals
 
     def _micro_step_syncs_gradients(self) -> bool:
         """Whether this micro-step reduces its gradients over processes: the Trainer defers the reduction
@@ -506,19 +639,13 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
         logits = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=completion_length + 1).logits
         return logits[:, :-1, :]
 
-    def _sft_forward(self, model, rows: Sequence[dict[str, Any]] | None = None) -> torch.Tensor:
-        """L_SFT on `rows` or the next demonstration batch: token-mean NLL of the completions."""
-        batch = tokenize_demonstrations(
-            rows or self.demo_stream.next_batch(),
-            self.processing_class,
-            self.args.max_demo_prompt_length,
-            self.args.max_demo_completion_length,
-        ).to(self.accelerator.device)
+    def _sft_forward(self, model, batch: CompletionBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """L_SFT of one of the step's demonstration micro-batches (`_open_demonstrations`): the NLL of the
+        completions' tokens, a token mean over the whole step; and the detached token log-probs."""
         logps = token_log_probs(self._completion_logits(model, batch), batch.completion_ids)
-        if self.controller.needs_noise_proxies:
-            self._forward_tokens["demonstrations"] = (logps.detach(), batch.completion_mask)
         weights = self._sft_token_weights(logps, batch.completion_mask)
-        return sft_loss(logps, batch.completion_mask, token_weights=weights, normalizer=self._shared_normalizer(batch.completion_mask))
+        loss = sft_loss(logps, batch.completion_mask, token_weights=weights, normalizer=self._demonstration_normalizer)
+        return loss, logps.detach()
 
     def _sft_token_weights(self, logps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
         """The detached token weights of an L_SFT term over `mask`'s tokens, as the method's entry
@@ -536,31 +663,26 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
         total = self.accelerator.reduce(mask.sum().float(), reduction="sum")
         return (total / self.accelerator.num_processes).clamp(min=1.0)
 
-    def _rl_loss(
-        self, model, rollouts: dict[str, Any], keep_entropy_graph: bool = False
-    ) -> tuple[torch.Tensor, float, torch.Tensor | None]:
-        """L_RL over the rollouts (the method's form of it); H, the mean token entropy of the sampled
-        completions over all processes (demonstrations placed in the groups and expert prefixes
-        excluded); and, with `keep_entropy_graph`, this process's differentiable share of H (its
-        tokens over the global count, per process), whose gradients averaged over processes are the
-        gradient of H."""
+    def _rollout_forward(self, model, rollouts: dict[str, Any]) -> RolloutForward:
+        """The policy's token entropies and log-probs on a micro-batch of rollouts, and which tokens L_RL and
+        H read: H reads the sampled completions' tokens (demonstrations placed in the groups and expert
+        prefixes excluded)."""
         batch = rollout_batch(rollouts)
         logits = self._completion_logits(model, batch) / self.temperature
         mask = batch.completion_mask
         if "tool_mask" in rollouts:
             mask = mask * rollouts["tool_mask"]
-        entropies = token_entropy(logits)
-        logps = token_log_probs(logits, batch.completion_ids)
         off_policy = rollouts.get("off_policy")
         sampled = mask if off_policy is None else mask * (~off_policy).unsqueeze(-1)
         if "prefix_mask" in rollouts:  # expert prefixes were not sampled (see docs/design.md, 'Prefix rollouts')
             sampled = sampled * ~rollouts["prefix_mask"]
-        if self.controller.needs_noise_proxies:
-            self._forward_tokens["rollouts"] = (logps.detach(), sampled)
-        entropy = self._mean_over_processes(entropies.detach(), sampled)
-        entropy_share = (
-            masked_mean(entropies, sampled, normalizer=self._shared_normalizer(sampled)) if keep_entropy_graph else None
-        )
+        return RolloutForward(token_entropy(logits), token_log_probs(logits, batch.completion_ids), mask, sampled)
+
+    def _rl_loss(self, forward: RolloutForward, rollouts: dict[str, Any], entropy: float | None = None) -> torch.Tensor:
+        """L_RL over a micro-batch of rollouts (the method's form of it). `entropy` is the step's H, which
+        SRFT's weights read (None: this micro-batch's, over all processes)."""
+        entropies, logps, mask, sampled = forward.entropies, forward.logps, forward.mask, forward.sampled
+        off_policy = rollouts.get("off_policy")
         old_logps = rollouts.get("old_per_token_logps")
         old_logps = logps.detach() if old_logps is None else old_logps
         aggregation = dict(
@@ -577,7 +699,7 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
             )
         elif self.method.rl_loss == "srft":
             demo_weight, positive_weight = srft_weights(
-                entropy,
+                self._mean_over_processes(entropies.detach(), sampled) if entropy is None else entropy,
                 sft_coef=self.args.srft_sft_coef,
                 rl_coef=self.args.srft_rl_coef,
                 sft_entropy_sign=self.args.srft_sft_entropy_sign,
@@ -609,7 +731,7 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
                 )
         if self.entropy_coef:
             loss = loss - self.entropy_coef * masked_mean(entropies, sampled)
-        return loss, entropy, entropy_share
+        return loss
 
     def _sampling_correction(self, rollouts: dict[str, Any], width: int) -> torch.Tensor | None:
         """TRL's correction of vLLM rollouts for L_RL, or None without it: the ratio pi_old / pi_sampler that TRL
@@ -647,7 +769,11 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
         return rl_loss + self.args.hpt_sft_coef * demo_loss
 
     def _mean_over_processes(self, values: torch.Tensor, mask: torch.Tensor) -> float:
-        totals = self.accelerator.reduce(torch.stack([(values * mask).sum(), mask.sum().float()]), reduction="sum")
+        return self._global_mean(masked_totals(values, mask))
+
+    def _global_mean(self, totals: torch.Tensor) -> float:
+        """The mean over all processes of (sum, count) pairs summed over processes."""
+        totals = self.accelerator.reduce(totals, reduction="sum")
         return (totals[0] / totals[1].clamp(min=1.0)).item()
 
     def _dapo_normalizer(self, rollouts: dict[str, Any]) -> torch.Tensor:
@@ -683,21 +809,29 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
             return list(grads)
         return [None if g is None else self.accelerator.reduce(g, reduction="mean") for g in grads]
 
-    def _noise_proxies(self, rollouts: dict[str, Any]) -> NoiseProxies | None:
-        """GAC's proxies of this step over all processes, from the token log-probs its forwards kept
-        (see docs/design.md, 'GAC'). None when the step had no demonstration batch."""
-        tokens, self._forward_tokens = self._forward_tokens, {}
-        if "demonstrations" not in tokens:
+    def _noise_proxies(
+        self, model, rollouts: dict[str, Any], first_demonstrations: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> NoiseProxies | None:
+        """GAC's proxies of this step over all its micro-batches and processes (see docs/design.md, 'GAC'),
+        from the token log-probs of the rollouts (`_entropy_of_step` kept them) and of the demonstrations:
+        `first_demonstrations` (log-probs, mask) of the first micro-batch, the later ones' by forwards without
+        gradient. None when the step has no demonstrations."""
+        if first_demonstrations is None:
             return None
         weighting = self.method.sft_weighting(self.args)
-        rollout_logps, rollout_mask = tokens["rollouts"]
-        demo_logps, demo_mask = tokens["demonstrations"]
-        advantages, rollout_disagreements = rollout_row_statistics(
-            rollout_mask, rollouts["advantages"], sft_token_weights(weighting, rollout_logps)
-        )
-        nlls, demo_disagreements = demonstration_row_statistics(
-            demo_logps, demo_mask, sft_token_weights(weighting, demo_logps)
-        )
+        demonstrations = [first_demonstrations]
+        for batch in self._step_demonstrations:  # the later micro-batches' (the first one's is taken)
+            with torch.no_grad(), self._unlogged():
+                demonstrations.append((self._sft_forward(model, batch)[1], batch.completion_mask))
+        rollout_rows = [
+            rollout_row_statistics(mask, micro_batch["advantages"], sft_token_weights(weighting, logps))
+            for (logps, mask), micro_batch in zip(self._rollout_tokens, [rollouts, *self._other_micro_batches])
+        ]
+        demonstration_rows = [
+            demonstration_row_statistics(logps, mask, sft_token_weights(weighting, logps)) for logps, mask in demonstrations
+        ]
+        advantages, rollout_disagreements = (torch.cat(column) for column in zip(*rollout_rows))
+        nlls, demo_disagreements = (torch.cat(column) for column in zip(*demonstration_rows))
         # Per-row values, NaN for rows without tokens; every process holds as many rows as the others.
         gathered = [self.accelerator.gather(rows) for rows in (advantages, rollout_disagreements, nlls, demo_disagreements)]
         return measure_noise(*gathered, trim=self.args.gac_trim)
