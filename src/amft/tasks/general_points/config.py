@@ -1,4 +1,4 @@
-"""Configuration of the GeneralPoints-L task."""
+"""Configuration of the GeneralPoints tasks: GP-L (cards as text) and GP-VL (cards in an image)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ from typing import Any
 from amft.tasks.base import TaskConfig
 
 from .cards import ID_RULE, OOD_RULE, Rule, default_training_rules
-from .prompts import COMPLETION_FORMATS, TEMPLATES
+from .prompts import COMPACT_FIELDS, COMPLETION_FORMATS, TEMPLATES
+from .rendering import ORIGINAL_IMAGE_SIZE, SMALL_IMAGE_SIZE, CardLayout, parse_image_size
 
 DEMO_SOLUTIONS = ("random", "canonical")
 RL_PROMPT_MULTISETS = ("training", "rl-only")
 REWARDS = ("original", "success")
 OOD_RULE_TEXT = ",".join(map(str, OOD_RULE.as_tuple()))
 
-__all__ = ["GeneralPointsConfig"]
+__all__ = ["GeneralPointsConfig", "GeneralPointsVisualConfig"]
 
 
 def _rule_tuple(value: Any, name: str) -> tuple[int, int, int]:
@@ -99,8 +100,7 @@ class GeneralPointsConfig(TaskConfig):
             raise ValueError(f"reward must be one of {REWARDS}, got {self.reward!r}")
         if self.rl_prompt_multisets not in RL_PROMPT_MULTISETS:
             raise ValueError(f"rl_prompt_multisets must be one of {RL_PROMPT_MULTISETS}, got {self.rl_prompt_multisets!r}")
-        if self.chat_format and self.template != "original":
-            raise ValueError("chat_format is only meaningful with template='original'")
+        self._check_chat_format()
         if not isinstance(self.target, int) or isinstance(self.target, bool) or not 1 <= self.target <= 9999:
             raise ValueError(f"target must be an integer in 1..9999, got {self.target!r}")
         if self.revision_keep_last is not None and (not isinstance(self.revision_keep_last, int)
@@ -125,6 +125,10 @@ class GeneralPointsConfig(TaskConfig):
         self.training_rules = rules
         if not isinstance(self.eval_episodes_per_split, int) or self.eval_episodes_per_split < 1:
             raise ValueError("eval_episodes_per_split must be a positive integer")
+
+    def _check_chat_format(self) -> None:
+        if self.chat_format and self.template != "original":
+            raise ValueError("chat_format is only meaningful with template='original'")
 
     # convenience -----------------------------------------------------------------
 
@@ -154,4 +158,49 @@ class GeneralPointsConfig(TaskConfig):
         d = asdict(self)
         d["training_rules"] = [list(r) for r in self.training_rules]  # type: ignore[union-attr]
         d["ood_rule"] = list(self.ood_rule)
+        return d
+
+
+#: the canvas of each template when ``image_size`` is not given
+DEFAULT_IMAGE_SIZES: dict[str, tuple[int, int]] = {"original": ORIGINAL_IMAGE_SIZE, "compact": SMALL_IMAGE_SIZE}
+
+
+@dataclass
+class GeneralPointsVisualConfig(GeneralPointsConfig):
+    """Options of the GP-VL task (the cards shown in an image): those of GP-L, plus the image's size.
+
+    Prompts are always chat messages (``chat_format`` stays True): TRL passes images to a model only
+    with conversational prompts. The answer must state the cards it sees, so the compact template
+    takes only the completion formats with a ``cards`` field (``plain``, ``steps``). After
+    construction ``image_size`` holds ``(width, height)``.
+    """
+
+    _argument_group_name = "gp-vl task options"
+
+    chat_format: bool = field(default=True, metadata={"help": (
+        "Prompts and completions as chat messages; always True for GP-VL (TRL passes images only with "
+        "conversational prompts).")})
+    image_size: str | None = field(default=None, metadata={"help": (
+        "Canvas of the card image, 'WIDTHxHEIGHT'. 1200x1200 is the original layout (four 270x378 cards on casino "
+        "green); smaller canvases scale it (128x64: four 29x40 cards, for tiny vision encoders). Default: 1200x1200 "
+        "with the original template, 128x64 with the compact one.")})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.template == "compact" and "cards" not in COMPACT_FIELDS[self.completion_format]:
+            shown = [name for name, fields in COMPACT_FIELDS.items() if "cards" in fields]
+            raise ValueError(f"GP-VL answers must state the cards they see: completion_format must be one of {shown} "
+                             f"with the compact template, got {self.completion_format!r}")
+        size = DEFAULT_IMAGE_SIZES[self.template] if self.image_size is None else parse_image_size(self.image_size)
+        CardLayout(*size)  # refuses a canvas too small to draw the cards on
+        self.image_size = size
+
+    def _check_chat_format(self) -> None:
+        if not self.chat_format:
+            raise ValueError("GP-VL prompts are always chat messages (TRL passes images only with conversational "
+                             "prompts): chat_format=False is not available")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        d["image_size"] = list(self.image_size)  # type: ignore[arg-type]
         return d

@@ -1,4 +1,4 @@
-"""Fixed, seeded, versioned evaluation sets for GP-L (see docs/design.md, 'Evaluation sets').
+"""Fixed, seeded, versioned evaluation sets for GP-L and GP-VL (see docs/design.md, 'Evaluation sets').
 
 Test splits (each 234 episodes by default, distinct ordered rank tuples within a split):
 
@@ -39,6 +39,24 @@ Regenerate explicitly with ``python -m amft.tasks.general_points.eval_sets --wri
 (``--check`` verifies the committed files byte for byte).  The committed files are for
 the default :class:`GeneralPointsConfig`; a task with other partition / eval settings
 generates its episodes in memory with the same function (see ``GeneralPointsTask``).
+
+GP-VL (the cards in an image) has three test splits, each showing the deals of a GP-L test split
+with a suit per card (:data:`VISUAL_SPLITS`):
+
+============== ================ ==============
+split          deals of         suits
+============== ================ ==============
+id             ``id``           black (S, C)
+ood-rule       ``ood-rule``     black (S, C)
+ood-visual     ``id``           red (H, D)
+============== ================ ==============
+
+The suit choices are drawn from ``random.Random(f"{VISUAL_GENERATOR_VERSION}:{seed}:{deals of}")``,
+so ``ood-visual`` is ``id`` card for card with spades turned hearts and clubs turned diamonds: the
+two differ in nothing but the look of the cards.  Files ``eval_sets/gp-vl-<split>.jsonl``; the
+header records the GP-VL generator version, the split, the suit colour and, under ``deals``, the
+header of the GP-L split; each episode is the GP-L one plus ``"suits": [...]``.  The image size is
+not part of a file: images are drawn from the deal and suits when a task needs them.
 """
 
 from __future__ import annotations
@@ -47,12 +65,14 @@ import argparse
 import json
 import random
 import sys
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .cards import ID_RULE, Rule, multiset, rank_symbol, sample_ranks, sampler_support
 from .config import GeneralPointsConfig
 from .partition import Partition, make_partition
+from .rendering import draw_suits, suit_colour
 from .solver import solvable
 
 __all__ = [
@@ -69,6 +89,13 @@ __all__ = [
     "render_split_file",
     "write_eval_sets",
     "load_eval_set",
+    "VISUAL_GENERATOR_VERSION",
+    "VISUAL_SPLITS",
+    "visual_split_path",
+    "visual_split_header",
+    "generate_visual_split",
+    "render_visual_split_file",
+    "load_visual_eval_set",
     "main",
 ]
 
@@ -90,6 +117,15 @@ SPLIT_SPECS.update({validation: SPLIT_SPECS[test] for validation, test in VALIDA
 #: the setting that leaves a partition role empty at one of its ends
 _ROLE_SETTING = {"demo": "demo_fraction", "rl-only": "demo_fraction", "unseen": "unseen_fraction"}
 EVAL_DIR = Path(__file__).resolve().parent / "eval_sets"
+
+VISUAL_GENERATOR_VERSION = "gp-vl-eval-v1"
+#: each GP-VL split: the GP-L test split whose deals it shows, and the colour of its suits
+VISUAL_SPLITS: dict[str, tuple[str, str]] = {
+    "id": ("id", "black"),
+    "ood-rule": ("ood-rule", "black"),
+    "ood-visual": ("id", "red"),
+}
+VISUAL_FILE_PREFIX = "gp-vl-"
 
 
 class EvalSetMismatchError(ValueError):
@@ -209,15 +245,22 @@ def render_split_file(split: str, config: GeneralPointsConfig | None = None) -> 
 
 
 def write_eval_sets(directory: str | Path | None = None, config: GeneralPointsConfig | None = None) -> list[Path]:
-    """Explicitly (re)generate every split file into ``directory`` (default: the package's)."""
+    """Explicitly (re)generate every split file, GP-L's and GP-VL's, into ``directory`` (default: the package's)."""
     directory = Path(directory) if directory is not None else EVAL_DIR
     directory.mkdir(parents=True, exist_ok=True)
     out = []
-    for split in EVAL_SPLITS:
-        path = directory / f"{split}.jsonl"
-        path.write_bytes(render_split_file(split, config).encode("ascii"))
+    for name, render in _committed_files(config).items():
+        path = directory / name
+        path.write_bytes(render().encode("ascii"))
         out.append(path)
     return out
+
+
+def _check_deal(row: dict[str, Any]) -> None:
+    ranks = tuple(int(r) for r in row["ranks"])
+    rule = Rule.of(row["rule"])
+    if row["values"] != rule.values(ranks) or row["cards"] != [rank_symbol(r) for r in ranks]:
+        raise ValueError("cards/values do not match ranks and rule")
 
 
 def load_eval_set(split: str, config: GeneralPointsConfig | None = None,
@@ -231,6 +274,12 @@ def load_eval_set(split: str, config: GeneralPointsConfig | None = None,
     config = config or GeneralPointsConfig()
     expected = split_header(split, config)
     path = (Path(directory) if directory is not None else EVAL_DIR) / f"{split}.jsonl"
+    return _read_split_file(path, expected, expected["n_episodes"], _check_deal)
+
+
+def _read_split_file(path: Path, expected: dict[str, Any], n_episodes: int,
+                     check_episode: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
+    """The episodes of a split file whose header is ``expected``; ``check_episode`` raises on a bad one."""
     with path.open("r", encoding="utf-8") as fh:
         lines = [line for line in fh.read().splitlines() if line.strip()]
     if not lines:
@@ -251,21 +300,86 @@ def load_eval_set(split: str, config: GeneralPointsConfig | None = None,
     for i, line in enumerate(lines[1:], start=2):
         try:
             row = json.loads(line)
-            ranks = tuple(int(r) for r in row["ranks"])
-            rule = Rule.of(row["rule"])
-            if row["values"] != rule.values(ranks) or row["cards"] != [rank_symbol(r) for r in ranks]:
-                raise ValueError("cards/values do not match ranks and rule")
+            check_episode(row)
         except (ValueError, KeyError, TypeError) as exc:
             raise EvalSetMismatchError(f"{path}: row {i}: malformed episode: {exc}") from exc
         rows.append(row)
-    if len(rows) != expected["n_episodes"]:
-        raise EvalSetMismatchError(f"{path}: {len(rows)} episodes, header says {expected['n_episodes']}")
+    if len(rows) != n_episodes:
+        raise EvalSetMismatchError(f"{path}: {len(rows)} episodes, header says {n_episodes}")
     return rows
+
+
+# --------------------------------------------------------------------------- the image variant
+
+
+def _check_visual_split(split: str) -> tuple[str, str]:
+    if split not in VISUAL_SPLITS:
+        raise ValueError(f"unknown GP-VL split {split!r}; known: {tuple(VISUAL_SPLITS)}")
+    return VISUAL_SPLITS[split]
+
+
+def visual_split_path(split: str, directory: str | Path | None = None) -> Path:
+    """The file of the GP-VL split ``split``."""
+    _check_visual_split(split)
+    return (Path(directory) if directory is not None else EVAL_DIR) / f"{VISUAL_FILE_PREFIX}{split}.jsonl"
+
+
+def visual_split_header(split: str, config: GeneralPointsConfig | None = None) -> dict[str, Any]:
+    """The header record a GP-VL split file must carry: its own version, the suit colour, and the header of
+    the GP-L split whose deals it shows."""
+    deals_of, colour = _check_visual_split(split)
+    return {"header": True, "generator_version": VISUAL_GENERATOR_VERSION, "split": split, "suit_colour": colour,
+            "deals": split_header(deals_of, config)}
+
+
+def generate_visual_split(split: str, config: GeneralPointsConfig | None = None) -> list[dict[str, Any]]:
+    """The episodes of the GP-VL split ``split``: the deals of its GP-L split, each card with a suit.
+
+    The suits come from a stream seeded by the version, ``eval_seed`` and the GP-L split, so the splits
+    that show the same deals draw the same suit choices: ``ood-visual`` is ``id`` with each suit
+    replaced by its red counterpart (spades by hearts, clubs by diamonds).
+    """
+    config = config or GeneralPointsConfig()
+    deals_of, colour = _check_visual_split(split)
+    rng = random.Random(f"{VISUAL_GENERATOR_VERSION}:{config.eval_seed}:{deals_of}")
+    return [{**episode, "suits": draw_suits(rng, colour)} for episode in generate_split(deals_of, config)]
+
+
+def render_visual_split_file(split: str, config: GeneralPointsConfig | None = None) -> str:
+    """The exact text of a GP-VL split file (header line + episode lines, ``\\n`` endings)."""
+    lines = [_dumps(visual_split_header(split, config))] + [_dumps(r) for r in generate_visual_split(split, config)]
+    return "\n".join(lines) + "\n"
+
+
+def load_visual_eval_set(split: str, config: GeneralPointsConfig | None = None,
+                         directory: str | Path | None = None) -> list[dict[str, Any]]:
+    """Load a GP-VL split file and check its header against ``config``, as :func:`load_eval_set` does."""
+    expected = visual_split_header(split, config)
+    colour = expected["suit_colour"]
+
+    def check_episode(row: dict[str, Any]) -> None:
+        _check_deal(row)
+        suits = row["suits"]
+        if not isinstance(suits, list) or len(suits) != 4 or any(suit_colour(s) != colour for s in suits):
+            raise ValueError(f"suits must be four {colour} suits, got {suits!r}")
+
+    return _read_split_file(visual_split_path(split, directory), expected, expected["deals"]["n_episodes"],
+                            check_episode)
+
+
+def _committed_files(config: GeneralPointsConfig | None) -> dict[str, Callable[[], str]]:
+    """File name -> its text, for every committed split file."""
+    files: dict[str, Callable[[], str]] = {
+        f"{split}.jsonl": partial(render_split_file, split, config) for split in EVAL_SPLITS}
+    files.update({visual_split_path(split).name: partial(render_visual_split_file, split, config)
+                  for split in VISUAL_SPLITS})
+    return files
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m amft.tasks.general_points.eval_sets",
-                                     description="Write or check the fixed GP-L evaluation sets (default config).")
+                                     description="Write or check the fixed GP-L and GP-VL evaluation sets "
+                                                 "(default config).")
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--write", action="store_true", help="regenerate the files")
     group.add_argument("--check", action="store_true", help="verify that the files regenerate byte-identically")
@@ -277,9 +391,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {path}")
         return 0
     bad = 0
-    for split in EVAL_SPLITS:
-        path = directory / f"{split}.jsonl"
-        ok = path.exists() and path.read_bytes() == render_split_file(split).encode("ascii")
+    for name, render in _committed_files(None).items():
+        path = directory / name
+        ok = path.exists() and path.read_bytes() == render().encode("ascii")
         print(f"{'ok' if ok else 'DIFFERS'} {path}")
         bad += not ok
     return 1 if bad else 0

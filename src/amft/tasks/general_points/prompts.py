@@ -1,4 +1,7 @@
-"""Prompt and completion templates for GP-L (see docs/design.md, 'Prompts, demonstrations and revision').
+"""Prompt and completion templates for GP-L and GP-VL.
+
+See docs/design.md, 'Prompts, demonstrations and revision', and for the image variant
+docs/design.md, 'The image variant (GP-VL)'.
 
 Two templates:
 
@@ -32,6 +35,13 @@ line.  A revision turn is the user message ``You failed this trial because <mess
   next prompt text is ``prompt + attempt_1 + " [fail] " + message_1 + " [answer]" + ...``.
   ``keep_last=K`` keeps only the last K failed attempts (the older ones are dropped from
   the text entirely, so the context stays bounded for small models); ``None`` keeps all.
+
+The image variant (GP-VL) shows the cards in an image instead of the text: both templates drop
+their cards (``cards=None``).  ``original`` becomes the original ``Q_GeneralPoint_EQN_VL`` text,
+verbatim; ``compact`` becomes ``[rule] J=10 Q=10 K=10 [target] 24 [answer]``.  The prompt is one
+user message whose content is an image placeholder followed by that text
+(:func:`image_messages`); completions and revisions are those of the text variant, and the
+answer must state the cards it sees (the ``cards`` field).
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ __all__ = [
     "TEMPLATES",
     "COMPLETION_FORMATS",
     "ORIGINAL_TEMPLATE",
+    "ORIGINAL_VISUAL_TEMPLATE",
     "ORIGINAL_RESPONSE",
     "FEEDBACK_PREFIX",
     "original_prompt",
@@ -56,6 +67,8 @@ __all__ = [
     "solution_steps",
     "parse_compact",
     "render_prompt",
+    "image_messages",
+    "user_text",
     "render_completion",
     "feedback_text",
     "render_conversation",
@@ -73,24 +86,38 @@ COMPACT_FIELDS: dict[str, tuple[str, ...]] = {
 }
 COMPLETION_FORMATS: tuple[str, ...] = tuple(COMPACT_FIELDS)
 
-#: ``Q_GeneralPoint_EQN_L`` (fields: target_number, face_card_msg, cards).
-ORIGINAL_TEMPLATE = """
-[Task Description]
-You are an expert {target_number} points card game player. You will receive a set of 4 cards.
-Note that {face_card_msg}, and each card must be used once.
+# The original text and image templates share their rule and goal lines and their answer skeleton.
+_GOAL_LINES = """Note that {face_card_msg}, and each card must be used once.
 Your goal is to output a formula that evaluates to {target_number} using numbers from the cards and operators such as '+', '-', '*', '/', '(', ')', and '='.
-
-[Input]
-Cards: {cards}
-
-[Output]
-{{
+"""
+_ANSWER_SKELETON = """{{
   "cards": [x, y, z, w], where {face_card_msg},
   "number": [a, b, c, d], where a, b, c, and d are the numbers on the cards,
   "formula": 'an equation that equals {target_number}',
 }}
 
 """
+
+#: ``Q_GeneralPoint_EQN_L`` (fields: target_number, face_card_msg, cards).
+ORIGINAL_TEMPLATE = ("""
+[Task Description]
+You are an expert {target_number} points card game player. You will receive a set of 4 cards.
+""" + _GOAL_LINES + """
+[Input]
+Cards: {cards}
+
+[Output]
+""" + _ANSWER_SKELETON)
+
+#: ``Q_GeneralPoint_EQN_VL``, the image variant: the cards are in the image that precedes the text
+#: (fields: target_number, face_card_msg).
+ORIGINAL_VISUAL_TEMPLATE = ("""
+[Task Description]
+You are an expert {target_number} points card game player. You are observing these four cards in the image.
+""" + _GOAL_LINES + """
+[Output]
+Your response should be a valid json file in the following format:
+""" + _ANSWER_SKELETON)
 
 #: The original SFT response layout (leading newline dropped, see module doc).
 ORIGINAL_RESPONSE = """{{
@@ -106,8 +133,11 @@ FEEDBACK_PREFIX = "You failed this trial because "
 # --------------------------------------------------------------------------- single turn
 
 
-def original_prompt(cards: Sequence[str], rule: Rule, target: int = 24) -> str:
-    """The original GP-L prompt for the card symbols ``cards`` under ``rule``."""
+def original_prompt(cards: Sequence[str] | None, rule: Rule, target: int = 24) -> str:
+    """The original GP-L prompt for the card symbols ``cards`` under ``rule``; with ``cards=None``, the
+    original GP-VL prompt (the cards are in the image)."""
+    if cards is None:
+        return ORIGINAL_VISUAL_TEMPLATE.format(target_number=target, face_card_msg=rule.sentence)
     return ORIGINAL_TEMPLATE.format(target_number=target, face_card_msg=rule.sentence, cards=str(list(cards)))
 
 
@@ -116,9 +146,11 @@ def original_completion(cards: Sequence[str], values: Sequence[int], formula: st
     return ORIGINAL_RESPONSE.format(cards=str(list(cards)), numbers=str([int(v) for v in values]), formula=formula)
 
 
-def compact_prompt(cards: Sequence[str], rule: Rule, target: int = 24) -> str:
-    """``[rule] J=10 Q=10 K=10 [cards] A 3 K 6 [target] 24 [answer]``."""
-    return f"[rule] {rule.header} [cards] {' '.join(cards)} [target] {target} [answer]"
+def compact_prompt(cards: Sequence[str] | None, rule: Rule, target: int = 24) -> str:
+    """``[rule] J=10 Q=10 K=10 [cards] A 3 K 6 [target] 24 [answer]``; with ``cards=None`` (the cards
+    are in the image) ``[rule] J=10 Q=10 K=10 [target] 24 [answer]``."""
+    shown = "" if cards is None else f" [cards] {' '.join(cards)}"
+    return f"[rule] {rule.header}{shown} [target] {target} [answer]"
 
 
 def _num(x: Fraction) -> str:
@@ -169,7 +201,8 @@ def parse_compact(text: str) -> dict[str, str]:
     return out
 
 
-def render_prompt(template: str, cards: Sequence[str], rule: Rule, target: int = 24) -> str:
+def render_prompt(template: str, cards: Sequence[str] | None, rule: Rule, target: int = 24) -> str:
+    """The prompt text of ``template``; ``cards=None`` for the image variant, whose cards are in the image."""
     if template == "original":
         return original_prompt(cards, rule, target)
     if template == "compact":
@@ -184,6 +217,23 @@ def render_completion(template: str, cards: Sequence[str], values: Sequence[int]
     if template == "compact":
         return compact_completion(cards, values, formula, completion_format)
     raise ValueError(f"unknown template {template!r}; known: {TEMPLATES}")
+
+
+def image_messages(text: str) -> list[dict[str, Any]]:
+    """One user message with an image placeholder before ``text``: the conversational prompt TRL takes
+    with an ``images`` column, which fills the placeholder with the image."""
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+
+
+def user_text(prompt: Any) -> str | None:
+    """The text of a prompt: a string as it is; for chat messages the first user message's text (the
+    text parts of a content list joined); ``None`` if there is none."""
+    if isinstance(prompt, (list, tuple)):
+        prompt = next((m.get("content") for m in prompt if isinstance(m, dict) and m.get("role") == "user"), None)
+        if isinstance(prompt, (list, tuple)):
+            texts = [part.get("text") for part in prompt if isinstance(part, dict) and part.get("type") == "text"]
+            prompt = "".join(t for t in texts if isinstance(t, str)) if texts else None
+    return prompt if isinstance(prompt, str) else None
 
 
 # --------------------------------------------------------------------------- revision
@@ -259,9 +309,8 @@ def deal_from_prompt(prompt: Any) -> tuple[list[str], Rule, int] | None:
     Used by the reward function when a dataset carries only the ``prompt`` column.
     Chat-message prompts are read from their first user message.
     """
-    if isinstance(prompt, (list, tuple)):
-        prompt = next((m.get("content") for m in prompt if isinstance(m, dict) and m.get("role") == "user"), None)
-    if not isinstance(prompt, str):
+    prompt = user_text(prompt)
+    if prompt is None:
         return None
     try:
         m = _COMPACT_PROMPT_RE.search(prompt)

@@ -6,7 +6,7 @@ import dataclasses
 
 import logging
 import random
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from amft.tasks.base import Env, Task, Turn, Verification, completion_text
 
@@ -19,6 +19,7 @@ from .prompts import (
     render_conversation,
     render_messages,
     render_prompt,
+    user_text,
 )
 from .solver import solutions
 from .verifier import REWARDS, verify_text
@@ -54,12 +55,15 @@ class GeneralPointsTask(Task):
     validation_splits: tuple[str, ...] = ("val-id", "val-rl-only")
     splits: tuple[str, ...] = test_splits + validation_splits
     success_reward = REWARDS["CORRECT_SOLUTION"]
+    config_class: type[GeneralPointsConfig] = GeneralPointsConfig
 
     def __init__(self, config: GeneralPointsConfig | None = None, **overrides: Any):
         if config is None:
-            config = GeneralPointsConfig(**overrides)
+            config = self.config_class(**overrides)
+        elif not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} takes a {self.config_class.__name__}, got {type(config).__name__}")
         elif overrides:
-            config = GeneralPointsConfig(**{**config.to_dict(), **overrides})
+            config = self.config_class(**{**config.to_dict(), **overrides})
         self.config = config
         if config.reward == "success":
             self.success_reward = 1.0
@@ -75,10 +79,12 @@ class GeneralPointsTask(Task):
     # ------------------------------------------------------------------ rows
     def _row(self, ranks: tuple[int, ...], rule: Rule) -> dict[str, Any]:
         cards = [rank_symbol(r) for r in ranks]
-        text = render_prompt(self.config.template, cards, rule, self.config.target)
-        prompt: Any = [{"role": "user", "content": text}] if self.config.chat_format else text
-        return {"prompt": prompt, "cards": cards, "ranks": list(ranks), "values": rule.values(ranks),
+        return {"prompt": self._prompt(cards, rule), "cards": cards, "ranks": list(ranks), "values": rule.values(ranks),
                 "rule": list(rule.as_tuple()), "target": self.config.target}
+
+    def _prompt(self, cards: list[str], rule: Rule) -> Any:
+        text = render_prompt(self.config.template, cards, rule, self.config.target)
+        return [{"role": "user", "content": text}] if self.config.chat_format else text
 
     def _draw_rule(self, rng: random.Random) -> Rule:
         rules = self.config.rules
@@ -145,7 +151,7 @@ class GeneralPointsTask(Task):
         """Training-distribution prompts (own seed stream) whose deal (ranks + rule) is in no test split;
         they may share deals with the validation splits (both are validation data)."""
         exclude = frozenset((tuple(ep["ranks"]), tuple(ep["rule"])) for split in self.test_splits
-                            for ep in self.eval_episodes(split))
+                            for ep in self._episodes(split))
         return self._sample(n, random.Random(f"gp-validation:{seed}"), self.partition.training, exclude)
 
     def uses_committed_eval_sets(self) -> bool:
@@ -154,27 +160,37 @@ class GeneralPointsTask(Task):
 
     def eval_episodes(self, split: str) -> list[dict]:
         """The fixed episodes of ``split``; rows as documented on the class, copies on every call."""
+        return [dict(r) for r in self._episodes(split)]
+
+    def _episodes(self, split: str) -> list[dict]:
+        """The cached rows of ``split``'s episodes."""
         if split not in self.splits:
             raise ValueError(f"unknown split {split!r}; known: {self.splits}")
         if split not in self._eval_cache:
-            # imported here so that `python -m amft.tasks.general_points.eval_sets` runs cleanly
-            from .eval_sets import generate_split, load_eval_set
+            self._eval_cache[split] = [self._episode_row(split, ep) for ep in self._stored_episodes(split)]
+        return self._eval_cache[split]
 
-            if self.uses_committed_eval_sets():
-                raw = load_eval_set(split, self.config)
-            else:
-                logger.warning(
-                    "GeneralPoints: eval settings %s differ from the defaults of the committed evaluation "
-                    "sets; generating split %r in memory (deterministic from eval_seed=%s).",
-                    self.config.eval_settings(), split, self.config.eval_seed)
-                raw = generate_split(split, self.config)
-            rows = []
-            for ep in raw:
-                row = self._row(tuple(ep["ranks"]), Rule.of(ep["rule"]))
-                row.update(split=split, episode=ep["episode"])
-                rows.append(row)
-            self._eval_cache[split] = rows
-        return [dict(r) for r in self._eval_cache[split]]
+    def _episode_row(self, split: str, episode: Mapping[str, Any]) -> dict[str, Any]:
+        row = self._row(tuple(episode["ranks"]), Rule.of(episode["rule"]))
+        row.update(split=split, episode=episode["episode"])
+        return row
+
+    def _stored_episodes(self, split: str) -> list[dict[str, Any]]:
+        # imported here so that `python -m amft.tasks.general_points.eval_sets` runs cleanly
+        from .eval_sets import generate_split, load_eval_set
+
+        return self._committed_or_generated(split, load_eval_set, generate_split)
+
+    def _committed_or_generated(self, split: str, load: Callable[..., list[dict]],
+                                generate: Callable[..., list[dict]]) -> list[dict[str, Any]]:
+        """The committed file's episodes with the default eval settings, else ``generate``'s, with a warning."""
+        if self.uses_committed_eval_sets():
+            return load(split, self.config)
+        logger.warning(
+            "GeneralPoints: eval settings %s differ from the defaults of the committed evaluation "
+            "sets; generating split %r in memory (deterministic from eval_seed=%s).",
+            self.config.eval_settings(), split, self.config.eval_seed)
+        return generate(split, self.config)
 
     # ------------------------------------------------------------------ scoring
     def _deal(self, row: Mapping[str, Any]) -> tuple[list[int], int]:
@@ -193,11 +209,15 @@ class GeneralPointsTask(Task):
         raise ValueError("GeneralPoints row has no deal: expected a 'values' column (or 'ranks' and 'rule', "
                          f"or a GeneralPoints prompt); got keys {sorted(row)}")
 
+    def _check(self, row: Mapping[str, Any], text: str) -> Verification:
+        """The verifier's verdict on one answer text, with the original reward table."""
+        values, target = self._deal(row)
+        return verify_text(text, values, target, self._styles)
+
     def verify(self, row: Mapping[str, Any], completion: Any) -> Verification:
         """Score one completion (string or chat messages).  Never raises on the completion;
         raises ``ValueError`` only if ``row`` carries no deal (a dataset setup error)."""
-        values, target = self._deal(row)
-        verification = verify_text(completion_text(completion), values, target, self._styles)
+        verification = self._check(row, completion_text(completion))
         if self.config.reward == "success":
             return dataclasses.replace(verification, reward=float(verification.success))
         return verification
@@ -222,11 +242,9 @@ class GeneralPointsEnv(Env):
         super().__init__(max_attempts=max_attempts)
         self.task = task
         self.row = dict(row)
-        self.values, self.target = task._deal(self.row)
-        prompt = self.row.get("prompt")
-        if isinstance(prompt, (list, tuple)):
-            prompt = next((m.get("content") for m in prompt if isinstance(m, dict) and m.get("role") == "user"), None)
-        if not isinstance(prompt, str):
+        task._deal(self.row)  # a row without a deal fails here rather than at the first answer
+        prompt = user_text(self.row.get("prompt"))
+        if prompt is None:
             raise ValueError("the row needs a 'prompt'")
         self.prompt: str = prompt
         self.template = task.config.template
@@ -244,7 +262,7 @@ class GeneralPointsEnv(Env):
         return render_conversation(self.prompt, self.history, self.template, self.keep_last)
 
     def _respond(self, answer: str) -> Turn:
-        verification = verify_text(answer, self.values, self.target, self.task._styles)
+        verification = self.task._check(self.row, answer)
         if verification.success:
             return Turn(self.observation() + answer, verification.reward, verification, terminated=True, success=True,
                         info={"messages": self.messages()})

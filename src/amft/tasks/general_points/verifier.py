@@ -1,4 +1,5 @@
-"""Parser and verifier for GeneralPoints (see docs/design.md, 'The verifier').
+"""Parser and verifier for GeneralPoints (see docs/design.md, 'The verifier', and for the cards check of
+the image variant docs/design.md, 'The image variant (GP-VL)').
 
 Pipeline for one model output:
 
@@ -60,6 +61,10 @@ __all__ = [
     "evaluate_tokens",
     "verify_formula",
     "verify_text",
+    "WRONG_CARDS_MESSAGE",
+    "extract_cards",
+    "verify_visual_text",
+    "recognition_accuracy",
 ]
 
 #: The original reward table (``REWARD_FN``).
@@ -82,6 +87,9 @@ MAX_NESTING = 200
 #: The reachable reward range: at most one -3 per token (<= MAX_FORMULA_CHARS tokens) plus -4.
 MIN_REWARD = REWARDS["ILLEGAL_FORMULA"] * MAX_FORMULA_CHARS + 2 * REWARDS["INCORRECT_NUMBER"]
 MAX_REWARD = REWARDS["CORRECT_SOLUTION"]
+
+#: The message of an image-variant answer that states other cards than the image shows.
+WRONG_CARDS_MESSAGE = "you recognized wrong cards"
 
 #: The field forms :func:`extract_field` understands, tried in this order.
 PARSE_STYLES: tuple[str, ...] = ("json", "quoted", "compact")
@@ -402,3 +410,79 @@ def verify_text(text: Any, values: Sequence[int], target: int = 24,
                 styles: Iterable[str] = PARSE_STYLES) -> Verification:
     """Extract the formula from a model output and verify it (never raises on ``text``)."""
     return verify_formula(extract_formula(text, styles), values, target)
+
+
+# --------------------------------------------------------------------------- the image variant
+
+_QUOTED_CARDS_RE = re.compile(r'"cards": (\[.*?\])')
+_CARD_LIST_JUNK = str.maketrans("", "", "[]'\" ")
+
+
+def _card_list(text: str) -> list[str]:
+    """The original's reading of a card list: brackets, quotes and spaces removed, split on commas."""
+    return text.translate(_CARD_LIST_JUNK).split(",")
+
+
+def extract_cards(text: Any, styles: Iterable[str] = PARSE_STYLES) -> list[str] | None:
+    """The four card symbols a model output states in its ``cards`` field, or ``None``.
+
+    Forms, tried in the order of ``styles``: ``"json"`` (the whole text is a JSON object whose
+    ``cards`` is a list or a string), ``"quoted"`` (``"cards": [...]``, one line) -- both read as the
+    original does: brackets, quotes and spaces removed, split on commas -- and ``"compact"``
+    (``cards: A 3 K 6``, split on spaces).  A list of other than four items is ``None``.  Never raises.
+    """
+    if not isinstance(text, str):
+        return None
+    text = text[:MAX_TEXT_CHARS]
+    for style in styles:
+        cards: list[str] | None = None
+        if style == "json":
+            stripped = text.strip()
+            if not stripped.startswith("{"):
+                continue
+            try:
+                obj = json.loads(stripped)
+            except (ValueError, RecursionError):
+                continue
+            value = obj.get("cards") if isinstance(obj, dict) else None
+            if isinstance(value, list):
+                cards = [item for v in value for item in _card_list(str(v))]
+            elif isinstance(value, str):
+                cards = _card_list(value)
+        elif style == "quoted":
+            m = _QUOTED_CARDS_RE.search(text)
+            if m:
+                cards = _card_list(m.group(1))
+        elif style == "compact":
+            value = extract_field(text, "cards", ("compact",))
+            if value is not None:
+                cards = value.split()
+        else:
+            raise ValueError(f"unknown parse style {style!r}; known: {PARSE_STYLES}")
+        if cards is not None:
+            return cards if len(cards) == 4 else None
+    return None
+
+
+def verify_visual_text(text: Any, cards: Sequence[str], values: Sequence[int], target: int = 24,
+                       styles: Iterable[str] = PARSE_STYLES) -> Verification:
+    """Verify an answer to the image variant: first the cards it states, then its formula.
+
+    An answer whose ``cards`` are not the true card symbols ``cards`` (compared as sorted lists) scores
+    -1.5 with the message :data:`WRONG_CARDS_MESSAGE` (no final period, as in the original) and its
+    formula is not read; otherwise the formula is verified as in :func:`verify_text`.
+    """
+    stated = extract_cards(text, styles)
+    if stated is None or sorted(stated) != sorted(cards):
+        return Verification(reward=REWARDS["INCORRECT_VISION"], success=False, message=WRONG_CARDS_MESSAGE)
+    return verify_text(text, values, target, styles)
+
+
+def recognition_accuracy(verifications: Iterable[Verification | None]) -> float:
+    """Card recognition accuracy of verified answers: 1 - (answers with wrong cards) / (answers).
+
+    ``None`` entries (calls an environment did not evaluate) are skipped; no answer gives 1.0.
+    """
+    verdicts = [v for v in verifications if v is not None]
+    wrong = sum(v.message == WRONG_CARDS_MESSAGE for v in verdicts)
+    return 1.0 - wrong / len(verdicts) if verdicts else 1.0
