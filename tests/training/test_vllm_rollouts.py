@@ -8,6 +8,7 @@ trainer's would; everything after it (TRL's ratio, AMFT's placement of demonstra
 loss) is the real code.
 """
 
+import copy
 import math
 
 import pytest
@@ -59,7 +60,7 @@ class StandInSampler:
         return prompts, completions, logprobs, None
 
 
-def vllm_trainer(tmp_path, method, mode, **overrides):
+def vllm_trainer(tmp_path, method, mode, meta_dataset=None, **overrides):
     torch.set_num_threads(1)
     model, tokenizer = build_tiny_model("tiny-test", seed=0)
     settings = dict(
@@ -69,7 +70,8 @@ def vllm_trainer(tmp_path, method, mode, **overrides):
         vllm_importance_sampling_mode=mode, prefix_low_start=0.5, prefix_low_end=0.5, prefix_high=0.5,
     )
     trainer = AMFTTrainer(model=model, reward_funcs=digit_share_reward, args=AMFTConfig(**settings | overrides),
-                          train_dataset=Dataset.from_list(PROMPTS), demo_dataset=DEMOS, processing_class=tokenizer)
+                          train_dataset=Dataset.from_list(PROMPTS), demo_dataset=DEMOS, meta_dataset=meta_dataset,
+                          processing_class=tokenizer)
     # What GRPOTrainer sets up for use_vllm, with the stand-in as the backend.
     trainer.use_vllm, trainer.vllm_generation, trainer._last_loaded_step = True, StandInSampler(trainer), -1
     return trainer
@@ -143,3 +145,22 @@ def test_expert_prefix_tokens_take_no_correction_of_their_own(tmp_path, mode):
         assert (ratio[prefix] == 1.0).all()
     loss = trainer._rl_loss(trainer._rollout_forward(trainer.model, rollouts), rollouts)
     assert torch.isfinite(loss)
+
+
+def test_the_validation_gradient_takes_the_correction(tmp_path):
+    """g_val's policy-gradient loss on vLLM rollouts of the validation prompts weighs each token by TRL's ratio:
+    with the ratio pi/pi_old = 1 of fresh rollouts, each token's loss is -A * IS, a mean per sequence, then over
+    sequences."""
+    trainer = vllm_trainer(tmp_path, "amft", "token_truncate", meta_dataset=PROMPTS)
+    rows = copy.deepcopy(trainer.meta_stream).next_batch()  # the rows `_validation_loss` draws next
+    trainer.model.eval()
+    rollouts = trainer._generate_and_score_completions(
+        [dict(row) for row in rows for _ in range(trainer.num_generations_eval)]
+    )
+    trainer.model.train()
+    mask, ratio = rollouts["completion_mask"], rollouts["importance_sampling_ratio"]
+    assert (ratio[mask.bool()] != 1.0).any()
+    per_token = -rollouts["advantages"].unsqueeze(-1) * ratio * mask
+    expected = (per_token.sum(dim=-1) / mask.sum(dim=-1).clamp(min=1)).mean()
+    loss = trainer._validation_loss(trainer.model)
+    torch.testing.assert_close(loss.detach(), expected, rtol=1e-5, atol=1e-6)

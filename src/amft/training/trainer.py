@@ -802,7 +802,9 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
         self._metrics["eval"].clear()  # these rollouts are the controller's, not an evaluation
         batch = rollout_batch(rollouts)
         logps = token_log_probs(self._completion_logits(model, batch) / self.temperature, batch.completion_ids)
-        return clipped_surrogate(logps, logps.detach(), rollouts["advantages"], batch.completion_mask)
+        correction = self._sampling_correction(rollouts, batch.completion_mask.size(1))
+        return clipped_surrogate(logps, logps.detach(), rollouts["advantages"], batch.completion_mask,
+                                 sampling_correction=correction)
 
     def _average_over_processes(self, grads: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
         if self.accelerator.num_processes == 1:
