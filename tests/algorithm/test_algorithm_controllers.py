@@ -268,3 +268,16 @@ def test_planned_mu_announces_scheduled_values_and_not_measured_ones():
         planned = chord.planned_mu()
         assert chord.update() == planned
     assert MetaGradientController(warmup_steps=0).planned_mu() is None  # depends on entropy and alignment
+
+
+def test_non_finite_measurements_are_left_out_of_an_update():
+    alignment = MetaAlignment(val_dot_sft=1.0, val_dot_rl=float("nan"), val_norm=1.0, sft_norm=1.0, rl_norm=1.0)
+    stats, dropped = ControllerStats(entropy=float("inf"), meta_alignment=alignment).finite()
+    assert stats == ControllerStats() and dropped == ["entropy", "meta_alignment"]
+    finite = ControllerStats(entropy=0.5, meta_alignment=MetaAlignment(1.0, 0.5, 1.0, 1.0, 1.0))
+    assert finite.finite() == (finite, [])
+    # A controller given the left-out stats keeps mu where a NaN entropy would have made it NaN.
+    controller = MetaGradientController(warmup_steps=1, entropy_calibration_steps=1, meta_period=100)
+    controller.update(ControllerStats(entropy=1.0))
+    assert controller.update(ControllerStats(entropy=float("nan")).finite()[0]) == controller.mu == 0.8
+    assert math.isnan(controller.update(ControllerStats(entropy=float("nan"))))

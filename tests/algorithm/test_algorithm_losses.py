@@ -57,6 +57,13 @@ def test_token_entropy_hand_value_and_masked_vocab():
     assert torch.isfinite(logits.grad).all()
 
 
+def test_token_entropy_of_nan_logits_is_nan():
+    # An overflowed forward must not look like a certain policy (entropy 0).
+    logits = torch.tensor([[[0.0, 1.0, 2.0], [float("nan"), 0.0, 0.0]]])
+    out = token_entropy(logits)
+    assert torch.isfinite(out[0, 0]) and torch.isnan(out[0, 1])
+
+
 def test_masked_mean_value_normalizer_and_all_masked():
     values = torch.tensor([[1.0, 2.0, float("nan")], [float("inf"), 5.0, 6.0]])
     mask = torch.tensor([[1, 1, 0], [0, 1, 0]])

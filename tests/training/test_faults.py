@@ -199,3 +199,22 @@ def test_a_step_with_a_non_finite_loss_or_gradient_is_skipped_and_counted(tmp_pa
     assert [row["faults/skipped_step"] for row in trainer.state.log_history if "faults/skipped_step" in row] \
         == [0.0, 1.0, 0.0]
     assert trainer._step_skip.skipped_steps == 1
+
+
+def test_a_non_finite_step_leaves_the_controller_finite(tmp_path):
+    # AMFT without the meta term: the warm-up's last step measures H*, then the poisoned step's H is NaN.
+    trainer = make_trainer(tmp_path, PROMPTS, method="amft", max_steps=3, sft_batch_size=8, amft_warmup_steps=1,
+                           entropy_calibration_steps=1, use_meta_term=False)
+
+    def poison_training_forwards(module, inputs, output):  # sampling (without gradient) stays finite
+        if trainer.state.global_step == 1 and torch.is_grad_enabled():
+            output.logits = output.logits * float("nan")
+        return output
+
+    trainer.model.register_forward_hook(poison_training_forwards)
+    trainer.train()
+    rows = [row for row in trainer.state.log_history if "amft/mu" in row]
+    assert [row["faults/dropped_measurements"] for row in rows] == [0.0, 1.0, 0.0]
+    assert [row["faults/skipped_step"] for row in rows] == [0.0, 1.0, 0.0]
+    assert all(math.isfinite(row["amft/mu"]) for row in rows) and rows[1]["amft/mu"] == 0.8
+    assert rows[2]["amft/entropy_term"] != 0.0  # the next step's H acts again

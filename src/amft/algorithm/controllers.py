@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from .alignment import Gradients, gradient_dots
@@ -79,6 +79,19 @@ class ControllerStats:
     entropy: float | None = None
     meta_alignment: MetaAlignment | None = None
     noise_proxies: NoiseProxies | None = None
+
+    def finite(self) -> tuple[ControllerStats, list[str]]:
+        """These stats with each measurement that holds a non-finite number left out (as if not measured),
+        and the names of those left out: a step whose loss overflowed must not carry NaN into mu."""
+        kept, dropped = {}, []
+        for field in fields(self):
+            value = getattr(self, field.name)
+            numbers = [value] if isinstance(value, float) else astuple(value) if value is not None else []
+            if all(number is None or math.isfinite(number) for number in numbers):
+                kept[field.name] = value
+            else:
+                dropped.append(field.name)
+        return ControllerStats(**kept), dropped
 
 
 def meta_alignment_from_gradients(

@@ -47,7 +47,8 @@ def token_entropy(logits: Tensor) -> Tensor:
     log_p = torch.log_softmax(logits.float(), dim=-1)
     # Logits set to -inf (e.g. banned tokens) give p = 0 and log p = -inf; 0 * -inf
     # would be NaN in the value and in the gradient, so those terms are zeroed first.
-    log_p = torch.where(torch.isfinite(log_p), log_p, torch.zeros_like(log_p))
+    # NaN logits stay NaN: an overflowed forward must not read as a certain policy.
+    log_p = torch.where(torch.isneginf(log_p), torch.zeros_like(log_p), log_p)
     return -(log_p.exp() * log_p).sum(dim=-1)
 
 

@@ -23,6 +23,7 @@ early forwards (see docs/design.md, "The training step").
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -76,6 +77,9 @@ from amft.training.sharded_gradients import (
     local_shard,
     separate_gradients,
 )
+
+
+logger = logging.getLogger(__name__)
 
 
 def rollout_batch(rollouts: dict[str, Any]) -> CompletionBatch:
@@ -263,8 +267,7 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
                 with torch.no_grad():
                     logits = self._completion_logits(model, batch) / self.temperature
                     entropy = self._mean_over_processes(token_entropy(logits), batch.completion_mask)
-            self.controller.update(ControllerStats(entropy=entropy))
-            self._log_controller()
+            self._update_controller(ControllerStats(entropy=entropy))
             self._open_demonstrations(accumulation, self.controller.drain() if self.method.collects_failed_prompts else None)
         loss, _ = self._sft_forward(model, self._step_demonstrations.pop(0))
         self._metrics["train"]["amft/sft_loss"].append(loss.item())
@@ -290,9 +293,9 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
         if opens_step:
             noise = self._noise_proxies(model, rollouts, demonstrations) if self.controller.needs_noise_proxies else None
             alignment = self._meta_alignment(model, forward, rl_loss, demo_loss) if self._plan.is_meta_step else None
-            stats = ControllerStats(entropy=self._step_entropy, meta_alignment=alignment, noise_proxies=noise)
-            mu = self.controller.update(stats)
-            self._log_controller()
+            mu = self._update_controller(
+                ControllerStats(entropy=self._step_entropy, meta_alignment=alignment, noise_proxies=noise)
+            )
             self._other_micro_batches = []
         else:
             mu = self.controller.mu
@@ -837,6 +840,18 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
         # Per-row values, NaN for rows without tokens; every process holds as many rows as the others.
         gathered = [self.accelerator.gather(rows) for rows in (advantages, rollout_disagreements, nlls, demo_disagreements)]
         return measure_noise(*gathered, trim=self.args.gac_trim)
+
+    def _update_controller(self, stats: ControllerStats) -> float:
+        """The controller's update with this step's measurements, less any that is not finite (see
+        docs/design.md, 'Faults'): counted in `faults/dropped_measurements`; returns the new mu."""
+        stats, dropped = stats.finite()
+        if dropped:
+            logger.warning("step %d: the controller's %s is not finite and is left out of its update",
+                           self.state.global_step + 1, " and ".join(dropped))
+        self._metrics["train"]["faults/dropped_measurements"].append(float(len(dropped)))
+        mu = self.controller.update(stats)
+        self._log_controller()
+        return mu
 
     def _log_controller(self) -> None:
         # Terms of the method's own (named "method/...") keep their name; the shared ones go under amft/.
