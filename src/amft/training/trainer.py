@@ -425,20 +425,27 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
 
     @staticmethod
     def _step_gradients(gradient_of: Callable, step_terms) -> list[list[torch.Tensor | None]]:
-        """[g_RL, g_SFT, g_H] of the step: each term's gradient summed over the micro-batches and divided by
-        their number, as the Trainer accumulates the mixed loss."""
-        totals: list[list[torch.Tensor | None]] | None = None
+        """[g_RL, g_SFT, g_H] of the step: each term's gradient summed over the micro-batches (in place, one
+        gradient at a time) and divided by their number, as the Trainer accumulates the mixed loss."""
+        totals: list[list[torch.Tensor | None] | None] = [None, None, None]
         micro_batches = 0
         for terms in step_terms:
             micro_batches += 1
-            grads = [list(gradient_of(term, retain_graph=True)) for term in terms]
-            totals = grads if totals is None else [
-                [mine if mine is None else theirs if theirs is None else theirs + mine for mine, theirs in zip(new, old)]
-                for new, old in zip(grads, totals)
-            ]
+            for index, term in enumerate(terms):
+                gradient = list(gradient_of(term, retain_graph=True))
+                if totals[index] is None:
+                    totals[index] = gradient
+                    continue
+                for position, (total, part) in enumerate(zip(totals[index], gradient)):
+                    if total is None:
+                        totals[index][position] = part
+                    elif part is not None:
+                        total.add_(part)
         if micro_batches > 1:
             for gradient in totals:
-                gradient[:] = [None if g is None else g / micro_batches for g in gradient]
+                for g in gradient:
+                    if g is not None:
+                        g.div_(micro_batches)
         return totals
 
     def _micro_step_syncs_gradients(self) -> bool:
