@@ -1,8 +1,11 @@
-"""Named tiny models built from a config, and loading of any Hugging Face causal LM.
+"""Named tiny models built from a config, and loading of any Hugging Face causal LM or vision-language model.
 
 `load_model("tiny-gp")` builds a randomly initialised Qwen2 of a few million parameters with
-the character tokenizer, so everything runs offline on a CPU; any other name is passed to
-`AutoModelForCausalLM.from_pretrained` (a Hub id or a local folder), the path a GPU user takes.
+the character tokenizer, so everything runs offline on a CPU; `load_model("tiny-gp-vl")` puts a
+small image encoder in front of it and returns its processor (see docs/design.md, 'The tiny
+vision-language model'). Any other name is passed to `from_pretrained` (a Hub id or a local
+folder), the path a GPU user takes: `AutoModelForImageTextToText` with its processor when the
+config is a vision-language one, `AutoModelForCausalLM` with its tokenizer otherwise.
 """
 
 from __future__ import annotations
@@ -13,26 +16,41 @@ from dataclasses import dataclass
 
 import torch
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
+    AutoModelForImageTextToText,
+    AutoProcessor,
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
+    ProcessorMixin,
     Qwen2Config,
 )
 
-from amft.models.tokenizer import build_char_tokenizer
+from amft.models.tokenizer import CHARACTERS, build_char_tokenizer
+from amft.models.vision import (
+    IMAGE_TOKEN,
+    TinyVisionSpec,
+    build_vision_processor,
+    is_vision_language,
+    vision_language_config,
+)
 
 
 @dataclass(frozen=True)
 class TinyModelSpec:
-    """Shape of a from-scratch Qwen2 model; parameter counts are for the 99-token character vocabulary."""
+    """Shape of a from-scratch Qwen2 model and, for a vision-language model, of its image encoder.
+
+    Parameter counts are for the 99-token character vocabulary (100 with the image character).
+    """
 
     hidden_size: int
     num_layers: int
     num_heads: int
     intermediate_size: int
     max_positions: int = 1024
+    vision: TinyVisionSpec | None = None
 
 
 TINY_MODELS: dict[str, TinyModelSpec] = {
@@ -42,15 +60,28 @@ TINY_MODELS: dict[str, TinyModelSpec] = {
     "tiny-gp": TinyModelSpec(hidden_size=192, num_layers=4, num_heads=4, intermediate_size=512),
     # ~6.4M parameters: for longer tasks (navigation, math word problems).
     "tiny-6m": TinyModelSpec(hidden_size=320, num_layers=5, num_heads=5, intermediate_size=896),
+    # ~0.13M parameters: tiny-test reading a 128x64 image, for unit tests of the image path.
+    "tiny-test-vl": TinyModelSpec(
+        hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128,
+        vision=TinyVisionSpec(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64),
+    ),
+    # ~2.2M parameters: the GP-VL model, tiny-gp reading the 128x64 card image as 32 patches.
+    "tiny-gp-vl": TinyModelSpec(
+        hidden_size=192, num_layers=4, num_heads=4, intermediate_size=512,
+        vision=TinyVisionSpec(hidden_size=128, num_layers=2, num_heads=4, intermediate_size=256),
+    ),
 }
 
 
-def build_tiny_model(name: str, seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A randomly initialised tiny Qwen2 and the character tokenizer, seeded for reproducibility."""
+def build_tiny_model(
+    name: str, seed: int = 0
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase | ProcessorMixin]:
+    """A randomly initialised tiny model, seeded for reproducibility, with its character tokenizer,
+    or for a vision-language one (an entry with ``vision``) a LLaVA with its processor."""
     if name not in TINY_MODELS:
         raise ValueError(f"Unknown tiny model {name!r}; known: {', '.join(TINY_MODELS)}")
     spec = TINY_MODELS[name]
-    tokenizer = build_char_tokenizer()
+    tokenizer = build_char_tokenizer(CHARACTERS if spec.vision is None else CHARACTERS + IMAGE_TOKEN)
     config = Qwen2Config(
         vocab_size=len(tokenizer),
         hidden_size=spec.hidden_size,
@@ -64,28 +95,39 @@ def build_tiny_model(name: str, seed: int = 0) -> tuple[PreTrainedModel, PreTrai
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
+    auto_class, processing_class = AutoModelForCausalLM, tokenizer
+    if spec.vision is not None:
+        config = vision_language_config(config, spec.vision, tokenizer.convert_tokens_to_ids(IMAGE_TOKEN))
+        auto_class, processing_class = AutoModelForImageTextToText, build_vision_processor(tokenizer, spec.vision)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_config(config)
+        model = auto_class.from_config(config)
     _align_generation_config(model, tokenizer)
-    return model, tokenizer
+    return model, processing_class
 
 
 def load_model(
     name_or_path: str, seed: int = 0, dtype: str | torch.dtype | None = None
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A named tiny model (built fresh) or any causal LM from the Hub or a local folder.
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase | ProcessorMixin]:
+    """A named tiny model (built fresh), or any model from the Hub or a local folder: a vision-language
+    one with its processor, a causal LM with its tokenizer.
 
     Weights load through `from_pretrained`, which reads safetensors and never unpickles code.
     """
     if name_or_path in TINY_MODELS:
         return build_tiny_model(name_or_path, seed=seed)
-    tokenizer = load_tokenizer(name_or_path)
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype or "auto")
+    config = AutoConfig.from_pretrained(name_or_path)
+    if is_vision_language(config):
+        processor = AutoProcessor.from_pretrained(name_or_path)
+        model = AutoModelForImageTextToText.from_pretrained(name_or_path, dtype=dtype or "auto")
+        tokenizer, processing_class = processor.tokenizer, processor
+    else:
+        tokenizer = processing_class = load_tokenizer(name_or_path)
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype or "auto")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     _align_generation_config(model, tokenizer)
-    return model, tokenizer
+    return model, processing_class
 
 
 # Tokenizers saved as a plain `tokenizer.json` pipeline (the character tokenizer) record these classes.
@@ -112,3 +154,8 @@ def _align_generation_config(model: PreTrainedModel, tokenizer: PreTrainedTokeni
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.bos_token_id = tokenizer.bos_token_id
+    image_token_id = getattr(model.config, "image_token_id", None)
+    if image_token_id is not None:
+        # A sampled image token has no image features to take its place; TRL's GRPO suppresses it the same way.
+        suppressed = set(model.generation_config.suppress_tokens or [])
+        model.generation_config.suppress_tokens = sorted(suppressed | {image_token_id})
