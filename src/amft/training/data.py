@@ -7,11 +7,11 @@ their position in the data kept in `state_dict()` so a resumed run continues exa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase, ProcessorMixin
 
 from amft.tasks.base import completion_text, prompt_text
 
@@ -66,48 +66,107 @@ class RowStream:
         self._order = self._permutation(self.epoch)
 
 
+#: What a vision-language model's forward takes beside the tokens, as TRL's rollouts hold it (for the whole
+#: batch: the trainer forwards whole micro-batches, so per-patch or per-tile tensors need no slicing).
+IMAGE_INPUT_KEYS = (
+    "pixel_values", "image_grid_thw", "pixel_attention_mask", "spatial_shapes", "image_sizes", "token_type_ids",
+    "mm_token_type_ids", "image_position_ids",
+)
+#: Image inputs that run along the prompt and completion tokens.
+TOKEN_TYPE_KEYS = ("token_type_ids", "mm_token_type_ids")
+
+
 @dataclass
 class CompletionBatch:
-    """Prompt tokens (left-padded) followed by completion tokens (right-padded), as TRL lays out rollouts."""
+    """Prompt tokens (left-padded) followed by completion tokens (right-padded), as TRL lays out rollouts, and a
+    vision-language model's image inputs (empty for text)."""
 
     prompt_ids: torch.Tensor
     prompt_mask: torch.Tensor
     completion_ids: torch.Tensor
     completion_mask: torch.Tensor
+    image_inputs: dict[str, Any] = field(default_factory=dict)
 
     def to(self, device: torch.device | str) -> CompletionBatch:
-        return CompletionBatch(*(t.to(device) for t in (self.prompt_ids, self.prompt_mask, self.completion_ids, self.completion_mask)))
+        tokens = (t.to(device) for t in (self.prompt_ids, self.prompt_mask, self.completion_ids, self.completion_mask))
+        images = {key: value.to(device) if isinstance(value, torch.Tensor) else value
+                  for key, value in self.image_inputs.items()}
+        return CompletionBatch(*tokens, images)
 
 
 def tokenize_demonstrations(
     rows: Sequence[dict[str, Any]],
-    tokenizer: PreTrainedTokenizerBase,
+    processing_class: PreTrainedTokenizerBase | ProcessorMixin,
     max_prompt_length: int | None = None,
     max_completion_length: int | None = None,
 ) -> CompletionBatch:
     """Tokenise (prompt, completion) rows; the completion ends with EOS so the model learns to stop.
 
     Long prompts keep their end (the question is at the end of a chat prompt); long completions
-    are cut at the end. Chat prompts (message lists) go through the tokenizer's chat template,
-    as TRL renders them for generation; a chat completion contributes its message's text.
+    are cut at the end. Chat prompts (message lists) go through the chat template, as TRL renders
+    them for generation; a chat completion contributes its message's text. Rows with `images`
+    (a vision-language model's processor) are encoded by the processor, which expands each image's
+    tokens; such a prompt is never cut (its image tokens must match its image) but refused when
+    longer than `max_prompt_length`.
     """
+    if any(row.get("images") for row in rows):
+        return _tokenize_image_demonstrations(rows, processing_class, max_prompt_length, max_completion_length)
+    tokenizer = processing_class
     prompts = [tokenizer(prompt_text(row["prompt"], tokenizer), add_special_tokens=False)["input_ids"] for row in rows]
+    completions = _completion_tokens(rows, tokenizer, max_completion_length)
+    if max_prompt_length is not None:
+        prompts = [ids[-max_prompt_length:] for ids in prompts]
+    pad_id = tokenizer.pad_token_id
+    prompt_len = max(len(ids) for ids in prompts)
+    prompt_ids = torch.tensor([[pad_id] * (prompt_len - len(ids)) + ids for ids in prompts])
+    prompt_mask = torch.tensor([[0] * (prompt_len - len(ids)) + [1] * len(ids) for ids in prompts])
+    return CompletionBatch(prompt_ids, prompt_mask, *_right_padded(completions, pad_id))
+
+
+def _tokenize_image_demonstrations(
+    rows: Sequence[dict[str, Any]], processor: ProcessorMixin, max_prompt_length: int | None,
+    max_completion_length: int | None,
+) -> CompletionBatch:
+    if not isinstance(processor, ProcessorMixin):
+        raise ValueError("demonstrations with images need a vision-language model's processor, not a tokenizer")
+    if not all(row.get("images") for row in rows):
+        raise ValueError("a demonstration batch mixes rows with and without images")
+    encoded = dict(processor(
+        images=[row["images"] for row in rows], text=[prompt_text(row["prompt"], processor) for row in rows],
+        padding=True, padding_side="left", return_tensors="pt",
+    ))
+    prompt_ids, prompt_mask = encoded.pop("input_ids"), encoded.pop("attention_mask")
+    longest = int(prompt_mask.sum(dim=1).max())
+    if max_prompt_length is not None and longest > max_prompt_length:
+        raise ValueError(f"a demonstration prompt with its image tokens is {longest} tokens, over "
+                         f"max_demo_prompt_length={max_prompt_length}; image prompts are not cut")
+    tokenizer = processor.tokenizer
+    completion_ids, completion_mask = _right_padded(
+        _completion_tokens(rows, tokenizer, max_completion_length), tokenizer.pad_token_id
+    )
+    for key in TOKEN_TYPE_KEYS:  # the completion's tokens are text
+        if key in encoded:
+            encoded[key] = torch.cat([encoded[key], encoded[key].new_zeros(completion_ids.shape)], dim=1)
+    return CompletionBatch(prompt_ids, prompt_mask, completion_ids, completion_mask, encoded)
+
+
+def _completion_tokens(
+    rows: Sequence[dict[str, Any]], tokenizer: PreTrainedTokenizerBase, max_completion_length: int | None
+) -> list[list[int]]:
     completions = [
         tokenizer(completion_text(row["completion"]), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         for row in rows
     ]
-    if max_prompt_length is not None:
-        prompts = [ids[-max_prompt_length:] for ids in prompts]
     if max_completion_length is not None:
         completions = [ids[:max_completion_length] for ids in completions]
-    pad_id = tokenizer.pad_token_id
-    prompt_len = max(len(ids) for ids in prompts)
-    completion_len = max(len(ids) for ids in completions)
-    prompt_ids = torch.tensor([[pad_id] * (prompt_len - len(ids)) + ids for ids in prompts])
-    prompt_mask = torch.tensor([[0] * (prompt_len - len(ids)) + [1] * len(ids) for ids in prompts])
-    completion_ids = torch.tensor([ids + [pad_id] * (completion_len - len(ids)) for ids in completions])
-    completion_mask = torch.tensor([[1] * len(ids) + [0] * (completion_len - len(ids)) for ids in completions])
-    return CompletionBatch(prompt_ids, prompt_mask, completion_ids, completion_mask)
+    return completions
+
+
+def _right_padded(completions: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(ids) for ids in completions)
+    completion_ids = torch.tensor([ids + [pad_id] * (width - len(ids)) for ids in completions])
+    completion_mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in completions])
+    return completion_ids, completion_mask
 
 
 # Per-token tensors of TRL's rollout dict that line up with `completion_ids`.
@@ -144,4 +203,8 @@ def replace_completions(
             elif key == "completion_mask":
                 tensor[row, : len(ids)] = 1
         out[key] = tensor
+    for key in TOKEN_TYPE_KEYS:  # they run along prompt + completion: a widened completion is text
+        if out.get(key) is not None and width > rollouts["completion_ids"].size(1):
+            tensor = out[key]
+            out[key] = torch.cat([tensor, tensor.new_zeros((tensor.size(0), width - rollouts["completion_ids"].size(1)))], dim=1)
     return out

@@ -162,12 +162,13 @@ class PrefixRolloutMixin:
         vLLM's server mode generates `num_generations` completions of every `num_generations`-th prompt,
         so rows whose prompt + prefix differ within such a block are generated one by one instead.
         """
-        if images is not None or multimodal_fields:
-            raise ValueError(f"{self.method.name}'s prefix rollouts take text prompts only")
+        if self.use_vllm and (images is not None or multimodal_fields):
+            raise ValueError(f"{self.method.name}'s prefix rollouts of image prompts run with transformers' "
+                             "generation, not vLLM")
         extended = [list(ids) + list(prefix) for ids, prefix in zip(prompt_ids, prefixes, strict=True)]
         blocks_agree = all(extended[i] == extended[i - i % num_generations] for i in range(len(extended)))
         continuations, logprobs = super()._generate_single_turn(
-            extended, None, {}, num_generations if blocks_agree else 1
+            extended, images, multimodal_fields or {}, num_generations if blocks_agree else 1
         )
         limit = self.max_completion_length
         completion_ids = [(list(prefix) + list(ids))[:limit] for prefix, ids in zip(prefixes, continuations)]
@@ -201,7 +202,7 @@ class PrefixRolloutMixin:
 
     def _prefix_text_tokens(self, text: str) -> list[int]:
         # As demonstrations placed in groups are tokenised.
-        return self.processing_class(text, add_special_tokens=False)["input_ids"]
+        return self._tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def _prefix_rng(self, kind: str, step: int, group_index: int) -> random.Random:
         return random.Random(f"{kind}:{self.args.seed}:{step}:{self.accelerator.process_index}:{group_index}")
@@ -318,7 +319,7 @@ class PrefixRolloutMixin:
 
     def _decode_completions(self, prompt: Any, completion_ids: list[list[int]]) -> list[Any]:
         """Completions as TRL hands them to reward functions: text, or one assistant message for chat prompts."""
-        texts = self.processing_class.batch_decode(completion_ids, skip_special_tokens=True)
+        texts = self._tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
         if is_conversational({"prompt": prompt}):
             return [[{"role": "assistant", "content": text}] for text in texts]
         return texts

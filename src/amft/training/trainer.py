@@ -33,7 +33,7 @@ from functools import partial
 from typing import Any
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, ProcessorMixin, TrainerCallback
 from transformers.trainer_utils import rotate_checkpoints
 from trl import GRPOTrainer
 from trl.trainer.utils import is_async_callable
@@ -67,7 +67,13 @@ from amft.algorithm import (
 from amft.io import atomic_write_json
 from amft.training.checkpoint import AMFT_STATE_FILE, mark_checkpoint_complete
 from amft.training.config import AMFTConfig
-from amft.training.data import CompletionBatch, RowStream, replace_completions, tokenize_demonstrations
+from amft.training.data import (
+    IMAGE_INPUT_KEYS,
+    CompletionBatch,
+    RowStream,
+    replace_completions,
+    tokenize_demonstrations,
+)
 from amft.training.faults import GuardedReward, NonFiniteStepSkip
 from amft.training.methods import get_method
 from amft.training.prefix_rollouts import PrefixRolloutMixin
@@ -83,9 +89,10 @@ logger = logging.getLogger(__name__)
 
 
 def rollout_batch(rollouts: dict[str, Any]) -> CompletionBatch:
-    """The token layout of TRL's scored rollouts."""
+    """The token layout of TRL's scored rollouts, with their image inputs."""
     return CompletionBatch(
-        rollouts["prompt_ids"], rollouts["prompt_mask"], rollouts["completion_ids"], rollouts["completion_mask"]
+        rollouts["prompt_ids"], rollouts["prompt_mask"], rollouts["completion_ids"], rollouts["completion_mask"],
+        {key: rollouts[key] for key in IMAGE_INPUT_KEYS if rollouts.get(key) is not None},
     )
 
 
@@ -152,7 +159,7 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
         train_dataset: Any,
         demo_dataset: Sequence[dict[str, Any]],
         meta_dataset: Sequence[dict[str, Any]] | None = None,
-        processing_class: PreTrainedTokenizerBase | None = None,
+        processing_class: PreTrainedTokenizerBase | ProcessorMixin | None = None,
         callbacks: list[TrainerCallback] | None = None,
         controller: BalanceController | None = None,
         **kwargs: Any,
@@ -579,7 +586,7 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
         off_policy = torch.zeros(len(inputs), dtype=torch.bool, device=rewards.device)
         if rows:
             token_ids = self._demonstration_tokens(texts)
-            rollouts = replace_completions(rollouts, rows, token_ids, self.processing_class.pad_token_id)
+            rollouts = replace_completions(rollouts, rows, token_ids, self._tokenizer.pad_token_id)
             rewards = rewards.clone()
             rewards[rows] = self._score_locally([inputs[row] for row in rows], texts, token_ids).to(rewards.device)
             off_policy[rows] = True
@@ -594,7 +601,7 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
     def _demonstration_tokens(self, texts: list[str]) -> list[list[int]]:
         """Demonstrations as completion rows: their tokens and the end-of-sequence token, cut to
         `max_completion_length`."""
-        tokenizer = self.processing_class
+        tokenizer = self._tokenizer
         return [
             (tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])[: self.max_completion_length]
             for text in texts
@@ -612,7 +619,7 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
         rows = [index * group + group - 1 for index in sft_groups]
         if rows:
             token_ids = self._demonstration_tokens([demonstrations[index] for index in sft_groups])
-            rollouts = replace_completions(rollouts, rows, token_ids, self.processing_class.pad_token_id)
+            rollouts = replace_completions(rollouts, rows, token_ids, self._tokenizer.pad_token_id)
         rollouts["off_policy"] = torch.zeros(len(inputs), dtype=torch.bool, device=rewards.device)
         rollouts["off_policy"][rows] = True
         rollouts["rl_rows"] = gate.rl_rows(group)
@@ -646,7 +653,9 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
         attention_mask = torch.cat([batch.prompt_mask, batch.completion_mask], dim=1)
         completion_length = batch.completion_ids.size(1)
         # The logit at position i predicts token i + 1, so the completion's logits start one earlier.
-        logits = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=completion_length + 1).logits
+        logits = model(
+            input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=completion_length + 1, **batch.image_inputs
+        ).logits
         return logits[:, :-1, :]
 
     def _sft_forward(self, model, batch: CompletionBatch) -> tuple[torch.Tensor, torch.Tensor]:
