@@ -44,7 +44,7 @@ def test_train_help_explains_the_amft_options_and_the_chosen_tasks():
         assert option in text
         assert words in text
     assert "general-points task options:" in text and "--prompt_form" not in text
-    assert "amft train --task NAME --help, NAME one of citynav, math, virl" in text
+    assert "amft train --task NAME --help, NAME one of citynav, gp-vl, math, virl" in text
 
     result = subprocess.run([sys.executable, "-m", "amft", "train", "--task", "virl", "--help"], capture_output=True,
                             text=True, check=True)
@@ -194,7 +194,7 @@ def test_a_resumed_run_keeps_the_quick_evaluations_up_to_its_checkpoint(tmp_path
     assert path.read_text() == ""
 
 
-@pytest.mark.parametrize("task", ["citynav", "virl", "math", "general-points"])
+@pytest.mark.parametrize("task", ["citynav", "virl", "math", "general-points", "gp-vl"])
 def test_every_task_config_field_is_a_flag_with_the_configs_default(task):
     # the task config is the one owner of its options: the command line parses it, so every field is a flag
     # (listed by --help) and a run without flags builds the config's defaults

@@ -11,6 +11,7 @@ from amft.models import load_model
 from amft.tasks import available_tasks, get_task
 
 SMALL = {
+    "gp-vl": {"template": "compact"},
     "math": {"eval_size": 2},
     "virl": {"synthetic_routes": 40, "eval_routes": 2, "validation_routes": 2},
     "citynav": {"nav_eval_episodes": 2},
@@ -26,10 +27,15 @@ def untrained():
     return load_model("tiny-test")
 
 
+@pytest.fixture(scope="module")
+def untrained_vision():
+    return load_model("tiny-test-vl")
+
+
 @pytest.mark.parametrize("name", sorted({get_task(name).name for name in available_tasks()}))
-def test_eval_attempts_is_the_budget_of_every_task(name, untrained):
-    model, tokenizer = untrained
+def test_eval_attempts_is_the_budget_of_every_task(name, untrained, untrained_vision):
     task = get_task(name, **SMALL.get(name, {}))
+    model, tokenizer = untrained_vision if task.image_prompts else untrained
     result = evaluate(model, tokenizer, task, task.default_splits[0], max_attempts=ATTEMPTS, temperature=0.0,
                       max_new_tokens=4, limit=2, progress=False)
     assert result.episodes == 2 and result.max_attempts == ATTEMPTS and result.success_rate == 0.0

@@ -22,7 +22,8 @@ USAGE = """usage: amft COMMAND [options]
 commands:
   demo    the embedded default: a tiny model learns GeneralPoints-L with AMFT on CPU
           (progress bar, success table per split, plot and summary in the run folder);
-          `amft demo --task math` / `--task virl`: the same for arithmetic word problems / street navigation
+          `amft demo --task math` / `--task virl`: the same for arithmetic word problems / street navigation;
+          `amft demo --task gp-vl`: GeneralPoints with the cards in an image, learnt by a tiny vision-language model
   train   train with AMFT or a baseline (--method) from a YAML config (--config) and/or flags
   compare run methods x seeds under one budget from a study file; tables and plots
   eval    evaluate a trained model on task splits, single- or multi-turn; writes JSON
@@ -32,7 +33,8 @@ commands:
 `amft COMMAND --help` explains every option of COMMAND.
 """
 
-DEMO_PRESETS = {"general-points": "demo-general-points.yaml", "math": "demo-math.yaml", "virl": "demo-virl.yaml"}
+DEMO_PRESETS = {"general-points": "demo-general-points.yaml", "gp-vl": "demo-gp-vl.yaml", "math": "demo-math.yaml",
+                "virl": "demo-virl.yaml"}
 
 #: `amft eval --eval_preset NAME`: an evaluation protocol, the task it belongs to and the options it fixes
 EVAL_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -236,7 +238,7 @@ def _run_eval(argv: list[str]) -> int:
 
     from amft.cli.arguments import RunArguments
     from amft.cli.options import OptionsError, field_names, read_command_line
-    from amft.cli.pipeline import evaluate_splits, evaluation_budget
+    from amft.cli.pipeline import check_model_fits_task, evaluate_splits, evaluation_budget
     from amft.evaluation.report import print_results
     from amft.models import load_model
     from amft.tasks import get_task
@@ -257,6 +259,7 @@ def _run_eval(argv: list[str]) -> int:
     task = get_task(run.task, config=task_config)
     splits = run.splits(task.default_splits)
     evaluation_budget(task, run)
+    check_model_fits_task(eval_args.model, task)
     if run.use_vllm_eval:
         if task.multi_turn:
             raise OptionsError("--use_vllm_eval applies to sampled evaluation (math), not to multi-turn episodes")
@@ -271,8 +274,8 @@ def _run_eval(argv: list[str]) -> int:
             for split in splits
         }
     else:
-        model, tokenizer = load_model(eval_args.model)
-        results = evaluate_splits(model, tokenizer, task, splits, run, bf16=eval_args.bf16, seed=eval_args.seed)
+        model, processing_class = load_model(eval_args.model)
+        results = evaluate_splits(model, processing_class, task, splits, run, bf16=eval_args.bf16, seed=eval_args.seed)
     protocol = f" ({eval_args.eval_preset} protocol)" if eval_args.eval_preset else ""
     print_results(f"{eval_args.model} on {task.name}{protocol}", results)
     output = eval_args.output_file or os.path.join(eval_args.model, f"eval-{'-'.join(splits)}.json")

@@ -13,14 +13,16 @@ from typing import Any
 import torch
 from datasets import Dataset
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, ProgressCallback, TrainerCallback
+from transformers import (
+    AutoConfig, PreTrainedModel, PreTrainedTokenizerBase, ProcessorMixin, ProgressCallback, TrainerCallback,
+)
 
 from amft.cli.arguments import RunArguments
 from amft.cli.options import OptionsError
 from amft.evaluation.evaluate import evaluate
 from amft.evaluation.sampling import evaluate_samples
 from amft.evaluation.report import PROGRESS_FILE, EvalResult, plot_training_dynamics, print_results, read_progress, write_summary
-from amft.models import load_model
+from amft.models import TINY_MODELS, is_vision_language, load_model
 from amft.tasks import get_task
 from amft.tasks.base import DataError, Task, TaskConfig, load_rows
 from amft.training import AMFTConfig, AMFTTrainer
@@ -61,6 +63,29 @@ def training_rows(run: RunArguments, task: Task) -> tuple[list[dict], list[dict]
     )
 
 
+def reads_images(model_name_or_path: str) -> bool:
+    """Whether ``load_model`` gives a vision-language model (with its processor) for this name; reads
+    only the config."""
+    if model_name_or_path in TINY_MODELS:
+        return TINY_MODELS[model_name_or_path].vision is not None
+    return is_vision_language(AutoConfig.from_pretrained(model_name_or_path))
+
+
+def check_model_fits_task(model_name_or_path: str, task: Task) -> None:
+    """Refuse a text model for a task that shows images, and a vision-language model for a text task."""
+    vision = reads_images(model_name_or_path)
+    if task.image_prompts and not vision:
+        raise OptionsError(
+            f"task {task.name} shows its prompts as images, and the model {model_name_or_path!r} is a text model: "
+            "use a vision-language model (tiny-gp-vl, tiny-test-vl, or a Hugging Face one such as "
+            "Qwen/Qwen2-VL-2B-Instruct)")
+    if vision and not task.image_prompts:
+        raise OptionsError(
+            f"the model {model_name_or_path!r} is a vision-language model, and task {task.name} has text prompts: use "
+            "a text model (tiny-gp, tiny-6m, or a Hugging Face causal LM), or the task's image variant (gp-vl for "
+            "general-points)")
+
+
 def bf16_autocast(enabled: bool):
     """bf16 autocast on CPU when asked for (the Trainer does the same for training with `bf16=True`)."""
     if enabled and not torch.cuda.is_available():
@@ -70,7 +95,7 @@ def bf16_autocast(enabled: bool):
 
 def evaluate_splits(
     model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
+    processing_class: PreTrainedTokenizerBase | ProcessorMixin,
     task: Task,
     splits: list[str],
     run: RunArguments,
@@ -92,14 +117,14 @@ def evaluate_splits(
         if kind == "samples":
             return {
                 split: evaluate_samples(
-                    model, tokenizer, task, split, samples=count,
+                    model, processing_class, task, split, samples=count,
                     temperature=temperature, max_new_tokens=run.eval_max_new_tokens, seed=seed, limit=limit,
                 )
                 for split in splits
             }
         return {
             split: evaluate(
-                model, tokenizer, task, split, max_attempts=count,
+                model, processing_class, task, split, max_attempts=count,
                 temperature=temperature, max_new_tokens=run.eval_max_new_tokens, seed=seed, limit=limit,
             )
             for split in splits
@@ -223,8 +248,10 @@ def run_training(run: RunArguments, task_config: TaskConfig, args: AMFTConfig) -
         torch.set_num_threads(run.threads)
     os.makedirs(args.output_dir, exist_ok=True)
     task = get_task(run.task, config=task_config)
+    check_model_fits_task(run.model_name_or_path, task)
     prompts, demonstrations, validation = training_rows(run, task)  # bad files fail here, before any work
-    model, tokenizer = load_model(run.model_name_or_path, seed=run.model_seed)
+    # a vision-language model comes with its processor, which encodes the prompts' images
+    model, processing_class = load_model(run.model_name_or_path, seed=run.model_seed)
     splits = run.splits(task.default_splits)
     for split in splits:
         if split not in task.splits:
@@ -242,7 +269,7 @@ def run_training(run: RunArguments, task_config: TaskConfig, args: AMFTConfig) -
     initial = None
     if run.eval_before and checkpoint is None:
         initial = evaluate_splits(
-            model, tokenizer, task, splits, run, bf16=args.bf16, seed=args.seed, limit=run.eval_before_limit
+            model, processing_class, task, splits, run, bf16=args.bf16, seed=args.seed, limit=run.eval_before_limit
         )
         print_results("Before training", initial)
 
@@ -259,7 +286,7 @@ def run_training(run: RunArguments, task_config: TaskConfig, args: AMFTConfig) -
         train_dataset=Dataset.from_list(prompts),
         demo_dataset=demonstrations,
         meta_dataset=validation,
-        processing_class=tokenizer,
+        processing_class=processing_class,
         callbacks=callbacks,
         peft_config=run.peft_config(),
     )
@@ -269,7 +296,7 @@ def run_training(run: RunArguments, task_config: TaskConfig, args: AMFTConfig) -
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(args.output_dir)
 
-    final = evaluate_splits(trainer.model, tokenizer, task, splits, run, bf16=args.bf16, seed=args.seed)
+    final = evaluate_splits(trainer.model, processing_class, task, splits, run, bf16=args.bf16, seed=args.seed)
     print_results(f"After training ({trainer.state.global_step} steps)", final, initial)
     history = trainer.state.log_history
     atomic_write_json(os.path.join(args.output_dir, LOG_HISTORY_FILE), history)

@@ -58,6 +58,16 @@ def print_results(title: str, results: Mapping[str, EvalResult], initial: Mappin
     Console().print(results_table(title, results, initial))
 
 
+def task_metrics(results: Mapping[str, EvalResult]) -> dict[str, dict[str, float]]:
+    """The task's own measures (GP-VL's ``recognition_accuracy``) by name, each split -> value, as
+    ``success_rate`` is reported."""
+    by_name: dict[str, dict[str, float]] = {}
+    for split, result in results.items():
+        for name, value in getattr(result, "metrics", {}).items():
+            by_name.setdefault(name, {})[split] = value
+    return by_name
+
+
 def write_summary(
     run_dir: str,
     *,
@@ -75,6 +85,7 @@ def write_summary(
             split: r.first_attempt_success_rate for split, r in results.items() if hasattr(r, "first_attempt_success_rate")
         },
         "initial_success_rate": {split: r.success_rate for split, r in (initial or {}).items()},
+        **task_metrics(results),
         "splits": {split: r.summary() for split, r in results.items()},
         "run": dict(run_info),
         "controller": dict(controller_summary or {}),

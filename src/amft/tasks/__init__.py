@@ -90,6 +90,7 @@ def _builtin(name: str, module: str, config_class: str, task_class: str, *aliase
 
 
 _builtin("general-points", ".general_points", "GeneralPointsConfig", "GeneralPointsTask", "gp-l", "general_points")
+_builtin("gp-vl", ".general_points", "GeneralPointsVisualConfig", "GeneralPointsVisualTask")
 _builtin("math", ".math", "MathConfig", "MathTask")
 _builtin("virl", ".virl.task", "VirlConfig", "VirlTask", "virl-l")
 _builtin("citynav", ".citynav", "CityNavConfig", "CityNavTask")

@@ -154,6 +154,9 @@ class Task(ABC):
     #: model calls per episode in the quick progress evaluation (None: the run's eval_attempts, for
     #: episodes that are sequences of decisions)
     quick_eval_attempts: int | None = 1
+    #: prompts show images (rows carry an ``images`` column; an environment exposes ``images`` and the
+    #: conversation as chat ``messages()``): a vision-language model with its processor reads them
+    image_prompts: bool = False
 
     @property
     def default_splits(self) -> tuple[str, ...]:
@@ -188,6 +191,11 @@ class Task(ABC):
     @abstractmethod
     def make_env(self, row: Mapping[str, Any], *, max_attempts: int) -> Env:
         """An environment for one evaluation row, allowed ``max_attempts`` answers per episode."""
+
+    def eval_metrics(self, verifications: Sequence[Verification | None]) -> dict[str, float]:
+        """The task's own measures over the verdicts of evaluated answers (a split's, or one episode's),
+        reported beside success; ``None`` entries are calls the environment did not evaluate. None here."""
+        return {}
 
     def reward(self, prompts: Sequence[Any] | None = None, completions: Sequence[Any] | None = None,
                **columns: Any) -> list[float]:

@@ -50,6 +50,8 @@ import re
 from fractions import Fraction
 from typing import Any, Sequence
 
+from amft.tasks.images import image_messages
+
 from .cards import Rule, symbol_rank
 from .verifier import EvalError, evaluate_tokens, tokenize
 
@@ -217,12 +219,6 @@ def render_completion(template: str, cards: Sequence[str], values: Sequence[int]
     if template == "compact":
         return compact_completion(cards, values, formula, completion_format)
     raise ValueError(f"unknown template {template!r}; known: {TEMPLATES}")
-
-
-def image_messages(text: str) -> list[dict[str, Any]]:
-    """One user message with an image placeholder before ``text``: the conversational prompt TRL takes
-    with an ``images`` column, which fills the placeholder with the image."""
-    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
 
 
 def user_text(prompt: Any) -> str | None:

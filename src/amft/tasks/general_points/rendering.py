@@ -24,6 +24,8 @@ from typing import Sequence
 
 from PIL import Image, ImageDraw
 
+from amft.tasks.images import GLYPH_HEIGHT, draw_text, parse_image_size, text_cells
+
 from .cards import SYMBOLS
 
 __all__ = [
@@ -58,25 +60,8 @@ SMALL_IMAGE_SIZE: tuple[int, int] = (128, 64)
 # The original layout, scaled for other canvases.
 _CARD_WIDTH, _CARD_HEIGHT, _LEFT, _STRIDE = 270, 378, 5, 297
 
-_GLYPH_ROWS: dict[str, tuple[str, ...]] = {
-    "A": (".###.", "#...#", "#...#", "#####", "#...#", "#...#", "#...#"),
-    "0": (".###.", "#...#", "#..##", "#.#.#", "##..#", "#...#", ".###."),
-    "1": ("..#..", ".##..", "..#..", "..#..", "..#..", "..#..", ".###."),
-    "2": (".###.", "#...#", "....#", "...#.", "..#..", ".#...", "#####"),
-    "3": ("####.", "....#", "....#", ".###.", "....#", "....#", "####."),
-    "4": ("...#.", "..##.", ".#.#.", "#..#.", "#####", "...#.", "...#."),
-    "5": ("#####", "#....", "####.", "....#", "....#", "#...#", ".###."),
-    "6": ("..##.", ".#...", "#....", "####.", "#...#", "#...#", ".###."),
-    "7": ("#####", "....#", "...#.", "..#..", ".#...", ".#...", ".#..."),
-    "8": (".###.", "#...#", "#...#", ".###.", "#...#", "#...#", ".###."),
-    "9": (".###.", "#...#", "#...#", ".####", "....#", "...#.", ".##.."),
-    "J": ("..###", "...#.", "...#.", "...#.", "...#.", "#..#.", ".##.."),
-    "Q": (".###.", "#...#", "#...#", "#...#", "#.#.#", "#..#.", ".##.#"),
-    "K": ("#...#", "#..#.", "#.#..", "##...", "#.#..", "#..#.", "#...#"),
-}
-_GLYPH_WIDTH, _GLYPH_HEIGHT = 5, 7
 #: the widest rank, "10": two glyphs and one blank column between them
-_WIDEST_RANK_CELLS = 2 * _GLYPH_WIDTH + 1
+_WIDEST_RANK_CELLS = text_cells("10")
 
 # Suit shapes in a unit box (x right, y down): polygons and circles (centre x, centre y, radius).
 _SUIT_POLYGONS: dict[str, tuple[tuple[tuple[float, float], ...], ...]] = {
@@ -105,16 +90,6 @@ def draw_suits(rng: random.Random, colour: str, n: int = 4) -> list[str]:
     """``n`` suits drawn uniformly and independently from the suits of ``colour``."""
     suits = SUIT_COLOURS[colour]
     return [suits[rng.randrange(len(suits))] for _ in range(n)]
-
-
-def parse_image_size(value: str | Sequence[int]) -> tuple[int, int]:
-    """``"128x64"`` or ``(128, 64)`` as ``(width, height)``; raises ``ValueError`` otherwise."""
-    try:
-        parts = value.lower().split("x") if isinstance(value, str) else list(value)
-        width, height = (int(p) for p in parts)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"image size must be 'WIDTHxHEIGHT' (e.g. '128x64'), got {value!r}") from exc
-    return width, height
 
 
 @dataclass(frozen=True)
@@ -162,7 +137,7 @@ class CardLayout:
     @property
     def rank_bottom(self) -> int:
         """Bottom of the rank, from the card's top."""
-        return self.edge + self.margin + _GLYPH_HEIGHT * self.cell
+        return self.edge + self.margin + GLYPH_HEIGHT * self.cell
 
     @property
     def suit_side(self) -> int:
@@ -175,11 +150,11 @@ class CardLayout:
         return left, top, left + self.card_width, top + self.card_height
 
     def rank_box(self, i: int, symbol: str) -> tuple[int, int, int, int]:
-        cells = len(symbol) * _GLYPH_WIDTH + len(symbol) - 1
+        cells = text_cells(symbol)
         left, top, _, _ = self.card_box(i)
         x = left + (self.card_width - cells * self.cell) // 2
         y = top + self.edge + self.margin
-        return x, y, x + cells * self.cell, y + _GLYPH_HEIGHT * self.cell
+        return x, y, x + cells * self.cell, y + GLYPH_HEIGHT * self.cell
 
     def suit_box(self, i: int) -> tuple[int, int, int, int]:
         left, top, _, bottom = self.card_box(i)
@@ -188,18 +163,6 @@ class CardLayout:
         free_top, free_bottom = top + self.rank_bottom + self.margin, bottom - self.edge - self.margin
         y = free_top + (free_bottom - free_top - side) // 2
         return x, y, x + side, y + side
-
-
-def _draw_rank(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], symbol: str, cell: int,
-               ink: tuple[int, int, int]) -> None:
-    x0, y0 = box[0], box[1]
-    for k, char in enumerate(symbol):
-        gx = x0 + k * (_GLYPH_WIDTH + 1) * cell
-        for row, bits in enumerate(_GLYPH_ROWS[char]):
-            for col, bit in enumerate(bits):
-                if bit == "#":
-                    x, y = gx + col * cell, y0 + row * cell
-                    draw.rectangle((x, y, x + cell - 1, y + cell - 1), fill=ink)
 
 
 def _draw_suit(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], suit: str,
@@ -230,6 +193,6 @@ def render_cards(ranks: Sequence[int], suits: Sequence[str],
         left, top, right, bottom = layout.card_box(i)
         draw.rectangle((left, top, right - 1, bottom - 1), fill=CARD_FACE, outline=CARD_EDGE, width=layout.edge)
         symbol = SYMBOLS[int(rank)]
-        _draw_rank(draw, layout.rank_box(i, symbol), symbol, layout.cell, ink)
+        draw_text(draw, layout.rank_box(i, symbol)[:2], symbol, layout.cell, ink)
         _draw_suit(draw, layout.suit_box(i), suit, ink)
     return image

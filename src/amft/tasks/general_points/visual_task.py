@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from PIL import Image
 
@@ -14,7 +14,7 @@ from .config import GeneralPointsVisualConfig
 from .prompts import image_messages, render_prompt
 from .rendering import draw_suits, render_cards
 from .task import GeneralPointsEnv, GeneralPointsTask
-from .verifier import verify_visual_text
+from .verifier import recognition_accuracy, verify_visual_text
 
 __all__ = ["GeneralPointsVisualTask", "GeneralPointsVisualEnv"]
 
@@ -44,6 +44,7 @@ class GeneralPointsVisualTask(GeneralPointsTask):
     splits: tuple[str, ...] = test_splits
     config_class = GeneralPointsVisualConfig
     config: GeneralPointsVisualConfig
+    image_prompts = True
 
     def image(self, row: Mapping[str, Any]) -> Image.Image:
         """The card image of a row (from its ``ranks`` and ``suits``)."""
@@ -84,6 +85,10 @@ class GeneralPointsVisualTask(GeneralPointsTask):
             return [rank_symbol(int(r)) for r in ranks]
         raise ValueError("a GP-VL row needs the true cards to check the answer's: a 'cards' column (or 'ranks'); "
                          f"got keys {sorted(row)}")
+
+    def eval_metrics(self, verifications: Sequence[Verification | None]) -> dict[str, float]:
+        """Card recognition accuracy of the answers (see :func:`~amft.tasks.general_points.verifier.recognition_accuracy`)."""
+        return {"recognition_accuracy": recognition_accuracy(verifications)}
 
     def make_env(self, row: Mapping[str, Any], *, max_attempts: int) -> "GeneralPointsVisualEnv":
         return GeneralPointsVisualEnv(self, row, max_attempts=max_attempts)

@@ -22,6 +22,12 @@ past action (``t`` a turn, ``f`` forward) and ``+`` marks an intersection. The a
 claimed observation flag (``+`` or ``-``), the number of the sentence being executed, at a turn
 that sentence itself (the original's "current instruction", which a small model copies more
 easily than the single word it needs), and the action.
+
+With ``visual`` (V-IRL-VL) the current observation is an image instead (see docs/design.md,
+'V-IRL-VL'): the original prompt says so in its task description and an ``[Observation format]``
+section, and its current line keeps only the intersection phrase (``You observe an image of 4
+views; You observe an intersection``); the compact ``[obs]`` keeps only the flag (``+`` or ``-``).
+Past observations, instructions and answers are V-IRL-L's.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import json
 import random
 import re
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from amft.tasks.base import Env, Turn, Verification
 
@@ -42,23 +49,38 @@ ACTION_SPACES = {"abs": COMPASS_WORDS, "rel": ("left", "right", "slightly left",
 MAX_TRIES = 2
 CORRECT, WRONG, WRONG_OBSERVATION = 1.0, -1.0, -1.5
 OUTPUT_SKELETON = '{\n  "current observation": "",\n  "current instruction": "",\n  "action": "",\n}'
+IMAGE_OBSERVATION = "You observe an image of 4 views; "
+OBSERVATION_FORMAT = (
+    "[Observation format]\nYou observe a 2x2 grid of street-view images with these headings:\n"
+    "[front, right\n back, left]\n"
+    "You need to find out whether any landmark of the instruction is visible in the grid.\n\n")
 
 
-def render_prompt(form: str, sentences: list[str], rail: list[Position], index: int, mode: str) -> str:
-    """The prompt at rail position ``index``: instruction, action space, history, current observation."""
+def render_prompt(form: str, sentences: list[str], rail: list[Position], index: int, mode: str,
+                  visual: bool = False) -> str:
+    """The prompt at rail position ``index``: instruction, action space, history, current observation
+    (with ``visual``, an image's: see the module's docstring)."""
+    current = rail[index]
     if form == "compact":
         history = "".join(position.action(mode)[0] for position in rail[:index])  # t(urn) or f(orward)
         numbered = "; ".join(f"{i} {s}" for i, s in enumerate(sentences, start=1))
-        return f"[inst] {numbered}\n[mode] {mode}\n[hist] {history}\n[obs] {rail[index].compact_observation}\n[answer]"
+        observation = ("+" if current.at_intersection else "-") if visual else current.compact_observation
+        return f"[inst] {numbered}\n[mode] {mode}\n[hist] {history}\n[obs] {observation}\n[answer]"
     choices = ", ".join(ACTION_SPACES[mode])
     lines = [f"O_{i}: {p.observation}\nA_{i}: {p.action(mode)}" for i, p in enumerate(rail[:index], start=1)]
-    lines.append(f"O_{index + 1}: {rail[index].observation}\nA_{index + 1}: ")
+    if visual:
+        observation = IMAGE_OBSERVATION + (INTERSECTION if current.at_intersection else "")
+    else:
+        observation = current.observation
+    lines.append(f"O_{index + 1}: {observation}\nA_{index + 1}: ")
     numbered = "\n".join(f"{i}. {s}" for i, s in enumerate(sentences, start=1))
     return (
         "[Task Description]\nYou are an expert in navigation. You will receive a sequence of instructions to follow "
-        "while observing your surrounding environment, and the sequence of your past observations and actions. "
-        "First identify which instruction you are executing now, then choose the next action.\n\n"
+        f"while observing your surrounding {'street views' if visual else 'environment'}, and the sequence of your "
+        "past observations and actions. First identify which instruction you are executing now, then choose the next "
+        "action.\n\n"
         f"[Instruction]\n{numbered}\n\n"
+        f"{OBSERVATION_FORMAT if visual else ''}"
         "[Action space]\n"
         '"forward()": move forward one step\n'
         f'"turn_direction(x)": turn to direction x, where x is one of [{choices}]\n'
@@ -138,6 +160,8 @@ class VirlEnv(Env):
     The episode succeeds when the agent stops at the destination."""
 
     episodic = True
+    #: the current observation is an image (V-IRL-VL's :class:`~amft.tasks.virl.visual.VirlVisualEnv`)
+    visual: ClassVar[bool] = False
 
     def __init__(self, route: Route, *, max_attempts: int, form: str = "compact", mode: str = "abs", seed: int = 0,
                  drop_rate: float = 0.5, wrap: bool = True) -> None:
@@ -168,7 +192,11 @@ class VirlEnv(Env):
         return self.prompt()
 
     def prompt(self) -> str:
-        return render_prompt(self.form, self.sentences, self.rail, self.index, self.mode)
+        return render_prompt(self.form, self.sentences, self.rail, self.index, self.mode, visual=self.visual)
+
+    def prompt_columns(self, text: str) -> dict[str, Any]:
+        """The prompt columns of a row that shows ``text`` at the current position."""
+        return {"prompt": text}
 
     def expert_answer(self) -> str:
         return render_target(self.form, self.sentences, self.rail[self.index], self.mode)

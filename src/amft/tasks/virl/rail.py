@@ -111,14 +111,16 @@ def instruction_sentences(route: Route, initial_heading: int, wrap: bool = True,
 
 @dataclass(frozen=True)
 class Position:
-    """One rail position: what the agent observes, the correct action in each action space, and
-    the (1-based) instruction sentence it executes."""
+    """One rail position: what the agent observes, the correct action in each action space, the
+    (1-based) instruction sentence it executes, and its place on the route (``start``, ``k`` for
+    node k, ``k.j`` for the j-th interpolated point of segment k, dropped points counted)."""
 
     kind: str  # start, point, intersection, destination
     observation: str
     absolute_action: str
     relative_action: str
     sentence: int
+    place: str
 
     @property
     def at_intersection(self) -> bool:
@@ -145,18 +147,20 @@ def build_rail(route: Route, rng: random.Random, initial_heading: int, *, drop_r
         absolute, relative = turns[k - 1]
         return f"turn_direction({absolute})", f"turn_direction({relative})"
 
-    rail = [Position("start", EMPTY_OBSERVATION, *turn(1), 1)]
+    rail = [Position("start", EMPTY_OBSERVATION, *turn(1), 1, "start")]
     for k, milestone in enumerate(route.milestones, start=1):
         move_sentence = 2 * k
         long_enough = distance_m(nodes[k - 1], nodes[k]) > MIN_SEGMENT_M
         if long_enough:
-            for _ in range(straight_line_length):
+            for j in range(1, straight_line_length + 1):
                 if rng.random() >= drop_rate:
-                    rail.append(Position("point", EMPTY_OBSERVATION, "forward()", "forward()", move_sentence))
+                    rail.append(Position("point", EMPTY_OBSERVATION, "forward()", "forward()", move_sentence,
+                                         f"{k}.{j}"))
         if k == last:
-            rail.append(Position("destination", f"{milestone.landmarks}; ", "stop()", "stop()", move_sentence))
+            rail.append(Position("destination", f"{milestone.landmarks}; ", "stop()", "stop()", move_sentence, f"{k}"))
         else:
             # The original's quirk: a node reached without interpolated points keeps the move sentence.
             sentence = 2 * k + 1 if long_enough else move_sentence
-            rail.append(Position("intersection", f"{milestone.landmarks}; {INTERSECTION}", *turn(k + 1), sentence))
+            rail.append(Position("intersection", f"{milestone.landmarks}; {INTERSECTION}", *turn(k + 1), sentence,
+                                 f"{k}"))
     return rail

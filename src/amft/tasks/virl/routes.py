@@ -5,6 +5,12 @@ plain list of route dicts. Only the fields the text environment needs are requir
 ``start_place.relocated_geocode``, ``route_results.geocode_list``, ``init_heading`` and
 ``milestone_info`` (pseudo-JSON blocks with trailing commas, parsed line by line). See docs/design.md,
 'Routes and V-IRL-L-synthetic'.
+
+A route may also list street-view images per rail position (``street_views``, our addition to the
+format, read by V-IRL-VL; see docs/design.md, 'Real street views'): ``{place: path}`` for a ready
+2x2 grid, or ``{place: {"front": path, "right": path, "back": path, "left": path}}`` for the four
+views. Places are ``start``, ``k`` for node k (an intersection or the destination) and ``k.j`` for
+the j-th interpolated point of segment k. Relative paths are read from the route file's folder.
 """
 
 from __future__ import annotations
@@ -13,14 +19,16 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from amft.tasks.base import DataError
 
-__all__ = ["Milestone", "Route", "load_routes", "parse_milestone_info", "route_from_record"]
+__all__ = ["VIEW_NAMES", "Milestone", "Route", "load_routes", "parse_milestone_info", "route_from_record"]
 
 _HEADING = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*\(\s*([a-z]+)\s*\)\s*$")
 COMPASS_WORDS = ("north", "northeast", "east", "southeast", "south", "southwest", "west", "northwest")
+#: the four views of a street-view grid, in the grid's reading order (top left, top right, bottom left, bottom right)
+VIEW_NAMES = ("front", "right", "back", "left")
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,12 @@ class Route:
     milestones: tuple[Milestone, ...]
     init_heading: int
     source: str = "V-IRL"
+    #: (place, image paths): one path (a whole grid) or four (the views of :data:`VIEW_NAMES`)
+    street_views: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def street_view(self, place: str) -> tuple[str, ...] | None:
+        """The image paths the route lists for a rail place, None where it lists none."""
+        return dict(self.street_views).get(place)
 
 
 def parse_milestone_info(text: str) -> list[dict[str, str]]:
@@ -114,7 +128,29 @@ def route_from_record(record: Any, source: str, index: int) -> Route:
         raise fail("milestone_info", f"{len(milestones)} milestone blocks for {len(nodes)} nodes in geocode_list")
     route_id = str(record.get("route_id", record.get("id", f"{Path(source).stem}-{index}")))
     return Route(route_id, start, nodes, tuple(milestones), round(float(init_heading)),
-                 str(record.get("source", "V-IRL")))
+                 str(record.get("source", "V-IRL")), _street_views(record.get("street_views"), source, fail))
+
+
+def _street_views(value: Any, source: str,
+                  fail: Callable[[str, str], DataError]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise fail("street_views", "expected an object of rail places")
+    folder = Path(source).parent
+    views = []
+    for place, paths in value.items():
+        if isinstance(paths, dict) and set(paths) == set(VIEW_NAMES):
+            paths = [paths[name] for name in VIEW_NAMES]
+        elif isinstance(paths, str):
+            paths = [paths]
+        else:
+            raise fail("street_views", f"place {place!r}: expected an image path or an object with the views "
+                                       f"{', '.join(VIEW_NAMES)}")
+        if not all(isinstance(path, str) for path in paths):
+            raise fail("street_views", f"place {place!r}: image paths must be strings")
+        views.append((str(place), tuple(str(folder / path) for path in paths)))
+    return tuple(views)
 
 
 def load_routes(path: str | Path) -> list[Route]:

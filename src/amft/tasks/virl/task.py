@@ -72,8 +72,11 @@ class VirlTask(Task):
     #: a whole route: the environment fails it at a position's third call anyway
     default_eval_attempts = 64
 
+    config_class: type[VirlConfig] = VirlConfig
+    env_class: type[VirlEnv] = VirlEnv
+
     def __init__(self, config: VirlConfig | None = None, **overrides: Any) -> None:
-        self.config = config or VirlConfig(**overrides)
+        self.config = config or self.config_class(**overrides)
         self._splits: dict[str, list[Route]] | None = None
         self._by_id: dict[str, Route] | None = None
 
@@ -97,18 +100,26 @@ class VirlTask(Task):
         return self._splits
 
     # ------------------------------------------------------------------ decision rows
+    def _env_options(self, split: str | None) -> dict[str, Any]:
+        """The environment's keywords besides route, mode, seed and budget; ``split`` is the evaluation
+        split it serves (None for training rows)."""
+        return {"form": self.config.prompt_form, "drop_rate": self.config.drop_rate,
+                "wrap": self.config.wrap_relative_turns}
+
+    def _env(self, route: Route, mode: str, seed: int, *, max_attempts: int, split: str | None = None) -> VirlEnv:
+        return self.env_class(route, max_attempts=max_attempts, mode=mode, seed=seed, **self._env_options(split))
+
     def _decision(self, route: Route, mode: str, rng: random.Random) -> dict[str, Any]:
         # A decision row needs at most one (wrong) answer: one position's tries are budget enough.
-        env = VirlEnv(route, max_attempts=MAX_TRIES, form=self.config.prompt_form, mode=mode, seed=rng.randrange(2**31),
-                      drop_rate=self.config.drop_rate, wrap=self.config.wrap_relative_turns)
+        env = self._env(route, mode, rng.randrange(2**31), max_attempts=MAX_TRIES)
         env.reset()
         turns = [i for i, position in enumerate(env.rail) if position.kind in ("start", "intersection")]
         env.index = rng.choice(turns) if rng.random() < self.config.turn_share else rng.randrange(len(env.rail))
         position: Position = env.rail[env.index]
         demonstration = env.expert_answer()
         prompt = env.step(env.wrong_answer(rng))[0] if rng.random() < self.config.retry_share else env.prompt()
-        return {"prompt": prompt, "action": position.action(mode), "at_intersection": position.at_intersection,
-                "mode": mode, "demonstration": demonstration}
+        return {**env.prompt_columns(prompt), "action": position.action(mode),
+                "at_intersection": position.at_intersection, "mode": mode, "demonstration": demonstration}
 
     def _mode(self, route: Route, rng: random.Random) -> str:
         one_turn = len(route.milestones) == 2
@@ -135,28 +146,34 @@ class VirlTask(Task):
         return self._decisions(self.route_splits()["validation"], n, f"virl-validation:{seed}")
 
     # ------------------------------------------------------------------ evaluation
+    def _split_routes(self, split: str) -> tuple[list[Route], str]:
+        """The routes an evaluation split walks (all of them, before ``eval_routes``) and its action space."""
+        routes = self.route_splits()
+        if split == "id":
+            return routes["test"], "abs"
+        if split == "ood-rule":
+            return [r for r in routes["test"] if len(r.milestones) > 2], "rel"
+        if not routes["unseen"]:
+            raise ValueError("split 'unseen-routes' needs synthetic routes (no unseen grids in a route file)")
+        return routes["unseen"], "abs"
+
     def eval_episodes(self, split: str) -> list[dict]:
         if split not in self.splits:
             raise ValueError(f"unknown split {split!r}; known: {', '.join(self.splits)}")
-        routes = self.route_splits()
-        if split == "id":
-            chosen, mode = routes["test"], "abs"
-        elif split == "ood-rule":
-            chosen, mode = [r for r in routes["test"] if len(r.milestones) > 2], "rel"
-        else:
-            if not routes["unseen"]:
-                raise ValueError("split 'unseen-routes' needs synthetic routes (no unseen grids in a route file)")
-            chosen, mode = routes["unseen"], "abs"
+        chosen, mode = self._split_routes(split)
         return [{"route_id": route.route_id, "mode": mode, "split": split, "episode": index}
                 for index, route in enumerate(chosen[: self.config.eval_routes])]
 
-    def make_env(self, row: Mapping[str, Any], *, max_attempts: int) -> VirlEnv:
-        """The episode of one route; ``max_attempts`` bounds its model calls, tries included."""
+    def _route(self, row: Mapping[str, Any]) -> Route:
+        """The route of an evaluation row."""
         if self._by_id is None:
             self._by_id = {route.route_id: route for group in self.route_splits().values() for route in group}
-        return VirlEnv(self._by_id[row["route_id"]], max_attempts=max_attempts, form=self.config.prompt_form,
-                       mode=row["mode"], seed=row.get("episode", 0), drop_rate=self.config.drop_rate,
-                       wrap=self.config.wrap_relative_turns)
+        return self._by_id[row["route_id"]]
+
+    def make_env(self, row: Mapping[str, Any], *, max_attempts: int) -> VirlEnv:
+        """The episode of one route; ``max_attempts`` bounds its model calls, tries included."""
+        return self._env(self._route(row), row["mode"], row.get("episode", 0), max_attempts=max_attempts,
+                         split=row.get("split"))
 
     def verify(self, row: Mapping[str, Any], completion: Any) -> Verification:
         return step_reward(self.config.prompt_form, completion_text(completion), str(row.get("action")),
