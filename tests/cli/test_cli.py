@@ -194,7 +194,7 @@ def test_a_resumed_run_keeps_the_quick_evaluations_up_to_its_checkpoint(tmp_path
     assert path.read_text() == ""
 
 
-@pytest.mark.parametrize("task", ["citynav", "virl", "math", "general-points", "gp-vl"])
+@pytest.mark.parametrize("task", ["citynav", "virl", "virl-vl", "math", "general-points", "gp-vl"])
 def test_every_task_config_field_is_a_flag_with_the_configs_default(task):
     # the task config is the one owner of its options: the command line parses it, so every field is a flag
     # (listed by --help) and a run without flags builds the config's defaults

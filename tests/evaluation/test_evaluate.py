@@ -14,12 +14,13 @@ SMALL = {
     "gp-vl": {"template": "compact"},
     "math": {"eval_size": 2},
     "virl": {"synthetic_routes": 40, "eval_routes": 2, "validation_routes": 2},
+    "virl-vl": {"synthetic_routes": 40, "eval_routes": 2, "validation_routes": 2},
     "citynav": {"nav_eval_episodes": 2},
 }
 ATTEMPTS = 4
 #: model calls of a failed episode when the task's own rules end it before the budget: V-IRL fails a
 #: route at the third call at one position (two tries, then a call it does not evaluate)
-OWN_LIMIT = {"virl": 3}
+OWN_LIMIT = {"virl": 3, "virl-vl": 3}
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,8 @@ commands:
   demo    the embedded default: a tiny model learns GeneralPoints-L with AMFT on CPU
           (progress bar, success table per split, plot and summary in the run folder);
           `amft demo --task math` / `--task virl`: the same for arithmetic word problems / street navigation;
-          `amft demo --task gp-vl`: GeneralPoints with the cards in an image, learnt by a tiny vision-language model
+          `amft demo --task gp-vl` / `--task virl-vl`: GeneralPoints with the cards in an image / navigation
+          from street-view images, learnt by a tiny vision-language model
   train   train with AMFT or a baseline (--method) from a YAML config (--config) and/or flags
   compare run methods x seeds under one budget from a study file; tables and plots
   eval    evaluate a trained model on task splits, single- or multi-turn; writes JSON
@@ -34,7 +35,7 @@ commands:
 """
 
 DEMO_PRESETS = {"general-points": "demo-general-points.yaml", "gp-vl": "demo-gp-vl.yaml", "math": "demo-math.yaml",
-                "virl": "demo-virl.yaml"}
+                "virl": "demo-virl.yaml", "virl-vl": "demo-virl-vl.yaml"}
 
 #: `amft eval --eval_preset NAME`: an evaluation protocol, the task it belongs to and the options it fixes
 EVAL_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {

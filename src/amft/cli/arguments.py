@@ -14,14 +14,15 @@ class RunArguments:
 
     task: str = field(
         default="general-points",
-        metadata={"help": "Task name: 'general-points', 'gp-vl' (its cards in an image), 'math', 'virl' or "
-                  "'citynav'; its own options are listed under '<task> task options'."},
+        metadata={"help": "Task name: 'general-points', 'gp-vl' (its cards in an image), 'math', 'virl', 'virl-vl' "
+                  "(its street views in an image) or 'citynav'; its own options are listed under '<task> task "
+                  "options'."},
     )
     model_name_or_path: str = field(
         default="tiny-gp",
         metadata={"help": "A tiny model name built from scratch (tiny-test, tiny-gp, tiny-6m; vision-language: "
-                  "tiny-test-vl, tiny-gp-vl), a Hub id or a local folder (a vision-language model loads with its "
-                  "processor)."},
+                  "tiny-test-vl, tiny-gp-vl for a 128x64 image; tiny-test-virl-vl, tiny-virl-vl for a 128x128 one), "
+                  "a Hub id or a local folder (a vision-language model loads with its processor)."},
     )
     model_seed: int = field(default=0, metadata={"help": "Seed of the random initialisation of a tiny model."})
     num_train_prompts: int = field(default=20000, metadata={"help": "RL prompts generated for training."})
@@ -46,8 +47,8 @@ class RunArguments:
         default=None,
         metadata={"help": "Comma-separated splits to evaluate at the end; default: the task's own (general-points: "
                   "id,rl-only,unseen-deals,ood-rule, and the validation splits val-id,val-rl-only on request; gp-vl: "
-                  "id,ood-rule,ood-visual; math: id,longer, the five math benchmarks with --dataset, or the "
-                  "benchmarks in --benchmark_files). "
+                  "id,ood-rule,ood-visual; virl: id,ood-rule,unseen-routes; virl-vl: those and ood-visual; math: "
+                  "id,longer, the five math benchmarks with --dataset, or the benchmarks in --benchmark_files). "
                   "Math benchmarks: aime24, aime25, amc, math500, minerva, olympiad, arc-c, gpqa-diamond, mmlu-pro."},
     )
     benchmarks: str | None = field(default=None, metadata={"help": "Same as --eval_splits (the usual name for math)."})
@@ -59,8 +60,8 @@ class RunArguments:
     eval_attempts: int | None = field(
         default=None,
         metadata={"help": "Answers (model calls) per evaluation episode, verified one after the other (1 = single "
-                  "turn); default: the task's (general-points and gp-vl 5, virl 64, citynav 250; math 1, evaluated by "
-                  "--eval_samples independent samples unless this is given)."},
+                  "turn); default: the task's (general-points and gp-vl 5, virl and virl-vl 64, citynav 250; math 1, "
+                  "evaluated by --eval_samples independent samples unless this is given)."},
     )
     eval_temperature: float = field(default=0.6, metadata={"help": "Sampling temperature of evaluation (0 = greedy)."})
     eval_max_new_tokens: int = field(default=96, metadata={"help": "Token limit of each evaluation attempt."})

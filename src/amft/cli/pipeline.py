@@ -71,19 +71,39 @@ def reads_images(model_name_or_path: str) -> bool:
     return is_vision_language(AutoConfig.from_pretrained(model_name_or_path))
 
 
+def tiny_models_reading(image_size: tuple[int, int] | None) -> list[str]:
+    """The tiny vision-language models whose canvas is ``image_size`` (every one for None)."""
+    return [name for name, spec in TINY_MODELS.items()
+            if spec.vision is not None and image_size in (None, spec.vision.image_size)]
+
+
 def check_model_fits_task(model_name_or_path: str, task: Task) -> None:
-    """Refuse a text model for a task that shows images, and a vision-language model for a text task."""
+    """Refuse a text model for a task that shows images, a vision-language model for a text task, and a tiny
+    vision-language model whose canvas is not the task's images' (its processor would squash them)."""
     vision = reads_images(model_name_or_path)
+    image_size = getattr(task.config, "image_size", None)
     if task.image_prompts and not vision:
+        tiny = ", ".join(tiny_models_reading(image_size) or tiny_models_reading(None))
         raise OptionsError(
             f"task {task.name} shows its prompts as images, and the model {model_name_or_path!r} is a text model: "
-            "use a vision-language model (tiny-gp-vl, tiny-test-vl, or a Hugging Face one such as "
-            "Qwen/Qwen2-VL-2B-Instruct)")
+            f"use a vision-language model ({tiny}, or a Hugging Face one such as Qwen/Qwen2-VL-2B-Instruct)")
     if vision and not task.image_prompts:
         raise OptionsError(
             f"the model {model_name_or_path!r} is a vision-language model, and task {task.name} has text prompts: use "
             "a text model (tiny-gp, tiny-6m, or a Hugging Face causal LM), or the task's image variant (gp-vl for "
-            "general-points)")
+            "general-points, virl-vl for virl)")
+    if vision and model_name_or_path in TINY_MODELS and model_name_or_path not in tiny_models_reading(image_size):
+        fitting = tiny_models_reading(image_size)
+        canvases = sorted({_canvas(TINY_MODELS[name].vision.image_size) for name in tiny_models_reading(None)})
+        instead = (f"use {', '.join(fitting)}" if fitting
+                   else f"give an --image_size a tiny model reads ({', '.join(canvases)})")
+        raise OptionsError(
+            f"the model {model_name_or_path!r} reads {_canvas(TINY_MODELS[model_name_or_path].vision.image_size)} "
+            f"images, and task {task.name} draws {_canvas(image_size)} ones: {instead}")
+
+
+def _canvas(image_size: tuple[int, int]) -> str:
+    return "x".join(map(str, image_size))
 
 
 def bf16_autocast(enabled: bool):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from transformers import (
@@ -71,6 +71,21 @@ TINY_MODELS: dict[str, TinyModelSpec] = {
         vision=TinyVisionSpec(hidden_size=128, num_layers=2, num_heads=4, intermediate_size=256),
     ),
 }
+
+
+def on_canvas(spec: TinyModelSpec, image_size: tuple[int, int]) -> TinyModelSpec:
+    """The same tiny model with its image encoder (and so its processor) sized to the canvas ``(width, height)``."""
+    if spec.vision is None:
+        raise ValueError("a text model has no canvas")
+    return replace(spec, vision=replace(spec.vision, image_size=image_size))
+
+
+#: the canvas of V-IRL-VL's 2x2 street-view grid with compact prompts
+VIRL_CANVAS = (128, 128)
+# The V-IRL-VL models: the GP-VL ones reading the square street-view grid as 8x8 = 64 patches
+# (~2.2M parameters: a longer position table in the ViT, nothing else changes).
+TINY_MODELS["tiny-test-virl-vl"] = on_canvas(TINY_MODELS["tiny-test-vl"], VIRL_CANVAS)
+TINY_MODELS["tiny-virl-vl"] = on_canvas(TINY_MODELS["tiny-gp-vl"], VIRL_CANVAS)
 
 
 def build_tiny_model(

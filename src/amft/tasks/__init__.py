@@ -93,6 +93,7 @@ _builtin("general-points", ".general_points", "GeneralPointsConfig", "GeneralPoi
 _builtin("gp-vl", ".general_points", "GeneralPointsVisualConfig", "GeneralPointsVisualTask")
 _builtin("math", ".math", "MathConfig", "MathTask")
 _builtin("virl", ".virl.task", "VirlConfig", "VirlTask", "virl-l")
+_builtin("virl-vl", ".virl.visual", "VirlVisualConfig", "VirlVisualTask")
 _builtin("citynav", ".citynav", "CityNavConfig", "CityNavTask")
 
 

@@ -33,6 +33,7 @@ from functools import partial
 from typing import Any
 
 import torch
+from accelerate.utils import DistributedType
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, ProcessorMixin, TrainerCallback
 from transformers.trainer_utils import rotate_checkpoints
 from trl import GRPOTrainer
@@ -75,6 +76,7 @@ from amft.training.data import (
     tokenize_demonstrations,
 )
 from amft.training.faults import GuardedReward, NonFiniteStepSkip
+from amft.training.generation import shared_prefill
 from amft.training.methods import get_method
 from amft.training.prefix_rollouts import PrefixRolloutMixin
 from amft.training.sharded_gradients import (
@@ -542,6 +544,24 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
         if self._step_skip is not None:
             self._step_skip.record_loss(loss)
         return loss
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        # See docs/design.md, 'Faster generation'.
+        generate = partial(super()._generate_single_turn, prompt_ids, images, multimodal_fields, num_generations,
+                           has_tool_images)
+        if not self._prefills_each_group_once(images, multimodal_fields, num_generations):
+            return generate()
+        with shared_prefill(self.accelerator.unwrap_model(self.model_wrapped), group=num_generations):
+            return generate()
+
+    def _prefills_each_group_once(self, images, multimodal_fields, num_generations: int) -> bool:
+        """Whether rollouts go through transformers' `generate` with one process's whole model (no collective in its
+        forwards, which must then run as often on every process), on text prompts, without a cache of its own."""
+        whole_model = self.accelerator.distributed_type in (DistributedType.NO, DistributedType.MULTI_CPU,
+                                                              DistributedType.MULTI_GPU)
+        return (num_generations > 1 and whole_model and not self.use_vllm and images is None and not multimodal_fields
+                and not self.args.use_transformers_continuous_batching and not self.args.use_transformers_paged
+                and self.args.cache_implementation is None)
 
     def _generate_and_score_completions(self, inputs):
         rollouts = super()._generate_and_score_completions(inputs)

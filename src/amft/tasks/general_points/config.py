@@ -177,6 +177,15 @@ class GeneralPointsVisualConfig(GeneralPointsConfig):
 
     _argument_group_name = "gp-vl task options"
 
+    # GP-L's two prompt fields again, with what they mean here: the prompt shows no cards, and the formats
+    # without a cards field are refused.
+    template: str = field(default="original", metadata={"help": (
+        "Prompt template, after the card image: 'original' (the paper's Q_GeneralPoint_EQN_VL text, for pretrained "
+        "VLMs: it asks for the cards seen, their numbers and the formula as JSON) or 'compact' ('[rule] J=10 Q=10 "
+        "K=10 [target] 24 [answer]', for tiny character-level VLMs). The cards are only in the image.")})
+    completion_format: str = field(default="plain", metadata={"help": (
+        "Completion of the compact template; it must state the cards seen: 'plain' (cards, numbers, formula) or "
+        "'steps' (adds the three intermediate results before the formula).")})
     chat_format: bool = field(default=True, metadata={"help": (
         "Prompts and completions as chat messages; always True for GP-VL (TRL passes images only with "
         "conversational prompts).")})
