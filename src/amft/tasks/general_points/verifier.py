@@ -101,14 +101,19 @@ class EvalError(ValueError):
 
 # --------------------------------------------------------------------------- extraction
 
-_QUOTED_RE: dict[str, re.Pattern[str]] = {}
+_QUOTED_RE: dict[tuple[str, str], re.Pattern[str]] = {}
 _COMPACT_RE: dict[str, re.Pattern[str]] = {}
+#: The value forms the ``quoted`` style reads: the original's string field, and its card list.
+_QUOTED_STRING = '"(.*?)"'
+_QUOTED_LIST = r"(\[.*?\])"
+#: What :func:`_field_value` returns when a style finds no field.
+_ABSENT = object()
 
 
-def _quoted_re(key: str) -> re.Pattern[str]:
-    pat = _QUOTED_RE.get(key)
+def _quoted_re(key: str, value: str) -> re.Pattern[str]:
+    pat = _QUOTED_RE.get((key, value))
     if pat is None:
-        pat = _QUOTED_RE[key] = re.compile('"' + re.escape(key) + '": "(.*?)"')
+        pat = _QUOTED_RE[key, value] = re.compile('"' + re.escape(key) + '": ' + value)
     return pat
 
 
@@ -117,6 +122,31 @@ def _compact_re(key: str) -> re.Pattern[str]:
     if pat is None:
         pat = _COMPACT_RE[key] = re.compile(r"(?<![^\s;])" + re.escape(key) + r":[ ]?([^;\n]*)")
     return pat
+
+
+def _field_value(text: str, key: str, style: str, quoted_value: str = _QUOTED_STRING) -> Any:
+    """The value of field ``key`` in one parse style, or :data:`_ABSENT`.
+
+    ``"json"``: whatever JSON value the object holds under ``key``, when the whole text parses as a
+    JSON object; ``"quoted"``: the text ``quoted_value`` captures after ``"key": ``; ``"compact"``: the
+    text after ``key:`` up to ``;``/newline/end, trailing whitespace dropped.
+    """
+    if style == "json":
+        stripped = text.strip()
+        if not stripped.startswith("{"):
+            return _ABSENT
+        try:
+            obj = json.loads(stripped)
+        except (ValueError, RecursionError):
+            return _ABSENT
+        return obj[key] if isinstance(obj, dict) and key in obj else _ABSENT
+    if style == "quoted":
+        m = _quoted_re(key, quoted_value).search(text)
+        return m.group(1) if m else _ABSENT
+    if style == "compact":
+        m = _compact_re(key).search(text)
+        return m.group(1).rstrip() if m else _ABSENT
+    raise ValueError(f"unknown parse style {style!r}; known: {PARSE_STYLES}")
 
 
 def extract_field(text: Any, key: str = "formula", styles: Iterable[str] = PARSE_STYLES) -> str | None:
@@ -131,27 +161,9 @@ def extract_field(text: Any, key: str = "formula", styles: Iterable[str] = PARSE
         return None
     text = text[:MAX_TEXT_CHARS]
     for style in styles:
-        if style == "json":
-            stripped = text.strip()
-            if not stripped.startswith("{"):
-                continue
-            try:
-                obj = json.loads(stripped)
-            except (ValueError, RecursionError):
-                continue
-            if isinstance(obj, dict) and key in obj:
-                value = obj[key]
-                return value if isinstance(value, str) else None
-        elif style == "quoted":
-            m = _quoted_re(key).search(text)
-            if m:
-                return m.group(1)
-        elif style == "compact":
-            m = _compact_re(key).search(text)
-            if m:
-                return m.group(1).rstrip()
-        else:
-            raise ValueError(f"unknown parse style {style!r}; known: {PARSE_STYLES}")
+        value = _field_value(text, key, style)
+        if value is not _ABSENT:
+            return value if isinstance(value, str) else None
     return None
 
 
@@ -414,7 +426,6 @@ def verify_text(text: Any, values: Sequence[int], target: int = 24,
 
 # --------------------------------------------------------------------------- the image variant
 
-_QUOTED_CARDS_RE = re.compile(r'"cards": (\[.*?\])')
 _CARD_LIST_JUNK = str.maketrans("", "", "[]'\" ")
 
 
@@ -435,32 +446,14 @@ def extract_cards(text: Any, styles: Iterable[str] = PARSE_STYLES) -> list[str] 
         return None
     text = text[:MAX_TEXT_CHARS]
     for style in styles:
-        cards: list[str] | None = None
-        if style == "json":
-            stripped = text.strip()
-            if not stripped.startswith("{"):
-                continue
-            try:
-                obj = json.loads(stripped)
-            except (ValueError, RecursionError):
-                continue
-            value = obj.get("cards") if isinstance(obj, dict) else None
-            if isinstance(value, list):
-                cards = [item for v in value for item in _card_list(str(v))]
-            elif isinstance(value, str):
-                cards = _card_list(value)
-        elif style == "quoted":
-            m = _QUOTED_CARDS_RE.search(text)
-            if m:
-                cards = _card_list(m.group(1))
-        elif style == "compact":
-            value = extract_field(text, "cards", ("compact",))
-            if value is not None:
-                cards = value.split()
+        value = _field_value(text, "cards", style, quoted_value=_QUOTED_LIST)
+        if isinstance(value, list):
+            cards = [item for v in value for item in _card_list(str(v))]
+        elif isinstance(value, str):
+            cards = value.split() if style == "compact" else _card_list(value)
         else:
-            raise ValueError(f"unknown parse style {style!r}; known: {PARSE_STYLES}")
-        if cards is not None:
-            return cards if len(cards) == 4 else None
+            continue
+        return cards if len(cards) == 4 else None
     return None
 
 
