@@ -55,9 +55,10 @@ def run(tmp_path, processes: int, method: str = "amft", *, backend: str = "ddp",
     output = tmp_path / f"trajectory-{method}-{processes}-{backend}-{accumulation}-{meta_direction}.json"
     launch = command(output, processes, method, backend, accumulation, meta_direction)
     # A run takes under a minute; on a machine busy with other torch jobs the two gloo processes
-    # have hung after training, and a launch has failed before training. A hung launch, or one
-    # that failed on its connection (the port taken between free_port() and the launch), is
-    # retried once on a fresh port; a wrong trajectory is never retried.
+    # have hung after training, a launch has failed before training, and a process has aborted in
+    # native code ("terminate called without an active exception"). A hung launch, one that failed
+    # on its connection (the port taken between free_port() and the launch) or one that aborted so
+    # is retried once on a fresh port; a wrong trajectory is never retried.
     for attempt in range(2):
         try:
             subprocess.run(launch, check=True, capture_output=True, text=True, env=ENV, timeout=300)
@@ -65,7 +66,8 @@ def run(tmp_path, processes: int, method: str = "amft", *, backend: str = "ddp",
         except (subprocess.TimeoutExpired, subprocess.CalledProcessError) as failure:
             stderr = failure.stderr if isinstance(failure.stderr, str) else ""
             connection = isinstance(failure, subprocess.TimeoutExpired) or any(
-                marker in stderr for marker in ("Address already in use", "Connection", "connect", "Gloo", "gloo"))
+                marker in stderr for marker in ("Address already in use", "Connection", "connect", "Gloo", "gloo",
+                                                "terminate called without an active exception"))
             if attempt == 1 or processes == 1 or not connection:
                 raise AssertionError(f"{' '.join(launch)} failed:\n{stderr[-4000:]}") from failure
             launch[launch.index("--main_process_port") + 1] = str(free_port())

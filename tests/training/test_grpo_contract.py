@@ -151,6 +151,8 @@ def loss_and_gradient(trainer, batch, accumulation):
     trainer.current_gradient_accumulation_steps = accumulation
     if isinstance(trainer, AMFTTrainer):
         trainer._plan = trainer._plan_step()
+        # What TRL buffers when a step opens: its micro-batches, which the controller reads as a whole.
+        trainer._buffered_inputs = [batch] * accumulation
     loss = trainer.compute_loss(trainer.model, batch)
     loss.backward()
     return loss.detach(), [p.grad.clone() for p in trainer.model.parameters()]
