@@ -1,14 +1,12 @@
 """Sharded inner products: two gloo processes, each holding half of every gradient."""
 
 import math
-import os
 import pathlib
 from datetime import timedelta
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from amft.algorithm import gradient_cosine, gradient_dot, gradient_norm_sq, meta_alignment_from_gradients
 
@@ -54,13 +52,5 @@ def _worker(rank, init_file, skip_file):
         dist.destroy_process_group()
 
 
-def test_sharded_gradient_dot_equals_full_dot(tmp_path, monkeypatch):
-    if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is not available in this build")
-    skip_file = tmp_path / "skip"
-    if "GLOO_SOCKET_IFNAME" not in os.environ:  # loopback: the test needs no network
-        monkeypatch.setenv("GLOO_SOCKET_IFNAME", "lo")
-    mp.spawn(_worker, args=(str(tmp_path / "init"), str(skip_file)), nprocs=WORLD, join=True)
-    reasons = [p.read_text() for p in sorted(tmp_path.glob("skip.*"))]
-    if reasons:
-        pytest.skip(f"gloo process group could not be initialised: {reasons[0]}")
+def test_sharded_gradient_dot_equals_full_dot(spawn_on_gloo):
+    spawn_on_gloo(_worker, WORLD)

@@ -6,14 +6,12 @@ that defers FSDP2's gradient reduction (gradient accumulation), and the optimize
 come out as if they had not run."""
 
 import copy
-import os
 import pathlib
 from datetime import timedelta
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from accelerate.utils import DeepSpeedPlugin, DistributedType, FullyShardedDataParallelPlugin
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
@@ -126,16 +124,8 @@ def _worker(rank, init_file, skip_file):
         dist.destroy_process_group()
 
 
-def test_separate_gradients_of_fsdp2_shards_match_the_unsharded_ones(tmp_path, monkeypatch):
-    if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is not available in this build")
-    skip_file = tmp_path / "skip"
-    if "GLOO_SOCKET_IFNAME" not in os.environ:  # loopback: the test needs no network
-        monkeypatch.setenv("GLOO_SOCKET_IFNAME", "lo")
-    mp.spawn(_worker, args=(str(tmp_path / "init"), str(skip_file)), nprocs=WORLD, join=True)
-    reasons = [p.read_text() for p in sorted(tmp_path.glob("skip.*"))]
-    if reasons:
-        pytest.skip(f"gloo process group could not be initialised: {reasons[0]}")
+def test_separate_gradients_of_fsdp2_shards_match_the_unsharded_ones(spawn_on_gloo):
+    spawn_on_gloo(_worker, WORLD)
 
 
 def test_the_meta_step_refuses_the_backends_it_does_not_handle():
