@@ -45,7 +45,7 @@ def add_step_arguments(parser: argparse.ArgumentParser, *, steps: int) -> None:
     parser.add_argument("--learning-rate", type=float, default=1e-4, help="of the timed runs")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the free cores)")
     parser.add_argument("--attn-implementation", choices=("sdpa", "eager"),
-                        help="the models' attention kernels (default: the model's own): to compare them")
+                        help="the models' attention kernels (default: the tiny model's own, eager): to compare them")
 
 
 class StepTimer(TrainerCallback):
@@ -88,7 +88,7 @@ class Workload:
     timed run starts from."""
 
     model_name: str
-    #: None: the model's own attention implementation
+    #: None: the tiny model's own attention kernels
     attn_implementation: str | None
     task: Task
     prompts: Dataset
@@ -98,10 +98,8 @@ class Workload:
     weights: dict[str, torch.Tensor]
 
     def fresh_model(self) -> PreTrainedModel:
-        model, _ = build_tiny_model(self.model_name, seed=0)
+        model, _ = build_tiny_model(self.model_name, seed=0, attn_implementation=self.attn_implementation)
         model.load_state_dict(self.weights)
-        if self.attn_implementation:
-            model.set_attn_implementation(self.attn_implementation)
         return model
 
 
@@ -110,9 +108,7 @@ def pretrained_workload(scratch: str, args: argparse.Namespace) -> Workload:
     task = get_task("general-points", template="compact", completion_format="formula", demo_solution="canonical")
     prompts = Dataset.from_list(task.train_prompts(4000, seed=0))
     demonstrations = task.demonstrations(4000, seed=0)
-    model, tokenizer = build_tiny_model(args.model, seed=0)
-    if args.attn_implementation:
-        model.set_attn_implementation(args.attn_implementation)
+    model, tokenizer = build_tiny_model(args.model, seed=0, attn_implementation=args.attn_implementation)
     if args.pretrain_steps:
         AMFTTrainer(
             model=model,

@@ -20,7 +20,7 @@ depend on the machine and its load; the ratios, measured side by side, much less
 
     python benchmarks/throughput.py                    # about 7 minutes with --threads 1 on 2 busy cores
     python benchmarks/throughput.py --steps 20 --pretrain-steps 50 --floor-batches 4   # a quick look
-    python benchmarks/throughput.py --attn-implementation eager    # the same with eager attention
+    python benchmarks/throughput.py --attn-implementation sdpa     # the same with sdpa attention (transformers' default)
 
 The last line printed is a JSON object: AMFT's floor_s (its parts forward_floor_s and train_floor_s),
 generation_s, amft_step_s, generation_over_forward_floor and step_over_floor; grpo_step_s and the same ratios of

@@ -29,7 +29,7 @@ TINY_VL_RUN = [
     "--progress_eval_episodes", "2", "--save_steps", "3", "--threads", "1", "--disable_tqdm", "true",
     "--report_to", "none", "--use_cpu", "true",
 ]
-GP_VL_SPLITS = ("id", "ood-rule", "ood-visual")
+GP_VL_SPLITS = ("id", "rl-only", "ood-rule", "ood-visual")
 VIRL_VL_SPLITS = ("id", "ood-rule", "unseen-routes", "ood-visual")
 
 

@@ -50,3 +50,24 @@ def test_load_model_reads_a_saved_local_folder(tmp_path):
     assert loaded.generation_config.eos_token_id == tokenizer.eos_token_id
     assert loaded_tokenizer.pad_token == "<pad>"
     assert len(loaded_tokenizer("<eos>", add_special_tokens=False)["input_ids"]) == 5
+
+
+@pytest.mark.parametrize("name", ["tiny-test", "tiny-test-vl"])
+def test_tiny_models_keep_their_attention_kernels_through_a_reload(tmp_path, name):
+    model, processing_class = build_tiny_model(name)
+    assert model.config._attn_implementation == TINY_MODELS[name].attn_implementation == "eager"
+    sub_configs = [getattr(model.config, key) for key in ("vision_config", "text_config") if hasattr(model.config, key)]
+    assert all(config._attn_implementation == "eager" for config in sub_configs)  # the image encoder's too
+    model.save_pretrained(tmp_path)
+    processing_class.save_pretrained(tmp_path)
+    assert load_model(str(tmp_path))[0].config._attn_implementation == "eager"
+    assert load_model(str(tmp_path), attn_implementation="sdpa")[0].config._attn_implementation == "sdpa"
+    assert build_tiny_model(name, attn_implementation="sdpa")[0].config._attn_implementation == "sdpa"
+
+
+def test_a_model_not_built_as_a_tiny_one_gets_transformers_attention(tmp_path):
+    model, tokenizer = build_tiny_model("tiny-test")
+    delattr(model.config, "amft_tiny_model")
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    assert load_model(str(tmp_path))[0].config._attn_implementation == "sdpa"

@@ -103,7 +103,7 @@ def test_each_cards_rank_and_suit_are_read_back_from_its_pixels(compact):
             references[(rank, suit)] = [crop(alone, SMALL.card_box(i)) for i in range(4)]
     distinct = {tuple(masks[0].flatten()) for masks in references.values()}
     assert len(distinct) == 52
-    for split in ("id", "ood-rule", "ood-visual"):
+    for split in ("id", "rl-only", "ood-rule", "ood-visual"):
         for row in compact.eval_episodes(split)[:15]:
             image = pixels(row["images"][0])
             for i, (rank, suit) in enumerate(zip(row["ranks"], row["suits"])):
@@ -258,7 +258,7 @@ def test_config_refuses_what_gp_vl_cannot_honour():
 
 def test_the_splits_load_and_are_drawn_as_specified(compact):
     text = GeneralPointsTask(template="compact")
-    assert compact.splits == tuple(VISUAL_SPLITS) == ("id", "ood-rule", "ood-visual")
+    assert compact.splits == tuple(VISUAL_SPLITS) == ("id", "rl-only", "ood-rule", "ood-visual")
     for split, (deals_of, colour) in VISUAL_SPLITS.items():
         rows = compact.eval_episodes(split)
         assert len(rows) == 234

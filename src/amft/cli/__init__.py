@@ -210,7 +210,8 @@ def _run_nav_study(argv: list[str]) -> int:
 
 #: the run options `amft eval` reads; it refuses the others (they belong to training)
 EVAL_RUN_OPTIONS = frozenset({"task", "eval_splits", "benchmarks", "eval_samples", "use_vllm_eval", "eval_attempts",
-                              "eval_temperature", "eval_max_new_tokens", "eval_limit", "threads"})
+                              "eval_temperature", "eval_max_new_tokens", "eval_limit", "threads",
+                              "attn_implementation"})
 
 
 def apply_eval_preset(line: CommandLine) -> None:
@@ -275,7 +276,7 @@ def _run_eval(argv: list[str]) -> int:
             for split in splits
         }
     else:
-        model, processing_class = load_model(eval_args.model)
+        model, processing_class = load_model(eval_args.model, attn_implementation=run.attn_implementation)
         results = evaluate_splits(model, processing_class, task, splits, run, bf16=eval_args.bf16, seed=eval_args.seed)
     protocol = f" ({eval_args.eval_preset} protocol)" if eval_args.eval_preset else ""
     print_results(f"{eval_args.model} on {task.name}{protocol}", results)

@@ -25,6 +25,12 @@ class RunArguments:
                   "a Hub id or a local folder (a vision-language model loads with its processor)."},
     )
     model_seed: int = field(default=0, metadata={"help": "Seed of the random initialisation of a tiny model."})
+    attn_implementation: str | None = field(
+        default=None,
+        metadata={"help": "transformers' attention kernels ('eager', 'sdpa', 'flash_attention_2', ...); default: "
+                  "the tiny model's own, built fresh or reloaded from a run folder (eager for tiny-gp and tiny-gp-vl, "
+                  "faster on a CPU there), transformers' choice for any other model."},
+    )
     num_train_prompts: int = field(default=20000, metadata={"help": "RL prompts generated for training."})
     num_demonstrations: int = field(default=20000, metadata={"help": "Demonstrations generated for the SFT stream."})
     num_meta_prompts: int = field(default=256, metadata={"help": "Held-out validation prompts for the meta term."})
@@ -47,7 +53,7 @@ class RunArguments:
         default=None,
         metadata={"help": "Comma-separated splits to evaluate at the end; default: the task's own (general-points: "
                   "id,rl-only,unseen-deals,ood-rule, and the validation splits val-id,val-rl-only on request; gp-vl: "
-                  "id,ood-rule,ood-visual; virl: id,ood-rule,unseen-routes; virl-vl: those and ood-visual; math: "
+                  "id,rl-only,ood-rule,ood-visual; virl: id,ood-rule,unseen-routes; virl-vl: those and ood-visual; math: "
                   "id,longer, the five math benchmarks with --dataset, or the benchmarks in --benchmark_files). "
                   "Math benchmarks: aime24, aime25, amc, math500, minerva, olympiad, arc-c, gpqa-diamond, mmlu-pro."},
     )

@@ -51,24 +51,32 @@ class TinyModelSpec:
     intermediate_size: int
     max_positions: int = 1024
     vision: TinyVisionSpec | None = None
+    #: transformers' attention kernels for this model: sdpa (transformers' default) unless eager
+    #: measured faster on a CPU (docs/design.md, 'Attention kernels of the tiny models')
+    attn_implementation: str = "sdpa"
 
 
 TINY_MODELS: dict[str, TinyModelSpec] = {
     # ~0.09M parameters: for unit tests that only need something that trains.
-    "tiny-test": TinyModelSpec(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128),
-    # ~1.8M parameters: the GeneralPoints demo model (see the README's measurements).
-    "tiny-gp": TinyModelSpec(hidden_size=192, num_layers=4, num_heads=4, intermediate_size=512),
+    "tiny-test": TinyModelSpec(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128,
+                               attn_implementation="eager"),
+    # ~1.8M parameters: the GeneralPoints demo model (see the README's measurements); eager attention is about a
+    # quarter faster on GeneralPoints' short sequences and as fast on V-IRL's longer ones.
+    "tiny-gp": TinyModelSpec(hidden_size=192, num_layers=4, num_heads=4, intermediate_size=512,
+                             attn_implementation="eager"),
     # ~6.4M parameters: for longer tasks (navigation, math word problems).
     "tiny-6m": TinyModelSpec(hidden_size=320, num_layers=5, num_heads=5, intermediate_size=896),
     # ~0.13M parameters: tiny-test reading a 128x64 image, for unit tests of the image path.
     "tiny-test-vl": TinyModelSpec(
         hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128,
         vision=TinyVisionSpec(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64),
+        attn_implementation="eager",
     ),
     # ~2.2M parameters: the GP-VL model, tiny-gp reading the 128x64 card image as 32 patches.
     "tiny-gp-vl": TinyModelSpec(
         hidden_size=192, num_layers=4, num_heads=4, intermediate_size=512,
         vision=TinyVisionSpec(hidden_size=128, num_layers=2, num_heads=4, intermediate_size=256),
+        attn_implementation="eager",
     ),
 }
 
@@ -83,16 +91,23 @@ def on_canvas(spec: TinyModelSpec, image_size: tuple[int, int]) -> TinyModelSpec
 #: the canvas of V-IRL-VL's 2x2 street-view grid with compact prompts
 VIRL_CANVAS = (128, 128)
 # The V-IRL-VL models: the GP-VL ones reading the square street-view grid as 8x8 = 64 patches
-# (~2.2M parameters: a longer position table in the ViT, nothing else changes).
+# (~2.2M parameters: a longer position table in the ViT), with sdpa: on V-IRL-VL's sequences eager attention
+# is slower.
 TINY_MODELS["tiny-test-virl-vl"] = on_canvas(TINY_MODELS["tiny-test-vl"], VIRL_CANVAS)
-TINY_MODELS["tiny-virl-vl"] = on_canvas(TINY_MODELS["tiny-gp-vl"], VIRL_CANVAS)
+TINY_MODELS["tiny-virl-vl"] = replace(on_canvas(TINY_MODELS["tiny-gp-vl"], VIRL_CANVAS), attn_implementation="sdpa")
+
+
+#: the config key that names the tiny model a saved model was built as, so a reload keeps its settings
+TINY_MODEL_KEY = "amft_tiny_model"
 
 
 def build_tiny_model(
-    name: str, seed: int = 0
+    name: str, seed: int = 0, attn_implementation: str | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase | ProcessorMixin]:
     """A randomly initialised tiny model, seeded for reproducibility, with its character tokenizer,
-    or for a vision-language one (an entry with ``vision``) a LLaVA with its processor."""
+    or for a vision-language one (an entry with ``vision``) a LLaVA with its processor.
+
+    ``attn_implementation`` overrides the spec's attention kernels."""
     if name not in TINY_MODELS:
         raise ValueError(f"Unknown tiny model {name!r}; known: {', '.join(TINY_MODELS)}")
     spec = TINY_MODELS[name]
@@ -114,31 +129,41 @@ def build_tiny_model(
     if spec.vision is not None:
         config = vision_language_config(config, spec.vision, tokenizer.convert_tokens_to_ids(IMAGE_TOKEN))
         auto_class, processing_class = AutoModelForImageTextToText, build_vision_processor(tokenizer, spec.vision)
+    setattr(config, TINY_MODEL_KEY, name)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = auto_class.from_config(config)
+        model = auto_class.from_config(config, attn_implementation=attn_implementation or spec.attn_implementation)
     _align_generation_config(model, tokenizer)
     return model, processing_class
 
 
 def load_model(
-    name_or_path: str, seed: int = 0, dtype: str | torch.dtype | None = None
+    name_or_path: str,
+    seed: int = 0,
+    dtype: str | torch.dtype | None = None,
+    attn_implementation: str | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase | ProcessorMixin]:
     """A named tiny model (built fresh), or any model from the Hub or a local folder: a vision-language
     one with its processor, a causal LM with its tokenizer.
 
     Weights load through `from_pretrained`, which reads safetensors and never unpickles code.
+    ``attn_implementation`` is transformers' (``"eager"``, ``"sdpa"``, ...); by default a tiny model,
+    built fresh or saved from one, gets its spec's, any other model transformers' choice.
     """
     if name_or_path in TINY_MODELS:
-        return build_tiny_model(name_or_path, seed=seed)
+        return build_tiny_model(name_or_path, seed=seed, attn_implementation=attn_implementation)
     config = AutoConfig.from_pretrained(name_or_path)
+    built_as = getattr(config, TINY_MODEL_KEY, None)
+    if attn_implementation is None and built_as in TINY_MODELS:
+        attn_implementation = TINY_MODELS[built_as].attn_implementation
+    options = {"dtype": dtype or "auto", "attn_implementation": attn_implementation}
     if is_vision_language(config):
         processor = AutoProcessor.from_pretrained(name_or_path)
-        model = AutoModelForImageTextToText.from_pretrained(name_or_path, dtype=dtype or "auto")
+        model = AutoModelForImageTextToText.from_pretrained(name_or_path, **options)
         tokenizer, processing_class = processor.tokenizer, processor
     else:
         tokenizer = processing_class = load_tokenizer(name_or_path)
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype or "auto")
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, **options)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     _align_generation_config(model, tokenizer)

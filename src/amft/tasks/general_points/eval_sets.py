@@ -40,13 +40,14 @@ Regenerate explicitly with ``python -m amft.tasks.general_points.eval_sets --wri
 the default :class:`GeneralPointsConfig`; a task with other partition / eval settings
 generates its episodes in memory with the same function (see ``GeneralPointsTask``).
 
-GP-VL (the cards in an image) has three test splits, each showing the deals of a GP-L test split
+GP-VL (the cards in an image) has four test splits, each showing the deals of a GP-L test split
 with a suit per card (:data:`VISUAL_SPLITS`):
 
 ============== ================ ==============
 split          deals of         suits
 ============== ================ ==============
 id             ``id``           black (S, C)
+rl-only        ``rl-only``      black (S, C)
 ood-rule       ``ood-rule``     black (S, C)
 ood-visual     ``id``           red (H, D)
 ============== ================ ==============
@@ -122,6 +123,7 @@ VISUAL_GENERATOR_VERSION = "gp-vl-eval-v1"
 #: each GP-VL split: the GP-L test split whose deals it shows, and the colour of its suits
 VISUAL_SPLITS: dict[str, tuple[str, str]] = {
     "id": ("id", "black"),
+    "rl-only": ("rl-only", "black"),
     "ood-rule": ("ood-rule", "black"),
     "ood-visual": ("id", "red"),
 }

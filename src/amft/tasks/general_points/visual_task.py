@@ -39,7 +39,7 @@ class GeneralPointsVisualTask(GeneralPointsTask):
 
     name = "gp-vl"
     #: same as ``eval_sets.VISUAL_SPLITS``
-    test_splits: tuple[str, ...] = ("id", "ood-rule", "ood-visual")
+    test_splits: tuple[str, ...] = ("id", "rl-only", "ood-rule", "ood-visual")
     validation_splits: tuple[str, ...] = ()
     splits: tuple[str, ...] = test_splits
     config_class = GeneralPointsVisualConfig
