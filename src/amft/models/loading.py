@@ -107,7 +107,7 @@ def build_tiny_model(
     """A randomly initialised tiny model, seeded for reproducibility, with its character tokenizer,
     or for a vision-language one (an entry with ``vision``) a LLaVA with its processor.
 
-    ``attn_implementation`` overrides the spec's attention kernels."""
+    ``attn_implementation`` overrides the kernels its `TinyModelSpec` names."""
     if name not in TINY_MODELS:
         raise ValueError(f"Unknown tiny model {name!r}; known: {', '.join(TINY_MODELS)}")
     spec = TINY_MODELS[name]
@@ -148,7 +148,7 @@ def load_model(
 
     Weights load through `from_pretrained`, which reads safetensors and never unpickles code.
     ``attn_implementation`` is transformers' (``"eager"``, ``"sdpa"``, ...); by default a tiny model,
-    built fresh or saved from one, gets its spec's, any other model transformers' choice.
+    built fresh or saved from one, gets those its `TinyModelSpec` names, any other model transformers' choice.
     """
     if name_or_path in TINY_MODELS:
         return build_tiny_model(name_or_path, seed=seed, attn_implementation=attn_implementation)
