@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 from datasets import Dataset
+from safetensors.torch import load_file
 
 from amft.models import build_tiny_model
 from amft.tasks.general_points import GeneralPointsVisualTask
@@ -67,3 +68,23 @@ def test_amft_trains_the_vision_encoder_on_image_prompts(tmp_path, task, method)
     if method == "amft":
         # The meta step (step 3) took its gradients on the image rollouts and validation rollouts.
         assert logged[2]["amft/meta_gradient"] != 0.0 and math.isfinite(logged[2]["amft/meta_gradient"])
+
+
+def test_a_resumed_run_loads_the_checkpoints_weights_and_ends_as_the_uninterrupted_one(tmp_path, task):
+    # save_pretrained writes the vision-language model's weights under their original names, which the
+    # Trainer's own resume would not match (it would warn and go on from the weights it was given).
+    reference, _ = train(tmp_path / "reference", task, "amft", max_steps=4, save_strategy="steps", save_steps=2)
+    checkpoint = tmp_path / "reference" / "amft" / "checkpoint-2"
+    model, processor = build_tiny_model("tiny-test-vl", seed=1)  # other weights: only the checkpoint can fix them
+    args = reference.args
+    resumed = AMFTTrainer(
+        model=model, reward_funcs=[task.reward, digit_share], args=args, processing_class=processor,
+        train_dataset=Dataset.from_list(task.train_prompts(16, seed=0)), demo_dataset=task.demonstrations(16, seed=0),
+        meta_dataset=task.validation_prompts(8, seed=1),
+    )
+    resumed._load_from_checkpoint(str(checkpoint))
+    saved_names = set(load_file(checkpoint / "model.safetensors"))
+    assert not saved_names <= set(model.state_dict())  # the case this guards: names differ on disk
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    for (name, expected), actual in zip(reference.model.state_dict().items(), model.state_dict().values()):
+        torch.testing.assert_close(actual, expected, rtol=0, atol=0, msg=name)

@@ -34,8 +34,10 @@ from typing import Any
 
 import torch
 from accelerate.utils import DistributedType
+from safetensors import safe_open
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, ProcessorMixin, TrainerCallback
 from transformers.trainer_utils import rotate_checkpoints
+from transformers.utils import SAFE_WEIGHTS_NAME
 from trl import GRPOTrainer
 from trl.trainer.utils import is_async_callable
 
@@ -922,6 +924,29 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
             "demo_stream": self.demo_stream.state_dict(),
             "meta_stream": self.meta_stream.state_dict() if self.meta_stream else None,
         }
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        # The Trainer loads a checkpoint's weights by the names they were saved under, but
+        # save_pretrained writes some models (the vision-language ones) under their original names;
+        # loaded by name, nothing would match and only a warning would say so (docs/design.md,
+        # 'Checkpoints and resumption').
+        target = self.model if model is None else model
+        weights = os.path.join(resume_from_checkpoint, SAFE_WEIGHTS_NAME)
+        if self.is_fsdp_enabled or not isinstance(target, PreTrainedModel) or not os.path.isfile(weights):
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+            return
+        with safe_open(weights, framework="pt") as handle:
+            saved_names = set(handle.keys())
+        if saved_names <= set(target.state_dict()):
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+            return
+        logger.info("%s holds weights under their original names; loading them as from_pretrained does",
+                    resume_from_checkpoint)
+        reloaded = type(target).from_pretrained(
+            resume_from_checkpoint, config=target.config, dtype=next(target.parameters()).dtype, device_map="cpu"
+        )
+        target.load_state_dict(reloaded.state_dict(), strict=True)
+        del reloaded
 
     def _load_optimizer_and_scheduler(self, checkpoint) -> None:
         super()._load_optimizer_and_scheduler(checkpoint)
