@@ -232,15 +232,17 @@ def task():
 
 
 def test_the_splits_load_fixed_and_ood_visual_walks_the_unseen_city_at_dusk(task):
-    assert task.splits == ("id", "ood-rule", "unseen-routes", "ood-visual") and task.image_prompts
-    rows = {split: task.eval_episodes(split) for split in task.splits}
-    assert all(rows[split] for split in task.splits) and rows == {s: task.eval_episodes(s) for s in task.splits}
+    assert task.splits == ("id", "rl-only", "ood-rule", "unseen-routes", "ood-visual") and task.image_prompts
+    splits = task.default_splits  # rl-only needs held-out words (tests/tasks/test_virl_regime.py)
+    assert splits == ("id", "ood-rule", "unseen-routes", "ood-visual")
+    rows = {split: task.eval_episodes(split) for split in splits}
+    assert all(rows[split] for split in splits) and rows == {s: task.eval_episodes(s) for s in splits}
     assert {row["style"] for split in ("id", "ood-rule", "unseen-routes") for row in rows[split]} == {"daylight"}
     assert {row["style"] for row in rows["ood-visual"]} == {"dusk"}
-    assert all(row["rendering_version"] == 1 for split in task.splits for row in rows[split])
+    assert all(row["rendering_version"] == 1 for split in splits for row in rows[split])
     assert [r["route_id"] for r in rows["ood-visual"]] == [r["route_id"] for r in rows["unseen-routes"]]
     train_ids = {route.route_id for route in task.route_splits()["train"]}
-    assert not train_ids & {row["route_id"] for split in task.splits for row in rows[split]}
+    assert not train_ids & {row["route_id"] for split in splits for row in rows[split]}
     # The same episode in both cities: the same prompts, other pixels.
     unseen, dusk = (task.make_env(rows[split][0], max_attempts=1000) for split in ("unseen-routes", "ood-visual"))
     assert unseen.reset()[0] == dusk.reset()[0]

@@ -227,9 +227,11 @@ class VirlEnv(Env):
             return f"{self.prompt()}{text}\n[failed] {wrong}\n[answer]"
         return f"{self.prompt()}{text}\nYou failed this trial because {verification.message}\n"
 
-    def wrong_answer(self, rng: random.Random) -> str:
-        """The expert's answer with another action of the action space: a failed first try."""
+    def wrong_answer(self, rng: random.Random, avoid: frozenset[str] = frozenset()) -> str:
+        """The expert's answer with another action of the action space, none turning to a word of ``avoid``:
+        a failed first try."""
         correct = self.rail[self.index].action(self.mode)
-        actions = ["forward()", "stop()", *(f"turn_direction({word})" for word in ACTION_SPACES[self.mode])]
+        words = (word for word in ACTION_SPACES[self.mode] if word not in avoid)
+        actions = ["forward()", "stop()", *(f"turn_direction({word})" for word in words)]
         wrong = rng.choice([action for action in actions if action != correct])
         return self.expert_answer().replace(correct, wrong)

@@ -23,10 +23,16 @@ from typing import Any, Callable
 
 from amft.tasks.base import DataError
 
-__all__ = ["VIEW_NAMES", "Milestone", "Route", "load_routes", "parse_milestone_info", "route_from_record"]
+__all__ = [
+    "COMPASS_WORDS", "DIAGONAL_WORDS", "ROUTE_ROLES", "VIEW_NAMES", "Milestone", "Route", "load_routes",
+    "parse_milestone_info", "route_from_record", "route_role",
+]
 
 _HEADING = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*\(\s*([a-z]+)\s*\)\s*$")
 COMPASS_WORDS = ("north", "northeast", "east", "southeast", "south", "southwest", "west", "northwest")
+DIAGONAL_WORDS = ("northeast", "southeast", "southwest", "northwest")
+#: ``demo`` routes give demonstrations; ``rl-only`` routes (a turn named by a held-out compass word) never do
+ROUTE_ROLES = ("demo", "rl-only")
 #: the four views of a street-view grid, in the grid's reading order (top left, top right, bottom left, bottom right)
 VIEW_NAMES = ("front", "right", "back", "left")
 
@@ -58,6 +64,15 @@ class Route:
     def street_view(self, place: str) -> tuple[str, ...] | None:
         """The image paths the route lists for a rail place, None where it lists none."""
         return dict(self.street_views).get(place)
+
+
+def route_role(route: Route, rl_only_words: frozenset[str]) -> str:
+    """``rl-only`` if one of the route's turns is named by a word of ``rl_only_words``, else ``demo``.
+
+    Every segment of a route begins with a turn (at the start or an intersection) whose absolute
+    action is the segment's compass word, so these are exactly the words the route's turns ask for.
+    """
+    return "rl-only" if any(milestone.compass in rl_only_words for milestone in route.milestones) else "demo"
 
 
 def parse_milestone_info(text: str) -> list[dict[str, str]]:

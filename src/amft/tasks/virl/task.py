@@ -1,5 +1,5 @@
 """The V-IRL-L task: per-step decision prompts for training, whole episodes with retries for
-evaluation (splits ``id``, ``ood-rule`` and ``unseen-routes``).
+evaluation (splits ``id``, ``rl-only``, ``ood-rule`` and ``unseen-routes``).
 
 Routes come from a `route_infos.json` file (``routes``) or from V-IRL-L-synthetic. Route splits
 are held out: the routes are split by route id with a fixed seed into train, validation and
@@ -7,7 +7,9 @@ test; ``id`` evaluates test routes in the absolute action space, ``ood-rule`` te
 two turns in the relative space, and ``unseen-routes`` routes of street grids that no training
 route comes from (synthetic routes only). Training shows the relative space only on one-turn
 routes (the ``[mode]`` token), so ``ood-rule`` asks for an action space on route shapes never
-trained with it. See docs/design.md, 'Held-out splits'.
+trained with it. With ``rl_only_words``, routes whose turns use those compass words give no
+demonstrations (role ``rl-only``) and are held out within their role; ``rl-only`` evaluates
+them. See docs/design.md, 'Held-out splits'.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any, Mapping
 from amft.tasks.base import Task, TaskConfig, Verification, completion_text
 
 from .env import MAX_TRIES, Position, VirlEnv, step_reward
-from .routes import Route, load_routes, route_from_record
+from .routes import COMPASS_WORDS, DIAGONAL_WORDS, ROUTE_ROLES, Route, load_routes, route_from_record, route_role
 from .synthetic import generate_routes
 
 __all__ = ["VirlConfig", "VirlTask"]
@@ -53,6 +55,14 @@ class VirlConfig(TaskConfig):
     eval_routes: int = field(default=100, metadata={"help": "Routes per evaluation split."})
     validation_routes: int = field(default=100, metadata={"help": (
         "Routes held out for the meta-gradient's validation prompts.")})
+    rl_only_words: str = field(default="", metadata={"help": (
+        "Compass words whose turns are never demonstrated: 'diagonal' (the four intercardinal words) or a "
+        "comma-separated list of compass words. A route with such a turn is 'rl-only': it gives RL prompts but "
+        "no demonstrations, and the 'rl-only' split tests such routes. Empty (the default): every route is "
+        "demonstrated.")})
+    rl_prompt_routes: str = field(default="training", metadata={"help": (
+        "Routes the RL prompts are drawn from: 'training' (demonstrated and rl-only ones) or 'rl-only' (only "
+        "those without demonstrations, so every RL prompt asks for what imitation does not teach).")})
 
     def __post_init__(self) -> None:
         if self.prompt_form not in ("compact", "original"):
@@ -60,14 +70,28 @@ class VirlConfig(TaskConfig):
         for name in ("relative_fraction", "turn_share", "retry_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        unknown = self.held_out_words - set(COMPASS_WORDS)
+        if unknown:
+            raise ValueError(f"rl_only_words: unknown compass word(s) {', '.join(sorted(unknown))}; use 'diagonal' "
+                             f"or words of {', '.join(COMPASS_WORDS)}")
+        if self.rl_prompt_routes not in ("training", "rl-only"):
+            raise ValueError(f"rl_prompt_routes must be 'training' or 'rl-only', got {self.rl_prompt_routes!r}")
+        if self.rl_prompt_routes == "rl-only" and not self.held_out_words:
+            raise ValueError("rl_prompt_routes 'rl-only' needs rl_only_words: without held-out words no route is "
+                             "rl-only")
 
+    @property
+    def held_out_words(self) -> frozenset[str]:
+        """The compass words of ``rl_only_words``, ``diagonal`` expanded."""
+        words = [word.strip() for word in self.rl_only_words.split(",") if word.strip()]
+        return frozenset(w for word in words for w in (DIAGONAL_WORDS if word == "diagonal" else (word,)))
 
 
 class VirlTask(Task):
     """V-IRL-L; decision rows carry ``prompt``, ``action``, ``at_intersection``, ``mode``."""
 
     name = "virl"
-    splits = ("id", "ood-rule", "unseen-routes")
+    splits = ("id", "rl-only", "ood-rule", "unseen-routes")
     quick_eval_attempts = None
     #: a whole route: the environment fails it at a position's third call anyway
     default_eval_attempts = 64
@@ -77,26 +101,51 @@ class VirlTask(Task):
 
     def __init__(self, config: VirlConfig | None = None, **overrides: Any) -> None:
         self.config = config or self.config_class(**overrides)
+        self._roles: dict[str, dict[str, list[Route]]] | None = None
         self._splits: dict[str, list[Route]] | None = None
         self._by_id: dict[str, Route] | None = None
 
+    @property
+    def default_splits(self) -> tuple[str, ...]:
+        return self.splits if self.config.held_out_words else tuple(s for s in self.splits if s != "rl-only")
+
     # ------------------------------------------------------------------ routes
-    def route_splits(self) -> dict[str, list[Route]]:
-        """train / validation / test routes, and unseen-grid routes for synthetic data."""
-        if self._splits is None:
+    def route_role(self, route: Route) -> str:
+        """``demo`` or ``rl-only`` (see :func:`route_role`)."""
+        return route_role(route, self.config.held_out_words)
+
+    def role_splits(self) -> dict[str, dict[str, list[Route]]]:
+        """Per role (``demo``, ``rl-only``): its train / validation / test routes, held out within the role,
+        and, for ``demo``, the unseen-grid routes of synthetic data."""
+        if self._roles is None:
             config = self.config
             if config.routes:
                 routes, unseen = load_routes(config.routes), []
             else:
                 records = generate_routes(config.synthetic_routes, config.synthetic_seed)
                 routes = [route_from_record(r, "V-IRL-L-synthetic", i) for i, r in enumerate(records, start=1)]
-                unseen_records = generate_routes(config.eval_routes, config.synthetic_seed + 1_000)
+                # Unseen grids give rl-only routes too; drawing 4 times as many leaves enough demo ones. The
+                # generator is prefix-stable, so without held-out words the set is the first eval_routes.
+                pool = config.eval_routes * (4 if config.held_out_words else 1)
+                unseen_records = generate_routes(pool, config.synthetic_seed + 1_000)
                 unseen = [route_from_record(r, "V-IRL-L-synthetic", i) for i, r in enumerate(unseen_records, start=1)]
-            order = sorted(routes, key=lambda route: route.route_id)
-            random.Random("virl-route-split").shuffle(order)
-            held = min(config.eval_routes + config.validation_routes, len(order) // 2)
-            test, validation = order[: held // 2], order[held // 2 : held]
-            self._splits = {"train": order[held:], "validation": validation, "test": test, "unseen": unseen}
+            self._roles = {}
+            for role in ROUTE_ROLES:
+                order = sorted((r for r in routes if self.route_role(r) == role), key=lambda route: route.route_id)
+                random.Random("virl-route-split").shuffle(order)
+                held = min(config.eval_routes + config.validation_routes, len(order) // 2)
+                self._roles[role] = {"train": order[held:], "validation": order[held // 2 : held],
+                                     "test": order[: held // 2], "unseen": []}
+            demo_unseen = [r for r in unseen if self.route_role(r) == "demo"]
+            self._roles["demo"]["unseen"] = demo_unseen[: config.eval_routes]
+        return self._roles
+
+    def route_splits(self) -> dict[str, list[Route]]:
+        """train / validation / test routes of both roles, and unseen-grid routes for synthetic data."""
+        if self._splits is None:
+            roles = self.role_splits()
+            self._splits = {name: [route for role in ROUTE_ROLES for route in roles[role][name]]
+                            for name in ("train", "validation", "test", "unseen")}
         return self._splits
 
     # ------------------------------------------------------------------ decision rows
@@ -111,13 +160,15 @@ class VirlTask(Task):
 
     def _decision(self, route: Route, mode: str, rng: random.Random) -> dict[str, Any]:
         # A decision row needs at most one (wrong) answer: one position's tries are budget enough.
+        # A demonstrated route's failed tries do not name held-out words either.
+        avoid = self.config.held_out_words if self.route_role(route) == "demo" else frozenset()
         env = self._env(route, mode, rng.randrange(2**31), max_attempts=MAX_TRIES)
         env.reset()
         turns = [i for i, position in enumerate(env.rail) if position.kind in ("start", "intersection")]
         env.index = rng.choice(turns) if rng.random() < self.config.turn_share else rng.randrange(len(env.rail))
         position: Position = env.rail[env.index]
         demonstration = env.expert_answer()
-        prompt = env.step(env.wrong_answer(rng))[0] if rng.random() < self.config.retry_share else env.prompt()
+        prompt = env.step(env.wrong_answer(rng, avoid))[0] if rng.random() < self.config.retry_share else env.prompt()
         return {**env.prompt_columns(prompt), "action": position.action(mode),
                 "at_intersection": position.at_intersection, "mode": mode, "demonstration": demonstration}
 
@@ -126,18 +177,29 @@ class VirlTask(Task):
         return "rel" if one_turn and rng.random() < self.config.relative_fraction else "abs"
 
     def _decisions(self, routes: list[Route], n: int, stream: str) -> list[dict[str, Any]]:
+        if n and not routes:
+            raise ValueError("no routes to draw decision rows from (check rl_only_words and the number of routes)")
         rng = random.Random(stream)
         rows = []
         for _ in range(n):
             route = routes[rng.randrange(len(routes))]
-            rows.append(self._decision(route, self._mode(route, rng), rng))
+            row = self._decision(route, self._mode(route, rng), rng)
+            if self.route_role(route) == "rl-only":
+                row["demonstration"] = None  # the data regime gives none for this route
+            rows.append(row)
         return rows
 
     def train_prompts(self, n: int, seed: int) -> list[dict]:
-        return self._decisions(self.route_splits()["train"], n, f"virl-train:{seed}")
+        """RL prompts from the training routes of both roles (or only ``rl-only`` ones with
+        ``rl_prompt_routes="rl-only"``). Rows of ``demo`` routes carry the expert's answer as
+        ``demonstration`` for the methods that use one per prompt; the others have ``None``."""
+        routes = (self.route_splits()["train"] if self.config.rl_prompt_routes == "training"
+                  else self.role_splits()["rl-only"]["train"])
+        return self._decisions(routes, n, f"virl-train:{seed}")
 
     def demonstrations(self, n: int, seed: int) -> list[dict]:
-        rows = self._decisions(self.route_splits()["train"], n, f"virl-demo:{seed}")
+        """SFT rows from the training routes of role ``demo`` only."""
+        rows = self._decisions(self.role_splits()["demo"]["train"], n, f"virl-demo:{seed}")
         for row in rows:
             row["completion"] = row.pop("demonstration")
         return rows
@@ -148,19 +210,25 @@ class VirlTask(Task):
     # ------------------------------------------------------------------ evaluation
     def _split_routes(self, split: str) -> tuple[list[Route], str]:
         """The routes an evaluation split walks (all of them, before ``eval_routes``) and its action space."""
-        routes = self.route_splits()
+        demo = self.role_splits()["demo"]
         if split == "id":
-            return routes["test"], "abs"
+            return demo["test"], "abs"
+        if split == "rl-only":
+            if not self.config.held_out_words:
+                raise ValueError("split 'rl-only' needs rl_only_words: without held-out words no route is rl-only")
+            return self.role_splits()["rl-only"]["test"], "abs"
         if split == "ood-rule":
-            return [r for r in routes["test"] if len(r.milestones) > 2], "rel"
-        if not routes["unseen"]:
+            return [r for r in demo["test"] if len(r.milestones) > 2], "rel"
+        if not demo["unseen"]:
             raise ValueError("split 'unseen-routes' needs synthetic routes (no unseen grids in a route file)")
-        return routes["unseen"], "abs"
+        return demo["unseen"], "abs"
 
     def eval_episodes(self, split: str) -> list[dict]:
         if split not in self.splits:
             raise ValueError(f"unknown split {split!r}; known: {', '.join(self.splits)}")
         chosen, mode = self._split_routes(split)
+        if not chosen:
+            raise ValueError(f"split {split!r} has no routes under these settings (synthetic_routes, rl_only_words)")
         return [{"route_id": route.route_id, "mode": mode, "split": split, "episode": index}
                 for index, route in enumerate(chosen[: self.config.eval_routes])]
 

@@ -145,13 +145,13 @@ class VirlVisualTask(VirlTask):
     * evaluation rows add ``style`` (the city style of drawn views) and ``rendering_version``; their
       environments (:class:`VirlVisualEnv`) draw each position's image when the agent reaches it
 
-    Training rows and the splits ``id``, ``ood-rule`` and ``unseen-routes`` are drawn in the daylight
+    Training rows and the splits ``id``, ``rl-only``, ``ood-rule`` and ``unseen-routes`` are drawn in the daylight
     style; ``ood-visual`` walks the routes of ``unseen-routes`` (or ``ood_visual_routes``) drawn in the
     dusk style, so its gap to ``unseen-routes`` is the visual shift alone.
     """
 
     name = "virl-vl"
-    splits = ("id", "ood-rule", "unseen-routes", "ood-visual")
+    splits = ("id", "rl-only", "ood-rule", "unseen-routes", "ood-visual")
     config_class = VirlVisualConfig
     config: VirlVisualConfig
     env_class = VirlVisualEnv
