@@ -3,11 +3,12 @@ rollouts' and the demonstrations' image inputs reach every forward, so the visio
 losses and through the meta step (see docs/design.md, 'The tiny vision-language model')."""
 
 import math
+import shutil
 
 import pytest
 import torch
 from datasets import Dataset
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from amft.models import build_tiny_model
 from amft.tasks.general_points import GeneralPointsVisualTask
@@ -88,3 +89,11 @@ def test_a_resumed_run_loads_the_checkpoints_weights_and_ends_as_the_uninterrupt
     resumed.train(resume_from_checkpoint=str(checkpoint))
     for (name, expected), actual in zip(reference.model.state_dict().items(), model.state_dict().values()):
         torch.testing.assert_close(actual, expected, rtol=0, atol=0, msg=name)
+    # A checkpoint that lacks a weight is refused, not filled with fresh values.
+    damaged = tmp_path / "damaged"
+    shutil.copytree(checkpoint, damaged)
+    weights = load_file(damaged / "model.safetensors")
+    del weights["lm_head.weight" if "lm_head.weight" in weights else sorted(weights)[-1]]
+    save_file(weights, damaged / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match="does not hold this model's weights"):
+        resumed._load_from_checkpoint(str(damaged))

@@ -7,8 +7,12 @@ exists, and the marker is written last, atomically (`amft.io.atomic_write_json`)
 
 from __future__ import annotations
 
+import json
 import os
 import re
+
+from safetensors import safe_open
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
 from amft.io import atomic_write_json
 
@@ -31,3 +35,21 @@ def last_complete_checkpoint(run_dir: str) -> str | None:
         if match and os.path.exists(os.path.join(run_dir, name, COMPLETE_MARKER)):
             steps.append(int(match.group(1)))
     return os.path.join(run_dir, f"checkpoint-{max(steps)}") if steps else None
+
+
+def saved_weight_shapes(checkpoint_dir: str) -> dict[str, list[int]] | None:
+    """Name -> shape of every weight a checkpoint's safetensors files hold (one file or shards), read
+    from their headers; None when it holds none (adapters, other formats)."""
+    single, index = (os.path.join(checkpoint_dir, name) for name in (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME))
+    if os.path.isfile(single):
+        files = [single]
+    elif os.path.isfile(index):
+        with open(index) as handle:
+            files = [os.path.join(checkpoint_dir, name) for name in sorted(set(json.load(handle)["weight_map"].values()))]
+    else:
+        return None
+    shapes = {}
+    for path in files:
+        with safe_open(path, framework="pt") as handle:
+            shapes.update({name: handle.get_slice(name).get_shape() for name in handle.keys()})
+    return shapes

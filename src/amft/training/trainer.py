@@ -34,10 +34,8 @@ from typing import Any
 
 import torch
 from accelerate.utils import DistributedType
-from safetensors import safe_open
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, ProcessorMixin, TrainerCallback
 from transformers.trainer_utils import rotate_checkpoints
-from transformers.utils import SAFE_WEIGHTS_NAME
 from trl import GRPOTrainer
 from trl.trainer.utils import is_async_callable
 
@@ -68,7 +66,7 @@ from amft.algorithm import (
     token_log_probs,
 )
 from amft.io import atomic_write_json
-from amft.training.checkpoint import AMFT_STATE_FILE, mark_checkpoint_complete
+from amft.training.checkpoint import AMFT_STATE_FILE, mark_checkpoint_complete, saved_weight_shapes
 from amft.training.config import AMFTConfig
 from amft.training.data import (
     IMAGE_INPUT_KEYS,
@@ -926,25 +924,27 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
         }
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
-        # The Trainer loads a checkpoint's weights by the names they were saved under, but
-        # save_pretrained writes some models (the vision-language ones) under their original names;
-        # loaded by name, nothing would match and only a warning would say so (docs/design.md,
+        # The Trainer loads a checkpoint's weights by the names and layouts they were saved in, but
+        # save_pretrained writes some models (the vision-language ones) in their original form; loaded
+        # as saved, nothing would match and only a warning would say so (docs/design.md,
         # 'Checkpoints and resumption').
         target = self.model if model is None else model
-        weights = os.path.join(resume_from_checkpoint, SAFE_WEIGHTS_NAME)
-        if self.is_fsdp_enabled or not isinstance(target, PreTrainedModel) or not os.path.isfile(weights):
+        saved = saved_weight_shapes(resume_from_checkpoint)
+        own = {name: list(tensor.shape) for name, tensor in target.state_dict().items()}
+        if (self.is_fsdp_enabled or not isinstance(target, PreTrainedModel) or saved is None
+                or all(own.get(name) == shape for name, shape in saved.items())):
             super()._load_from_checkpoint(resume_from_checkpoint, model)
             return
-        with safe_open(weights, framework="pt") as handle:
-            saved_names = set(handle.keys())
-        if saved_names <= set(target.state_dict()):
-            super()._load_from_checkpoint(resume_from_checkpoint, model)
-            return
-        logger.info("%s holds weights under their original names; loading them as from_pretrained does",
-                    resume_from_checkpoint)
-        reloaded = type(target).from_pretrained(
-            resume_from_checkpoint, config=target.config, dtype=next(target.parameters()).dtype, device_map="cpu"
+        logger.info("%s holds weights in their original form; loading them as from_pretrained does", resume_from_checkpoint)
+        dtypes = {parameter.dtype for parameter in target.parameters()}
+        reloaded, info = type(target).from_pretrained(
+            resume_from_checkpoint, config=target.config, dtype=dtypes.pop() if len(dtypes) == 1 else torch.float32,
+            device_map="cpu", attn_implementation="eager", output_loading_info=True,
         )
+        problems = {kind: sorted(map(str, info[kind])) for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")
+                    if info.get(kind)}
+        if problems:
+            raise ValueError(f"{resume_from_checkpoint} does not hold this model's weights: {problems}")
         target.load_state_dict(reloaded.state_dict(), strict=True)
         del reloaded
 

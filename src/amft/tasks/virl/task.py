@@ -124,11 +124,7 @@ class VirlTask(Task):
             else:
                 records = generate_routes(config.synthetic_routes, config.synthetic_seed)
                 routes = [route_from_record(r, "V-IRL-L-synthetic", i) for i, r in enumerate(records, start=1)]
-                # Unseen grids give rl-only routes too; drawing 4 times as many leaves enough demo ones. The
-                # generator is prefix-stable, so without held-out words the set is the first eval_routes.
-                pool = config.eval_routes * (4 if config.held_out_words else 1)
-                unseen_records = generate_routes(pool, config.synthetic_seed + 1_000)
-                unseen = [route_from_record(r, "V-IRL-L-synthetic", i) for i, r in enumerate(unseen_records, start=1)]
+                unseen = self._unseen_demo_routes()
             self._roles = {}
             for role in ROUTE_ROLES:
                 order = sorted((r for r in routes if self.route_role(r) == role), key=lambda route: route.route_id)
@@ -136,9 +132,24 @@ class VirlTask(Task):
                 held = min(config.eval_routes + config.validation_routes, len(order) // 2)
                 self._roles[role] = {"train": order[held:], "validation": order[held // 2 : held],
                                      "test": order[: held // 2], "unseen": []}
-            demo_unseen = [r for r in unseen if self.route_role(r) == "demo"]
-            self._roles["demo"]["unseen"] = demo_unseen[: config.eval_routes]
+            self._roles["demo"]["unseen"] = unseen
         return self._roles
+
+    def _unseen_demo_routes(self) -> list[Route]:
+        """The first ``eval_routes`` demo routes of the unseen grids. The generator is prefix-stable, so
+        without held-out words these are its first ``eval_routes`` routes, as before there were roles."""
+        config = self.config
+        pool = config.eval_routes
+        while True:
+            records = generate_routes(pool, config.synthetic_seed + 1_000)
+            routes = [route_from_record(r, "V-IRL-L-synthetic", i) for i, r in enumerate(records, start=1)]
+            demo = [route for route in routes if self.route_role(route) == "demo"]
+            if len(demo) >= config.eval_routes or pool >= 16 * config.eval_routes:
+                if config.eval_routes and not demo:
+                    raise ValueError(f"no unseen-grid route avoids the held-out words {config.rl_only_words!r}; "
+                                     "hold out fewer compass words")
+                return demo[: config.eval_routes]
+            pool *= 2
 
     def route_splits(self) -> dict[str, list[Route]]:
         """train / validation / test routes of both roles, and unseen-grid routes for synthetic data."""
