@@ -41,8 +41,9 @@ def test_without_held_out_words_the_splits_are_the_original_ones():
     assert [route.route_id for route in task.route_splits()["test"][:5]] == [
         "synthetic-0-0-705", "synthetic-0-0-288", "synthetic-0-2-44", "synthetic-0-1-565", "synthetic-0-3-901"]
     assert len(task.route_splits()["train"]) == 1000 and not task.role_splits()["rl-only"]["test"]
-    with pytest.raises(ValueError, match="rl_only_words"):
-        task.eval_episodes("rl-only")
+    for split in ("rl-only", "val-rl-only"):
+        with pytest.raises(ValueError, match="rl_only_words"):
+            task.eval_episodes(split)
 
 
 def test_settings_that_cannot_be_honoured_are_refused():
@@ -87,6 +88,12 @@ def test_each_role_holds_out_its_own_test_and_validation_routes(regime):
         "synthetic-0-0-338", "synthetic-0-0-760", "synthetic-0-1-207"]
     assert [row["route_id"] for row in episodes["rl-only"][:3]] == [
         "synthetic-0-2-1929", "synthetic-0-2-395", "synthetic-0-2-1477"]
+    # the validation routes of each role, for choosing a study's settings without its test splits
+    validation = {split: regime.eval_episodes(split) for split in ("val-id", "val-rl-only")}
+    assert [row["route_id"] for row in validation["val-id"]] == [r.route_id for r in roles["demo"]["validation"]]
+    assert [row["route_id"] for row in validation["val-rl-only"]] == [r.route_id for r in roles["rl-only"]["validation"]]
+    assert not {row["route_id"] for rows in validation.values() for row in rows} & {
+        row["route_id"] for rows in episodes.values() for row in rows}
     for row in episodes["rl-only"][:5]:
         env = regime.make_env(row, max_attempts=1000)
         env.reset()

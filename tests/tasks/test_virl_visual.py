@@ -232,7 +232,8 @@ def task():
 
 
 def test_the_splits_load_fixed_and_ood_visual_walks_the_unseen_city_at_dusk(task):
-    assert task.splits == ("id", "rl-only", "ood-rule", "unseen-routes", "ood-visual") and task.image_prompts
+    assert task.splits == ("id", "rl-only", "ood-rule", "unseen-routes", "ood-visual", "val-id", "val-rl-only")
+    assert task.image_prompts
     splits = task.default_splits  # rl-only needs held-out words (tests/tasks/test_virl_regime.py)
     assert splits == ("id", "ood-rule", "unseen-routes", "ood-visual")
     rows = {split: task.eval_episodes(split) for split in splits}

@@ -91,7 +91,12 @@ class VirlTask(Task):
     """V-IRL-L; decision rows carry ``prompt``, ``action``, ``at_intersection``, ``mode``."""
 
     name = "virl"
-    splits = ("id", "rl-only", "ood-rule", "unseen-routes")
+    #: the splits results are reported on (``rl-only`` only with held-out words)
+    test_splits: tuple[str, ...] = ("id", "rl-only", "ood-rule", "unseen-routes")
+    #: walked like ``id`` and ``rl-only`` on the validation routes of each role, for choosing a study's
+    #: settings; evaluated only when asked for
+    validation_splits: tuple[str, ...] = ("val-id", "val-rl-only")
+    splits: tuple[str, ...] = test_splits + validation_splits
     quick_eval_attempts = None
     #: a whole route: the environment fails it at a position's third call anyway
     default_eval_attempts = 64
@@ -107,7 +112,7 @@ class VirlTask(Task):
 
     @property
     def default_splits(self) -> tuple[str, ...]:
-        return self.splits if self.config.held_out_words else tuple(s for s in self.splits if s != "rl-only")
+        return tuple(s for s in self.test_splits if s != "rl-only" or self.config.held_out_words)
 
     # ------------------------------------------------------------------ routes
     def route_role(self, route: Route) -> str:
@@ -222,12 +227,12 @@ class VirlTask(Task):
     def _split_routes(self, split: str) -> tuple[list[Route], str]:
         """The routes an evaluation split walks (all of them, before ``eval_routes``) and its action space."""
         demo = self.role_splits()["demo"]
-        if split == "id":
-            return demo["test"], "abs"
-        if split == "rl-only":
+        if split in ("id", "val-id"):
+            return demo["test" if split == "id" else "validation"], "abs"
+        if split in ("rl-only", "val-rl-only"):
             if not self.config.held_out_words:
-                raise ValueError("split 'rl-only' needs rl_only_words: without held-out words no route is rl-only")
-            return self.role_splits()["rl-only"]["test"], "abs"
+                raise ValueError(f"split {split!r} needs rl_only_words: without held-out words no route is rl-only")
+            return self.role_splits()["rl-only"]["test" if split == "rl-only" else "validation"], "abs"
         if split == "ood-rule":
             return [r for r in demo["test"] if len(r.milestones) > 2], "rel"
         if not demo["unseen"]:

@@ -151,7 +151,8 @@ class VirlVisualTask(VirlTask):
     """
 
     name = "virl-vl"
-    splits = ("id", "rl-only", "ood-rule", "unseen-routes", "ood-visual")
+    test_splits = (*VirlTask.test_splits, "ood-visual")
+    splits = test_splits + VirlTask.validation_splits
     config_class = VirlVisualConfig
     config: VirlVisualConfig
     env_class = VirlVisualEnv
