@@ -54,7 +54,8 @@ class RunArguments:
         metadata={"help": "Comma-separated splits to evaluate at the end; default: the task's own (general-points: "
                   "id,rl-only,unseen-deals,ood-rule, and the validation splits val-id,val-rl-only on request; gp-vl: "
                   "id,rl-only,ood-rule,ood-visual; virl: id,ood-rule,unseen-routes, and rl-only with --rl_only_words "
-                  "(validation splits val-id,val-rl-only on request); virl-vl: those and ood-visual; math: id,longer, the five math benchmarks with --dataset, or the benchmarks in --benchmark_files). "
+                  "(validation splits val-id,val-rl-only on request); virl-vl: those and ood-visual; math: "
+                  "id,longer, the five math benchmarks with --dataset, or the benchmarks in --benchmark_files). "
                   "Math benchmarks: aime24, aime25, amc, math500, minerva, olympiad, arc-c, gpqa-diamond, mmlu-pro."},
     )
     benchmarks: str | None = field(default=None, metadata={"help": "Same as --eval_splits (the usual name for math)."})
