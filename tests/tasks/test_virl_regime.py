@@ -115,3 +115,18 @@ def test_the_visual_variant_inherits_the_regime():
     assert {task.route_role(by_id[row["route_id"]]) for row in task.eval_episodes("ood-visual")} == {"demo"}
     demos = task.demonstrations(50, seed=0)
     assert not any(DIAGONAL.search(str(d["prompt"]) + d["completion"][0]["content"]) for d in demos)
+
+
+def test_relative_demonstrations_show_held_out_words_but_never_as_an_action():
+    task = get_task("virl", **REGIME, rl_only_demonstrations="relative")
+    demos = task.demonstrations(1000, seed=0)
+    shown = [d for d in demos if DIAGONAL.search(d["prompt"].split("\n")[0])]
+    assert shown and all(d["mode"] == "rel" for d in shown)
+    assert any(DIAGONAL.search(d["completion"]) for d in shown)  # in the copied sentence
+    assert not any(DIAGONAL.search(d["action"]) for d in demos)
+    # RL prompts of rl-only routes ask in the absolute space, without a demonstration
+    prompts = task.train_prompts(200, seed=0)
+    assert {p["mode"] for p in prompts} == {"abs"} and all(p["demonstration"] is None for p in prompts)
+    assert sum(bool(DIAGONAL.search(p["action"])) for p in prompts) > 100
+    with pytest.raises(ValueError, match="needs rl_only_words"):
+        get_task("virl", rl_only_demonstrations="relative")

@@ -60,6 +60,10 @@ class VirlConfig(TaskConfig):
         "comma-separated list of compass words. A route with such a turn is 'rl-only': it gives RL prompts but "
         "no demonstrations, and the 'rl-only' split tests such routes. Empty (the default): every route is "
         "demonstrated.")})
+    rl_only_demonstrations: str = field(default="none", metadata={"help": (
+        "What imitation shows of rl-only routes: 'none', or 'relative': their one-turn routes are demonstrated "
+        "in the relative action space only, so the held-out words appear in instructions and in the answer's "
+        "copied sentence but never as an action; RL prompts of rl-only routes then ask in the absolute space.")})
     rl_prompt_routes: str = field(default="training", metadata={"help": (
         "Routes the RL prompts are drawn from: 'training' (demonstrated and rl-only ones) or 'rl-only' (only "
         "those without demonstrations, so every RL prompt asks for what imitation does not teach).")})
@@ -76,6 +80,11 @@ class VirlConfig(TaskConfig):
                              f"or words of {', '.join(COMPASS_WORDS)}")
         if self.rl_prompt_routes not in ("training", "rl-only"):
             raise ValueError(f"rl_prompt_routes must be 'training' or 'rl-only', got {self.rl_prompt_routes!r}")
+        if self.rl_only_demonstrations not in ("none", "relative"):
+            raise ValueError(f"rl_only_demonstrations must be 'none' or 'relative', got {self.rl_only_demonstrations!r}")
+        if self.rl_only_demonstrations != "none" and not self.held_out_words:
+            raise ValueError("rl_only_demonstrations 'relative' needs rl_only_words: without held-out words no route "
+                             "is rl-only")
         if self.rl_prompt_routes == "rl-only" and not self.held_out_words:
             raise ValueError("rl_prompt_routes 'rl-only' needs rl_only_words: without held-out words no route is "
                              "rl-only")
@@ -192,16 +201,20 @@ class VirlTask(Task):
         one_turn = len(route.milestones) == 2
         return "rel" if one_turn and rng.random() < self.config.relative_fraction else "abs"
 
-    def _decisions(self, routes: list[Route], n: int, stream: str) -> list[dict[str, Any]]:
+    def _decisions(self, routes: list[Route], n: int, stream: str, *, demonstrations: bool = False) -> list[dict[str, Any]]:
         if n and not routes:
             raise ValueError("no routes to draw decision rows from (check rl_only_words and the number of routes)")
         rng = random.Random(stream)
         rows = []
         for _ in range(n):
             route = routes[rng.randrange(len(routes))]
-            row = self._decision(route, self._mode(route, rng), rng)
-            if self.route_role(route) == "rl-only":
-                row["demonstration"] = None  # the data regime gives none for this route
+            mode = self._mode(route, rng)
+            rl_only = self.route_role(route) == "rl-only"
+            if rl_only and self.config.rl_only_demonstrations == "relative":
+                mode = "rel" if demonstrations else "abs"
+            row = self._decision(route, mode, rng)
+            if rl_only and not demonstrations:
+                row["demonstration"] = None  # the data regime gives none for this decision
             rows.append(row)
         return rows
 
@@ -214,8 +227,13 @@ class VirlTask(Task):
         return self._decisions(routes, n, f"virl-train:{seed}")
 
     def demonstrations(self, n: int, seed: int) -> list[dict]:
-        """SFT rows from the training routes of role ``demo`` only."""
-        rows = self._decisions(self.role_splits()["demo"]["train"], n, f"virl-demo:{seed}")
+        """SFT rows from the training routes of role ``demo`` (and, with ``rl_only_demonstrations="relative"``,
+        the one-turn ``rl-only`` ones in the relative action space)."""
+        roles = self.role_splits()
+        routes = roles["demo"]["train"]
+        if self.config.rl_only_demonstrations == "relative":
+            routes = routes + [route for route in roles["rl-only"]["train"] if len(route.milestones) == 2]
+        rows = self._decisions(routes, n, f"virl-demo:{seed}", demonstrations=True)
         for row in rows:
             row["completion"] = row.pop("demonstration")
         return rows
