@@ -3,6 +3,7 @@ their models, the refusal of a model that cannot read a task's prompts, and a mi
 every split (see docs/design.md, 'The image variant (GP-VL)' and 'V-IRL-VL')."""
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -52,9 +53,10 @@ VIRL_VL_SPLITS = ("id", "ood-rule", "unseen-routes", "ood-visual")
 def test_a_visual_tasks_options_are_its_configs_fields_and_help_lists_them(task, config_class, text_task, options,
                                                                            also_says, build_args, image_size):
     assert task_config_class(task) is config_class
+    # argparse wraps lines at the terminal width, breaking words at hyphens: give it one wide line
     result = subprocess.run([sys.executable, "-m", "amft", "train", "--task", task, "--help"], capture_output=True,
-                            text=True, check=True)
-    text = " ".join(result.stdout.split())  # argparse wraps lines at the terminal width
+                            text=True, check=True, env={**os.environ, "COLUMNS": "100000"})
+    text = " ".join(result.stdout.split())
     assert f"{task} task options:" in text and f"{text_task} task options:" not in text
     for option, words in options:
         assert f"{option} " in text and words in text
