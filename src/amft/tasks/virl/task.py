@@ -82,18 +82,21 @@ class VirlConfig(TaskConfig):
             raise ValueError(f"rl_prompt_routes must be 'training' or 'rl-only', got {self.rl_prompt_routes!r}")
         if self.rl_only_demonstrations not in ("none", "relative"):
             raise ValueError(f"rl_only_demonstrations must be 'none' or 'relative', got {self.rl_only_demonstrations!r}")
-        if self.rl_only_demonstrations != "none" and not self.held_out_words:
-            raise ValueError("rl_only_demonstrations 'relative' needs rl_only_words: without held-out words no route "
-                             "is rl-only")
-        if self.rl_prompt_routes == "rl-only" and not self.held_out_words:
-            raise ValueError("rl_prompt_routes 'rl-only' needs rl_only_words: without held-out words no route is "
-                             "rl-only")
+        for name, default in (("rl_only_demonstrations", "none"), ("rl_prompt_routes", "training")):
+            if getattr(self, name) != default and not self.held_out_words:
+                raise ValueError(f"{name} {getattr(self, name)!r} needs rl_only_words: without held-out words no "
+                                 "route is rl-only")
 
     @property
     def held_out_words(self) -> frozenset[str]:
         """The compass words of ``rl_only_words``, ``diagonal`` expanded."""
         words = [word.strip() for word in self.rl_only_words.split(",") if word.strip()]
         return frozenset(w for word in words for w in (DIAGONAL_WORDS if word == "diagonal" else (word,)))
+
+
+def synthetic_routes(n: int, seed: int) -> list[Route]:
+    """The first ``n`` routes of V-IRL-L-synthetic with ``seed``."""
+    return [route_from_record(r, "V-IRL-L-synthetic", i) for i, r in enumerate(generate_routes(n, seed), start=1)]
 
 
 class VirlTask(Task):
@@ -136,8 +139,7 @@ class VirlTask(Task):
             if config.routes:
                 routes, unseen = load_routes(config.routes), []
             else:
-                records = generate_routes(config.synthetic_routes, config.synthetic_seed)
-                routes = [route_from_record(r, "V-IRL-L-synthetic", i) for i, r in enumerate(records, start=1)]
+                routes = synthetic_routes(config.synthetic_routes, config.synthetic_seed)
                 unseen = self._unseen_demo_routes()
             self._roles = {}
             for role in ROUTE_ROLES:
@@ -155,9 +157,8 @@ class VirlTask(Task):
         config = self.config
         pool = config.eval_routes
         while True:
-            records = generate_routes(pool, config.synthetic_seed + 1_000)
-            routes = [route_from_record(r, "V-IRL-L-synthetic", i) for i, r in enumerate(records, start=1)]
-            demo = [route for route in routes if self.route_role(route) == "demo"]
+            demo = [route for route in synthetic_routes(pool, config.synthetic_seed + 1_000)
+                    if self.route_role(route) == "demo"]
             if len(demo) >= config.eval_routes or pool >= 16 * config.eval_routes:
                 if config.eval_routes and not demo:
                     raise ValueError(f"no unseen-grid route avoids the held-out words {config.rl_only_words!r}; "
