@@ -232,6 +232,53 @@ def test_meta_signal_ema_moves_mu_by_the_average_on_meta_steps_only():
         assert controller.mu == pytest.approx(expected_mu)
 
 
+def _normalized_controller(meta_signal_ema):
+    return MetaGradientController(
+        mu_init=0.5, mu_min=0.0, mu_max=1.0, meta_lr=0.01, inner_lr=1.0, meta_period=1, warmup_steps=0,
+        use_entropy=False, meta_signal_ema=meta_signal_ema, meta_update="normalized",
+    )
+
+
+def test_normalized_meta_update_by_hand():
+    # d = 0.5. After 2: mean 2, mean square 4 -> 2 / 2 = 1. After 4: mean (0.5 * 1 + 0.5 * 4) / 0.75 = 10/3,
+    # mean square (0.5 * 2 + 0.5 * 16) / 0.75 = 12 -> (10/3) / sqrt(12). After -1: mean 0.75 / 0.875,
+    # mean square (0.5 * 9 + 0.5 * 1) / 0.875 = 5 / 0.875.
+    controller = _normalized_controller(0.5)
+    expected_mu = 0.5
+    for measured, average, signal in ((2.0, 2.0, 1.0), (4.0, 10 / 3, (10 / 3) / math.sqrt(12)),
+                                      (-1.0, 0.75 / 0.875, (0.75 / 0.875) / math.sqrt(5 / 0.875))):
+        controller.update(ControllerStats(meta_alignment=_alignment(measured)))
+        expected_mu += 0.01 * signal
+        terms = controller.last_terms
+        assert terms["meta_gradient"] == pytest.approx(measured)
+        assert terms["meta_gradient_ema"] == pytest.approx(average)  # the average itself, not the normalised step
+        assert terms["meta_term"] == pytest.approx(0.01 * signal)
+        assert controller.mu == pytest.approx(expected_mu)
+
+
+def test_normalized_meta_update_without_averaging_steps_by_the_sign():
+    controller = _normalized_controller(0.0)
+    for measured, expected_mu in ((1e-6, 0.51), (-3.0, 0.50), (-0.2, 0.49), (0.0, 0.49)):
+        controller.update(ControllerStats(meta_alignment=_alignment(measured)))
+        assert controller.mu == pytest.approx(expected_mu)
+
+
+def test_normalized_meta_update_ignores_the_scale_of_the_meta_gradient():
+    measurements = [0.03, -0.01, 0.02, 0.025, -0.04, 0.01]
+    trajectories = []
+    for scale in (1.0, 1e-4):
+        controller = _normalized_controller(0.7)
+        trajectories.append([controller.update(ControllerStats(meta_alignment=_alignment(scale * m)))
+                             for m in measurements])
+    assert trajectories[0] == pytest.approx(trajectories[1])
+    # The paper's linear update moves mu 1e4 times less on the small scale.
+    linear = MetaGradientController(mu_init=0.5, mu_min=0.0, mu_max=1.0, meta_lr=0.01, inner_lr=1.0, meta_period=1,
+                                    warmup_steps=0, use_entropy=False, meta_signal_ema=0.7)
+    for m in measurements:
+        linear.update(ControllerStats(meta_alignment=_alignment(1e-4 * m)))
+    assert abs(linear.mu - 0.5) < 1e-5 < abs(trajectories[1][-1] - 0.5)
+
+
 # ------------------------------------------------------------------------------------------------
 # The measured entropy direction
 # ------------------------------------------------------------------------------------------------
@@ -287,6 +334,8 @@ def test_new_options_are_validated():
         MetaGradientController(entropy_direction="measured", use_meta=False)
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         MetaGradientController(meta_signal_ema=-0.1)
+    with pytest.raises(ValueError, match="linear, normalized"):
+        MetaGradientController(meta_update="sign")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -315,21 +364,23 @@ def _run(controller, start, stop):
     return trajectory
 
 
+@pytest.mark.parametrize("meta_update", ["linear", "normalized"])
 @pytest.mark.parametrize("split", [7, 11, 16])  # after the first meta step (update 7)
-def test_state_dict_round_trip_resumes_the_averages_and_slope_exactly(split):
-    reference = _run(MetaGradientController(**CONFIG), 0, TOTAL)
-    first = MetaGradientController(**CONFIG)
+def test_state_dict_round_trip_resumes_the_averages_and_slope_exactly(split, meta_update):
+    config = {**CONFIG, "meta_update": meta_update}
+    reference = _run(MetaGradientController(**config), 0, TOTAL)
+    first = MetaGradientController(**config)
     head = _run(first, 0, split)
     buffer = io.BytesIO()
     torch.save(first.state_dict(), buffer)
     buffer.seek(0)
-    resumed = MetaGradientController(**CONFIG)
+    resumed = MetaGradientController(**config)
     resumed.load_state_dict(torch.load(buffer, weights_only=True))
     assert head + _run(resumed, split, TOTAL) == reference
     # Losing the averages (as a state without them would) changes the trajectory.
-    stripped = MetaGradientController(**CONFIG)
+    stripped = MetaGradientController(**config)
     state = first.state_dict()
-    del state["meta_gradient_average"], state["entropy_slope_average"]
+    del state["meta_gradient_average"], state["meta_square_average"], state["entropy_slope_average"]
     stripped.load_state_dict(state)
     assert head + _run(stripped, split, TOTAL) != reference
     assert not any(math.isnan(mu) for mu, _ in reference)

@@ -11,6 +11,7 @@ from .alignment import (
 )
 from .controllers import (
     ENTROPY_DIRECTIONS,
+    META_UPDATES,
     BalanceController,
     ChordScheduleController,
     ControllerStats,
@@ -77,6 +78,7 @@ __all__ = [
     "ADVANTAGE_SCALES",
     "AGGREGATIONS",
     "ENTROPY_DIRECTIONS",
+    "META_UPDATES",
     "IMPORTANCE_SAMPLING_LEVELS",
     "TOKEN_WEIGHTINGS",
     "BalanceController",

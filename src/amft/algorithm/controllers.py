@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENTROPY_DIRECTIONS",
+    "META_UPDATES",
     "BalanceController",
     "ChordScheduleController",
     "ControllerStats",
@@ -51,6 +52,9 @@ _COSINE_EPS = 1e-12
 #: How the entropy term moves mu: "fixed" (Eq. 6, entropy below target raises mu) or "measured"
 #: (through the measured slope dH/dmu; see docs/design.md, 'The entropy term').
 ENTROPY_DIRECTIONS = ("fixed", "measured")
+#: How the meta signal moves mu: "linear" (by meta_lr times the signal, the paper) or "normalized" (by
+#: meta_lr times the signal over its root mean square; see docs/design.md, 'The controller').
+META_UPDATES = ("linear", "normalized")
 
 
 @dataclass(frozen=True)
@@ -290,6 +294,9 @@ class MetaGradientController(BalanceController):
 
     ``meta_signal_ema`` d > 0 replaces m (and the slope s) by the bias-corrected moving average
     of their measurements with decay d; 0 (the paper) uses each measurement as is.
+    ``meta_update="normalized"`` divides that signal by the root of the same average of m^2, so
+    a meta step moves mu by at most ``meta_lr`` whatever the scale of m (with d = 0: by
+    ``meta_lr * sign(m)``); ``"linear"`` (the paper) moves it by ``meta_lr`` times the signal.
 
     Step indexing: main-phase updates are numbered t = 1, 2, ...; update t is a meta
     step iff ``t % meta_period == 0`` (so the first is t = K). The trainer asks
@@ -316,6 +323,7 @@ class MetaGradientController(BalanceController):
         use_entropy: bool = True,
         meta_signal_ema: float = 0.0,
         entropy_direction: str = "fixed",
+        meta_update: str = "linear",
     ) -> None:
         self.mu_min = _check_mu("mu_min", mu_min)
         self.mu_max = _check_mu("mu_max", mu_max)
@@ -332,6 +340,8 @@ class MetaGradientController(BalanceController):
             raise ValueError(f"entropy_calibration_steps must be >= 1, got {entropy_calibration_steps}")
         if entropy_direction not in ENTROPY_DIRECTIONS:
             raise ValueError(f"unknown entropy_direction {entropy_direction!r}; valid: {', '.join(ENTROPY_DIRECTIONS)}")
+        if meta_update not in META_UPDATES:
+            raise ValueError(f"unknown meta_update {meta_update!r}; valid: {', '.join(META_UPDATES)}")
         if entropy_direction == "measured" and not use_meta:
             raise ValueError(
                 "entropy_direction='measured' reads dH/dmu on meta steps, and use_meta=False (use_meta_term) has none"
@@ -346,7 +356,9 @@ class MetaGradientController(BalanceController):
         self.use_meta = bool(use_meta)
         self.use_entropy = bool(use_entropy)
         self.entropy_direction = entropy_direction
+        self.meta_update = meta_update
         self._meta_gradient_average = ExponentialMovingAverage(meta_signal_ema)
+        self._meta_square_average = ExponentialMovingAverage(meta_signal_ema)
         self._entropy_slope_average = ExponentialMovingAverage(meta_signal_ema)
 
         self._warmup_done = 0
@@ -428,12 +440,15 @@ class MetaGradientController(BalanceController):
                 f"meta_alignment given on main-phase step {self._main_steps + 1}, which is not a meta step "
                 f"(meta_period={self.meta_period}, use_meta={self.use_meta})"
             )
-        meta_gradient = meta_signal = 0.0
+        meta_gradient = meta_average = meta_signal = 0.0
         entropy_slope = None
         smoothing = self.meta_signal_ema > 0.0
         if meta_step and stats.meta_alignment is not None:
             meta_gradient = self._meta_gradient(stats.meta_alignment)
-            meta_signal = self._meta_gradient_average.update(meta_gradient)
+            meta_signal = meta_average = self._meta_gradient_average.update(meta_gradient)
+            mean_square = self._meta_square_average.update(meta_gradient**2)
+            if self.meta_update == "normalized":
+                meta_signal = meta_average / math.sqrt(mean_square) if mean_square > 0.0 else 0.0
             entropy_slope = self._entropy_slope_of(stats.meta_alignment)
             if entropy_slope is not None:
                 self._entropy_slope_average.update(entropy_slope)
@@ -457,7 +472,7 @@ class MetaGradientController(BalanceController):
         measured = meta_step and stats.meta_alignment is not None
         self._last_terms.update(
             entropy_slope=entropy_slope,
-            meta_gradient_ema=meta_signal if smoothing and measured else None,
+            meta_gradient_ema=meta_average if smoothing and measured else None,
             entropy_slope_ema=self.entropy_slope if smoothing and entropy_slope is not None else None,
         )
 
@@ -486,6 +501,7 @@ class MetaGradientController(BalanceController):
             entropy_count=self._entropy_count,
             target_entropy=self._target_entropy,
             meta_gradient_average=self._meta_gradient_average.state_dict(),
+            meta_square_average=self._meta_square_average.state_dict(),
             entropy_slope_average=self._entropy_slope_average.state_dict(),
         )
         return state
@@ -502,6 +518,7 @@ class MetaGradientController(BalanceController):
         # what their runs (no averaging, fixed entropy direction) had.
         empty = {"biased": 0.0, "count": 0}
         self._meta_gradient_average.load_state_dict(state.get("meta_gradient_average", empty))
+        self._meta_square_average.load_state_dict(state.get("meta_square_average", empty))
         self._entropy_slope_average.load_state_dict(state.get("entropy_slope_average", empty))
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
-from amft.algorithm import AGGREGATIONS, ENTROPY_DIRECTIONS, SINGLETON_BASELINES
+from amft.algorithm import AGGREGATIONS, ENTROPY_DIRECTIONS, META_UPDATES, SINGLETON_BASELINES
 from amft.training.methods import METHODS, SFT_LOSSES, get_method, methods_help
 
 META_NORMALIZATIONS = ("raw", "cosine")
@@ -150,6 +150,10 @@ class AMFTConfig(GRPOConfig):
         meta_signal_ema (`float`, defaults to `0.0`):
             Decay of a bias-corrected moving average of the measured meta-gradients (and of the
             measured entropy slope); mu moves by the average. `0` uses each measurement as is.
+        meta_update (`str`, defaults to `"linear"`):
+            `"linear"`: a meta step moves mu by meta_lr times the (averaged) meta-gradient, the
+            paper's. `"normalized"`: by meta_lr times that average over the root of the same
+            average of its squares, so at most meta_lr whatever the gradients' scale.
         entropy_direction (`str`, defaults to `"fixed"`):
             `"fixed"`: eta_H * (H* - H), entropy below target raises mu (Eq. 6 of the paper).
             `"measured"`: eta_H * (H* - H) * dH/dmu, with the slope dH/dmu measured on meta steps.
@@ -316,6 +320,12 @@ class AMFTConfig(GRPOConfig):
         metadata={"help": "Decay in [0, 1) of a bias-corrected moving average of the measured meta-gradients and "
                           "entropy slopes; 0 (the paper) uses each measurement as is."},
     )
+    meta_update: str = field(
+        default="linear",
+        metadata={"help": f"How a meta step moves mu, one of {META_UPDATES}: 'linear' (meta_lr times the meta-gradient, "
+                          "the paper) or 'normalized' (meta_lr times its moving average over the root mean square, so "
+                          "at most meta_lr a meta step; with meta_signal_ema 0, meta_lr times its sign)."},
+    )
     entropy_direction: str = field(
         default="fixed",
         metadata={"help": f"Entropy term, one of {ENTROPY_DIRECTIONS}: 'fixed' (Eq. 6: entropy below target raises "
@@ -349,6 +359,8 @@ class AMFTConfig(GRPOConfig):
             raise ValueError(f"meta_direction must be one of {META_DIRECTIONS}, got {self.meta_direction!r}")
         if not 0.0 <= self.meta_signal_ema < 1.0:
             raise ValueError(f"meta_signal_ema is a decay and must be in [0, 1), got {self.meta_signal_ema}")
+        if self.meta_update not in META_UPDATES:
+            raise ValueError(f"meta_update must be one of {META_UPDATES}, got {self.meta_update!r}")
         if self.entropy_direction not in ENTROPY_DIRECTIONS:
             raise ValueError(f"entropy_direction must be one of {ENTROPY_DIRECTIONS}, got {self.entropy_direction!r}")
         if not 0.0 <= self.mu_min <= self.mu_max <= 1.0:

@@ -134,6 +134,7 @@ def _meta_gradient_controller(args: AMFTConfig) -> BalanceController:
         use_entropy=args.use_entropy_term,
         meta_signal_ema=args.meta_signal_ema,
         entropy_direction=args.entropy_direction,
+        meta_update=args.meta_update,
     )
 
 
@@ -143,6 +144,7 @@ def _amft_details(args: AMFTConfig) -> str:
             f"mu_init {args.mu_init} in [{args.mu_min}, {args.mu_max}], terms: {', '.join(terms) or 'none'}, "
             f"meta every {args.meta_period} steps ({args.meta_normalization}, eta_mu {args.meta_lr}), "
             f"eta_H {args.entropy_lr}; look-ahead {args.meta_direction}, meta EMA {args.meta_signal_ema}, "
+            f"meta update {args.meta_update}, "
             f"entropy direction {args.entropy_direction}")
 
 
