@@ -114,6 +114,11 @@ def test_what_the_study_sets_for_each_run_is_refused_in_its_settings(tmp_path):
     path = write_study(tmp_path, training={**TRAINING, "dry_run": True})
     with pytest.raises(OptionsError, match=rf"{path}: training: dry_run: set by the study for each run"):
         load_study(str(path))
+    path = write_study(tmp_path, training={**TRAINING, "language_model_init": "runs/text"})
+    with pytest.raises(OptionsError, match=rf"{path}: training: language_model_init belongs in 'base'"):
+        load_study(str(path))
+    assert load_study(str(write_study(tmp_path, base={"language_model_init": "runs/text"}))).base == {
+        "language_model_init": "runs/text"}
 
 
 def test_a_studys_bad_value_names_the_variant_before_any_run(tmp_path):

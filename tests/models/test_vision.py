@@ -130,3 +130,35 @@ def test_plain_trl_grpo_trains_the_tiny_vlm_on_gp_vl_rows(tmp_path, task):
     # Every weight on the image path moved; LLaVA reads the last layer's hidden states, so the ViT's final
     # norm and pooler take no part (as CLIP's post-norm in a pretrained LLaVA).
     assert still == {"layernorm.weight", "layernorm.bias", "pooler.dense.weight", "pooler.dense.bias"}
+
+
+def test_a_tiny_vlm_starts_its_decoder_from_a_trained_text_model(tmp_path):
+    text_model, tokenizer = build_tiny_model("tiny-test", seed=5)
+    text_model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    model, processor = load_model("tiny-test-vl", seed=0, language_model=str(tmp_path))
+    fresh, _ = load_model("tiny-test-vl", seed=0)
+    decoder = model.model.language_model
+    embeddings = decoder.embed_tokens.weight
+    assert torch.equal(embeddings[: len(tokenizer)], text_model.model.embed_tokens.weight)
+    image_row = processor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    assert torch.equal(embeddings[image_row], fresh.model.language_model.embed_tokens.weight[image_row])
+    assert model.lm_head.weight.data_ptr() == embeddings.data_ptr()  # still tied
+    vision = dict(model.model.vision_tower.named_parameters())
+    assert all(torch.equal(value, vision[name]) for name, value in fresh.model.vision_tower.named_parameters())
+    # Without an image, the VLM reads text exactly as the text model it started from.
+    ids = tokenizer("[inst] 1 northeast/left [answer]", return_tensors="pt", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        assert torch.allclose(model(input_ids=ids).logits[..., : len(tokenizer)], text_model(ids).logits, atol=1e-5)
+
+
+def test_a_language_model_start_is_refused_where_it_cannot_apply(tmp_path):
+    text_model, tokenizer = build_tiny_model("tiny-gp", seed=0)
+    text_model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="has another shape than the decoder of tiny-test-vl: hidden_size 192 != 64"):
+        load_model("tiny-test-vl", language_model=str(tmp_path))
+    with pytest.raises(ValueError, match="'tiny-test' is a text model"):
+        load_model("tiny-test", language_model=str(tmp_path))
+    with pytest.raises(ValueError, match="not to .* whose weights are loaded whole"):
+        load_model(str(tmp_path), language_model=str(tmp_path))

@@ -25,6 +25,13 @@ class RunArguments:
                   "a Hub id or a local folder (a vision-language model loads with its processor)."},
     )
     model_seed: int = field(default=0, metadata={"help": "Seed of the random initialisation of a tiny model."})
+    language_model_init: str | None = field(
+        default=None,
+        metadata={"help": "For a tiny vision-language model built fresh (tiny-gp-vl, tiny-virl-vl, ...): the folder of "
+                  "a trained tiny text model of the same shape (a run folder of tiny-gp) whose weights its decoder "
+                  "starts from, as real vision-language models start from a pretrained language model; the image "
+                  "encoder and projector start random. Refused for any other model."},
+    )
     attn_implementation: str | None = field(
         default=None,
         metadata={"help": "transformers' attention kernels ('eager', 'sdpa', 'flash_attention_2', ...); default: "

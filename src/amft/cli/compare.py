@@ -161,6 +161,9 @@ def load_study(path: str, **overrides: Any) -> Study:
         fixed = [key for key in SET_BY_THE_STUDY if key in settings]
         if data.get("base_sft_steps") and where.startswith("variant") and "model_name_or_path" in settings:
             fixed.append("model_name_or_path")  # every variant starts from the seed's starting model
+        if data.get("base_sft_steps") and where != "base" and "language_model_init" in settings:
+            raise OptionsError(f"{path}: {where}: language_model_init belongs in 'base': only the starting model "
+                               f"is built fresh, every variant starts from it")
         if fixed:
             raise OptionsError(f"{path}: {where}: {', '.join(fixed)}: set by the study for each run")
     study = load_dataclass(Study, data, path)

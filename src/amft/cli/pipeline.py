@@ -271,7 +271,9 @@ def run_training(run: RunArguments, task_config: TaskConfig, args: AMFTConfig) -
     check_model_fits_task(run.model_name_or_path, task)
     prompts, demonstrations, validation = training_rows(run, task)  # bad files fail here, before any work
     # a vision-language model comes with its processor, which encodes the prompts' images
-    model, processing_class = load_model(run.model_name_or_path, seed=run.model_seed, attn_implementation=run.attn_implementation)
+    model, processing_class = load_model(run.model_name_or_path, seed=run.model_seed,
+                                         attn_implementation=run.attn_implementation,
+                                         language_model=run.language_model_init)
     splits = run.splits(task.default_splits)
     for split in splits:
         if split not in task.splits:

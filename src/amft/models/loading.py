@@ -102,15 +102,21 @@ TINY_MODEL_KEY = "amft_tiny_model"
 
 
 def build_tiny_model(
-    name: str, seed: int = 0, attn_implementation: str | None = None
+    name: str, seed: int = 0, attn_implementation: str | None = None, language_model: str | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase | ProcessorMixin]:
     """A randomly initialised tiny model, seeded for reproducibility, with its character tokenizer,
     or for a vision-language one (an entry with ``vision``) a LLaVA with its processor.
 
-    ``attn_implementation`` overrides the kernels its `TinyModelSpec` names."""
+    ``attn_implementation`` overrides the kernels its `TinyModelSpec` names. ``language_model``, for a
+    vision-language one only, is the folder of a trained tiny text model of the same shape whose weights
+    its decoder starts from, as real VLMs start from a pretrained LM (docs/design.md, 'The tiny
+    vision-language model'); the image encoder, the projector and the image token's embedding stay random."""
     if name not in TINY_MODELS:
         raise ValueError(f"Unknown tiny model {name!r}; known: {', '.join(TINY_MODELS)}")
     spec = TINY_MODELS[name]
+    if language_model is not None and spec.vision is None:
+        raise ValueError(f"language_model_init starts a tiny vision-language model's decoder from a text model; "
+                         f"{name!r} is a text model (train it from {language_model!r} with model_name_or_path instead)")
     tokenizer = build_char_tokenizer(CHARACTERS if spec.vision is None else CHARACTERS + IMAGE_TOKEN)
     config = Qwen2Config(
         vocab_size=len(tokenizer),
@@ -133,8 +139,41 @@ def build_tiny_model(
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = auto_class.from_config(config, attn_implementation=attn_implementation or spec.attn_implementation)
+    if language_model is not None:
+        _start_decoder_from(model, tokenizer, language_model)
     _align_generation_config(model, tokenizer)
     return model, processing_class
+
+
+_DECODER_SHAPE = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads")
+
+
+def _start_decoder_from(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: str) -> None:
+    """Copy a saved tiny text model's weights into the decoder of the tiny LLaVA ``model``.
+
+    The LLaVA vocabulary is the text model's characters plus the image token, appended last, so the
+    text model's embedding rows are the first rows of the LLaVA's; the image token's row keeps its
+    random initialisation (its positions are replaced by image features anyway)."""
+    text_model, text_tokenizer = load_model(path, dtype=torch.float32)
+    if hasattr(text_model.config, "vision_config"):
+        raise ValueError(f"language_model_init {path!r} is a vision-language model; it needs a text model")
+    mismatched = [key for key in _DECODER_SHAPE
+                  if getattr(text_model.config, key) != getattr(model.config.text_config, key)]
+    if mismatched:
+        raise ValueError(f"language_model_init {path!r} has another shape than the decoder of "
+                         f"{getattr(model.config, TINY_MODEL_KEY)}: " + ", ".join(
+                             f"{key} {getattr(text_model.config, key)} != {getattr(model.config.text_config, key)}"
+                             for key in mismatched))
+    vocabulary = text_tokenizer.get_vocab()
+    if any(tokenizer.convert_tokens_to_ids(token) != index for token, index in vocabulary.items()) \
+            or len(tokenizer) != len(vocabulary) + 1:
+        raise ValueError(f"language_model_init {path!r}: its tokenizer is not the character tokenizer "
+                         f"of the tiny models, so its embeddings cannot be reused")
+    weights = text_model.model.state_dict()
+    embeddings = model.model.language_model.embed_tokens.weight.detach().clone()
+    embeddings[: len(vocabulary)] = weights["embed_tokens.weight"]
+    weights["embed_tokens.weight"] = embeddings
+    model.model.language_model.load_state_dict(weights)
 
 
 def load_model(
@@ -142,16 +181,22 @@ def load_model(
     seed: int = 0,
     dtype: str | torch.dtype | None = None,
     attn_implementation: str | None = None,
+    language_model: str | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase | ProcessorMixin]:
     """A named tiny model (built fresh), or any model from the Hub or a local folder: a vision-language
-    one with its processor, a causal LM with its tokenizer.
+    one with its processor, a causal LM with its tokenizer. ``language_model`` starts a tiny
+    vision-language model's decoder from a trained tiny text model (see `build_tiny_model`).
 
     Weights load through `from_pretrained`, which reads safetensors and never unpickles code.
     ``attn_implementation`` is transformers' (``"eager"``, ``"sdpa"``, ...); by default a tiny model,
     built fresh or saved from one, gets those its `TinyModelSpec` names, any other model transformers' choice.
     """
     if name_or_path in TINY_MODELS:
-        return build_tiny_model(name_or_path, seed=seed, attn_implementation=attn_implementation)
+        return build_tiny_model(name_or_path, seed=seed, attn_implementation=attn_implementation,
+                                language_model=language_model)
+    if language_model is not None:
+        raise ValueError(f"language_model_init applies to a tiny vision-language model built fresh "
+                         f"(tiny-gp-vl, tiny-virl-vl, ...), not to {name_or_path!r}, whose weights are loaded whole")
     config = AutoConfig.from_pretrained(name_or_path)
     built_as = getattr(config, TINY_MODEL_KEY, None)
     if attn_implementation is None and built_as in TINY_MODELS:
