@@ -10,7 +10,9 @@ from transformers import AutoConfig, LlavaForConditionalGeneration, LlavaProcess
 from trl import GRPOConfig, GRPOTrainer
 from trl.data_utils import prepare_multimodal_messages
 
-from amft.models import IMAGE_TOKEN, TINY_MODELS, TinyVisionSpec, build_tiny_model, is_vision_language, load_model
+from amft.models import (IMAGE_TOKEN, TINY_MODELS, TinyVisionSpec, build_char_tokenizer, build_tiny_model,
+                         is_vision_language, load_model)
+from amft.models.tokenizer import CHARACTERS
 from amft.tasks.base import completion_text, prompt_text
 from amft.tasks.general_points import GeneralPointsVisualTask
 
@@ -162,3 +164,8 @@ def test_a_language_model_start_is_refused_where_it_cannot_apply(tmp_path):
         load_model("tiny-test", language_model=str(tmp_path))
     with pytest.raises(ValueError, match="not to .* whose weights are loaded whole"):
         load_model(str(tmp_path), language_model=str(tmp_path))
+    shuffled = tmp_path / "shuffled"
+    build_tiny_model("tiny-test")[0].save_pretrained(shuffled)
+    build_char_tokenizer(CHARACTERS[::-1]).save_pretrained(shuffled)  # same size, other ids
+    with pytest.raises(ValueError, match="its tokenizer is not the character tokenizer"):
+        load_model("tiny-test-vl", language_model=str(shuffled))

@@ -155,7 +155,7 @@ def _start_decoder_from(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
     text model's embedding rows are the first rows of the LLaVA's; the image token's row keeps its
     random initialisation (its positions are replaced by image features anyway)."""
     text_model, text_tokenizer = load_model(path, dtype=torch.float32)
-    if hasattr(text_model.config, "vision_config"):
+    if is_vision_language(text_model.config):
         raise ValueError(f"language_model_init {path!r} is a vision-language model; it needs a text model")
     mismatched = [key for key in _DECODER_SHAPE
                   if getattr(text_model.config, key) != getattr(model.config.text_config, key)]
@@ -164,9 +164,9 @@ def _start_decoder_from(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
                          f"{getattr(model.config, TINY_MODEL_KEY)}: " + ", ".join(
                              f"{key} {getattr(text_model.config, key)} != {getattr(model.config.text_config, key)}"
                              for key in mismatched))
-    vocabulary = text_tokenizer.get_vocab()
-    if any(tokenizer.convert_tokens_to_ids(token) != index for token, index in vocabulary.items()) \
-            or len(tokenizer) != len(vocabulary) + 1:
+    vocabulary = tokenizer.get_vocab()
+    image_token_id = vocabulary.pop(IMAGE_TOKEN)
+    if vocabulary != text_tokenizer.get_vocab() or image_token_id != len(vocabulary):
         raise ValueError(f"language_model_init {path!r}: its tokenizer is not the character tokenizer "
                          f"of the tiny models, so its embeddings cannot be reused")
     weights = text_model.model.state_dict()
