@@ -12,7 +12,8 @@ from rich.console import Console
 from amft.cli.compare import Comparison, load_study
 from amft.cli.options import OptionsError
 from amft.evaluation.comparison import (RunRecord, beats, cumulative, judge_against_frontier, logged_series,
-                                        markdown_table, rank_on, steps_to_reach, summarize, write_results)
+                                        markdown_table, rank_on, steps_to_reach, summarize, table_metrics,
+                                        write_results)
 from amft.evaluation.harness import mean_ci, mean_curve
 
 
@@ -47,7 +48,9 @@ def test_summarize_counts_targets_and_the_reference_final(tmp_path):
         record("amft", 0, 0.7, [(0, 0.0), (20, 0.45), (40, 0.7)]),
         record("amft", 1, 0.5, [(0, 0.0), (20, 0.1), (40, 0.2)]),
     ]
-    rows = summarize(records, ["amft", "sft-then-rl", "absent"], ["id", "rl-only"], target_split="rl-only",
+    metrics = table_metrics(records, ["id", "rl-only"])
+    assert [m.key for m in metrics] == ["id", "rl-only"]
+    rows = summarize(records, ["amft", "sft-then-rl", "absent"], metrics, target_split="rl-only",
                      target_success=0.6, reference_variant="sft-then-rl")
     assert [row["variant"] for row in rows] == ["amft", "sft-then-rl"]
     amft = rows[0]
@@ -58,9 +61,9 @@ def test_summarize_counts_targets_and_the_reference_final(tmp_path):
     assert amft["steps_to_reference"]["reached"] == 1 and amft["steps_to_reference"]["mean_steps"] == 20
     assert amft["minutes_per_run"] == pytest.approx(2.0) and amft["entropy_term_total"] == pytest.approx(-0.2)
 
-    table = markdown_table(rows, ["id", "rl-only"], "rl-only", "sft-then-rl")
+    table = markdown_table(rows, metrics, "rl-only", "sft-then-rl")
     assert "| amft | 2 | 90.0 ± 0.0 | 60.0 ± 127.1 | 40 (1/2) | 20 (1/2) | 0.50 | +0.010 | -0.200 | 2.0 |" in table
-    write_results(str(tmp_path), rows, ["id", "rl-only"], target_split="rl-only", reference_variant="sft-then-rl",
+    write_results(str(tmp_path), rows, metrics, target_split="rl-only", reference_variant="sft-then-rl",
                   settings={"seeds": [0, 1]})
     with open(tmp_path / "results.csv") as handle:
         lines = list(csv.DictReader(handle))
@@ -68,6 +71,21 @@ def test_summarize_counts_targets_and_the_reference_final(tmp_path):
     assert float(lines[0]["steps_to_target_mean_steps"]) == 40 and float(lines[0]["rl-only_ci95"]) == pytest.approx(1.271, abs=1e-3)
     assert json.loads((tmp_path / "results.json").read_text())["settings"] == {"seeds": [0, 1]}
     assert table in (tmp_path / "results.md").read_text()
+
+
+def test_the_tasks_own_measures_become_columns_when_every_run_reports_them(tmp_path):
+    runs = [record("sft", seed, 0.1, [(0, 0.0)]) for seed in (0, 1)]
+    runs[0].task_metrics = {"recognition_accuracy": {"id": 1.0, "rl-only": 0.5}}
+    runs[1].task_metrics = {"recognition_accuracy": {"id": 0.75}}  # rl-only missing: no column for it
+    metrics = table_metrics(runs, ["id", "rl-only"])
+    assert [(m.key, m.header) for m in metrics] == [("id", "id"), ("rl-only", "rl-only"),
+                                                    ("recognition_accuracy/id", "recognition accuracy id")]
+    rows = summarize(runs, ["sft"], metrics, target_split="rl-only", target_success=0.3)
+    # mean 0.875, sd 0.1768, t(0.975, 1) = 12.706: half-width 12.706 * 0.1768 / sqrt(2) = 1.588
+    assert rows[0]["recognition_accuracy/id"]["mean"] == pytest.approx(0.875)
+    assert rows[0]["recognition_accuracy/id"]["ci95"] == pytest.approx(1.588, abs=1e-3)
+    assert "| recognition accuracy id |" in markdown_table(rows, metrics, "rl-only", None)
+    assert table_metrics([record("sft", 0, 0.1, [])], ["id"])[-1].key == "id"  # text tasks: success only
 
 
 def test_logged_series_and_the_running_sum_of_a_term_logged_as_window_means():

@@ -2,11 +2,13 @@
 processor, batched across episodes, with revision, and the split reports card recognition accuracy (see
 docs/design.md, 'The image variant (GP-VL)')."""
 
+import json
+
 import pytest
 import torch
 
 from amft.evaluation.evaluate import evaluate
-from amft.evaluation.report import write_summary
+from amft.evaluation.report import read_task_metrics, write_summary
 from amft.models import build_tiny_model
 from amft.tasks import get_task
 from amft.tasks.general_points import solutions
@@ -75,6 +77,10 @@ def test_each_episode_is_read_with_its_own_image_and_recognition_is_counted_over
                             run_info={"task": task.name})
     assert summary["recognition_accuracy"] == {"id": 0.5} and summary["splits"]["id"]["recognition_accuracy"] == 0.5
     assert "| recognition accuracy |" in (tmp_path / "summary.md").read_text()
+    # A study reads the measure back by name; a summary without the task's own measures has none.
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert read_task_metrics(written) == {"recognition_accuracy": {"id": 0.5}}
+    assert read_task_metrics({key: value for key, value in written.items() if key != "recognition_accuracy"}) == {}
 
 
 def test_a_text_tokenizer_cannot_evaluate_an_image_task(task):

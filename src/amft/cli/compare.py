@@ -255,7 +255,7 @@ class Comparison:
     def report(self) -> list[dict[str, Any]]:
         from amft.evaluation.comparison import (judge_against_frontier, plot_comparison, plot_controller,
                                                 plot_study_frontier, rank_on, read_run, selection_markdown, summarize,
-                                                write_results)
+                                                table_metrics, write_results)
 
         study = self.study
         records = [
@@ -264,8 +264,9 @@ class Comparison:
             if os.path.exists(os.path.join(self.run_dir(variant, seed), SUMMARY_FILE))
         ]
         variants, splits = list(study.variants), study.splits
+        metrics = table_metrics(records, splits)
         rows = summarize(
-            records, variants, splits, target_split=study.target_split, target_success=study.target_success,
+            records, variants, metrics, target_split=study.target_split, target_success=study.target_success,
             reference_variant=study.reference_variant,
         )
         if not rows:
@@ -288,7 +289,7 @@ class Comparison:
             plots.append(plot_controller(records, controlled, os.path.join(study.output_dir, "controller.png")))
         selection = rank_on(rows, study.select_on) if study.select_on else None
         settings = {key: value for key, value in vars(study).items() if key not in ("output_dir", "source")}
-        table = write_results(study.output_dir, rows, splits, target_split=study.target_split,
+        table = write_results(study.output_dir, rows, metrics, target_split=study.target_split,
                               reference_variant=study.reference_variant, settings=settings, selection=selection)
         self.console.print(table)
         if selection:

@@ -1,8 +1,9 @@
 """What a comparison of training methods leaves, on the study harness
-(:mod:`amft.evaluation.harness`): success per split (mean and 95% t-interval over seeds), steps
-to a target, the controller's terms, curves of success, mu and entropy over steps, the trade-off
-frontier of the fixed-mu variants with each other variant's verdict against it, the controller's
-diagnosis, and the ranking on validation splits (see docs/design.md, 'Comparisons').
+(:mod:`amft.evaluation.harness`): success per split and the task's own measures (mean and 95%
+t-interval over seeds), steps to a target, the controller's terms, curves of success, mu and entropy
+over steps, the trade-off frontier of the fixed-mu variants with each other variant's verdict against
+it, the controller's diagnosis, and the ranking on validation splits (see docs/design.md,
+'Comparisons').
 
 Reads the run folders `amft compare` writes (`summary.json`, `progress_eval.jsonl`,
 `log_history.json`); it never trains anything.
@@ -19,9 +20,10 @@ from typing import Any
 from amft.evaluation.harness import Curve, ExtraColumn, Metric, mean_curve, plot_curves, plot_frontier, results_markdown
 from amft.evaluation.harness import summarize as summarize_over_seeds
 from amft.evaluation.harness import write_results as write_table
-from amft.evaluation.report import read_progress
+from amft.evaluation.report import read_progress, read_task_metrics
 
-NOTE = ("Success within the evaluation budget, mean ± 95% confidence interval over seeds (percent); "
+NOTE = ("Success within the evaluation budget (and the task's own measures, such as card recognition), "
+        "mean ± 95% confidence interval over seeds (percent); "
         "steps to a target: mean over the runs that reached it, by the quick greedy evaluation.")
 
 
@@ -36,6 +38,7 @@ class RunRecord:
     wall_time_seconds: float
     controller: dict[str, Any]
     curves: dict[str, Curve] = field(default_factory=dict)  # split -> quick-eval success over steps
+    task_metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # e.g. recognition_accuracy -> split -> value
     series: dict[str, Curve] = field(default_factory=dict)  # logged key (e.g. amft/mu) -> its values over steps
 
 
@@ -60,6 +63,7 @@ def read_run(run_dir: str, variant: str, seed: int, start: Mapping[str, float] |
         wall_time_seconds=summary["wall_time_seconds"],
         controller=summary.get("controller", {}),
         curves=curves,
+        task_metrics=read_task_metrics(summary),
         series=logged_series(history),
     )
 
@@ -95,20 +99,32 @@ def final_value(curve: Curve) -> float | None:
     return curve[-1][1] if curve else None
 
 
-def success_metrics(splits: Sequence[str]) -> list[Metric]:
-    return [Metric(split, split, scale=100.0) for split in splits]
+def table_metrics(records: Sequence[RunRecord], splits: Sequence[str]) -> list[Metric]:
+    """The table's measured columns: success per split, then each of the task's own measures that every
+    run reports (GP-VL's recognition accuracy), per split."""
+    metrics = [Metric(split, split, scale=100.0) for split in splits]
+    for name in (records[0].task_metrics if records else {}):
+        metrics += [Metric(f"{name}/{split}", f"{name.replace('_', ' ')} {split}", scale=100.0) for split in splits
+                    if all(split in r.task_metrics.get(name, {}) for r in records)]
+    return metrics
+
+
+def _measured(record: RunRecord) -> dict[str, float]:
+    """A run's values for :func:`table_metrics`' keys."""
+    return {**record.success, **{f"{name}/{split}": value for name, values in record.task_metrics.items()
+                                 for split, value in values.items()}}
 
 
 def summarize(
     records: Sequence[RunRecord],
     variants: Sequence[str],
-    splits: Sequence[str],
+    metrics: Sequence[Metric],
     *,
     target_split: str,
     target_success: float,
     reference_variant: str | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per variant: success per split (mean, CI), steps to the target, the controller's terms.
+    """One row per variant: each of ``metrics`` (mean, CI), steps to the target, the controller's terms.
 
     Steps are counted to the first quick evaluation (greedy, single try) at or above the target:
     ``target_success`` on ``target_split``, and, with ``reference_variant``, that variant's mean
@@ -119,7 +135,7 @@ def summarize(
         finals = [final_value(r.curves.get(target_split, [])) for r in records if r.variant == reference_variant]
         finals = [v for v in finals if v is not None]
         reference_target = sum(finals) / len(finals) if finals else None
-    rows = summarize_over_seeds([(r.variant, r.seed, r.success) for r in records], variants, success_metrics(splits))
+    rows = summarize_over_seeds([(r.variant, r.seed, _measured(r)) for r in records], variants, metrics)
     for row in rows:
         runs = [r for r in records if r.variant == row["variant"]]
         targets = {"steps_to_target": target_success}
@@ -224,14 +240,15 @@ def _vs_frontier(cell: Mapping[str, Any], mus: Mapping[str, float]) -> str:
     return f"dominated by mu={names} " + (f"(with intervals: mu={sure})" if sure else "(not with intervals)")
 
 
-def markdown_table(rows: Sequence[Mapping[str, Any]], splits: Sequence[str], target_split: str, reference_variant: str | None) -> str:
-    return results_markdown(rows, success_metrics(splits), extra_columns(rows, target_split, reference_variant))
+def markdown_table(rows: Sequence[Mapping[str, Any]], metrics: Sequence[Metric], target_split: str,
+                   reference_variant: str | None) -> str:
+    return results_markdown(rows, metrics, extra_columns(rows, target_split, reference_variant))
 
 
 def write_results(
     output_dir: str,
     rows: Sequence[Mapping[str, Any]],
-    splits: Sequence[str],
+    metrics: Sequence[Metric],
     *,
     target_split: str,
     reference_variant: str | None,
@@ -240,7 +257,7 @@ def write_results(
 ) -> str:
     """`results.json` (rows, the study's settings and the ``selection`` of :func:`rank_on`), `results.csv`
     (flat) and `results.md` (the table, then the selection); returns the table."""
-    return write_table(output_dir, rows, success_metrics(splits), note=NOTE, settings=settings,
+    return write_table(output_dir, rows, metrics, note=NOTE, settings=settings,
                        extra=extra_columns(rows, target_split, reference_variant),
                        details={"selection": selection} if selection else None,
                        appendix=selection_markdown(selection) if selection else "")

@@ -68,6 +68,16 @@ def task_metrics(results: Mapping[str, EvalResult]) -> dict[str, dict[str, float
     return by_name
 
 
+#: The keys of `summary.json` other than the task's own measures (which :func:`write_summary` adds by name).
+SUMMARY_FIELDS = frozenset({"wall_time_seconds", "success_rate", "first_attempt_success_rate",
+                            "initial_success_rate", "splits", "run", "controller"})
+
+
+def read_task_metrics(summary: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """The task's own measures of a read `summary.json`: name -> split -> value (empty for most tasks)."""
+    return {name: dict(value) for name, value in summary.items() if name not in SUMMARY_FIELDS}
+
+
 def write_summary(
     run_dir: str,
     *,
