@@ -142,3 +142,27 @@ def test_parallel_runs_each_train_in_a_process_of_their_own_and_a_failed_run_is_
         assert "After training (3 steps)" in (runs / name / "seed0" / "train.log").read_text()  # its own output
     assert json.loads((tmp_path / "study" / "base" / "seed0" / "summary.json").read_text())["run"]["steps"] == 2
     assert "| amft | 1 |" in (tmp_path / "study" / "results.md").read_text()  # finished runs are reported anyway
+
+
+def test_run_records_let_a_study_go_on_from_a_fresh_output_folder(tmp_path, capsys):
+    records = tmp_path / "records"
+    variants = {"sft": VARIANTS["sft"], "amft": VARIANTS["amft"]}
+    path = write_study(tmp_path, variants=variants, reference_variant=None, records_dir=str(records))
+    assert main(["compare", "--config", str(path)]) == 0
+    first = json.loads((tmp_path / "study" / "results.json").read_text())["variants"]
+    assert sorted(p.name for p in (records / "runs" / "amft" / "seed0").iterdir()) == [
+        "log_history.json", "progress_eval.jsonl", "summary.json"]
+
+    # a clean clone: only the records; the report is the same, and a new variant trains only itself,
+    # after the seed's starting model, whose weights are not in its record
+    fresh = tmp_path / "fresh"
+    assert main(["compare", "--config", str(path), "--output_dir", str(fresh), "--report_only"]) == 0
+    assert json.loads((fresh / "results.json").read_text())["variants"] == first
+    path = write_study(tmp_path, output_dir=str(fresh), variants={**variants, "grpo": VARIANTS["grpo"]},
+                       reference_variant=None, records_dir=str(records))
+    capsys.readouterr()
+    assert main(["compare", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("finished earlier, skipped") == 2 and "needed by grpo · seed 0" in out
+    assert (fresh / "base" / "seed0" / "config.json").exists()
+    assert (records / "runs" / "grpo" / "seed0" / "summary.json").exists()

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from rich.console import Console
 
-from amft.evaluation.harness import Metric, StudyRun, plot_frontier, run_study, summarize, write_results
+from amft.evaluation.harness import Metric, RunRecords, StudyRun, plot_frontier, run_study, summarize, write_results
 from amft.io import atomic_write_json
 
 
@@ -60,6 +60,52 @@ def test_parallel_runs_each_get_a_fresh_process_and_a_failure_is_named(tmp_path)
     assert [run.label for run in done] == ["a · seed 0", "a · seed 1"]
     assert os.getpid() not in {result(run)["pid"] for run in done}
     assert "b · seed 0 was told to fail" in open(os.path.join(plan[1].folder, "work.log")).read()
+
+
+@dataclass(frozen=True)
+class RunWithWeights(WritingRun):
+    """Also leaves a log (kept in its record) and weights (not kept), which the runs that need it read."""
+
+    record_files: ClassVar[tuple[str, ...]] = ("curve.jsonl",)
+
+    @property
+    def ready(self) -> bool:
+        return self.done and os.path.exists(os.path.join(self.folder, "weights.bin"))
+
+    def execute(self) -> None:
+        if self.needs is not None:
+            assert self.needs.ready, "a run started before the weights it needs exist"
+        os.makedirs(self.folder, exist_ok=True)
+        for name in ("curve.jsonl", "weights.bin"):
+            with open(os.path.join(self.folder, name), "a") as handle:
+                handle.write(f"{self.label}\n")
+        super().execute()
+
+
+def test_records_outlive_the_output_folder_and_weights_are_trained_again_when_needed(tmp_path):
+    def plan(output):
+        base = RunWithWeights("base", 0, str(output / "base"), None)
+        return [RunWithWeights(variant, 0, str(output / variant), base) for variant in ("a", "b")]
+
+    records = tmp_path / "records"
+    first = plan(tmp_path / "machine-1")
+    assert run_study(first[:1], console=Console(file=io.StringIO()),
+                     records=RunRecords(str(tmp_path / "machine-1"), str(records))) == []
+    assert sorted(os.listdir(records / "a")) == ["curve.jsonl", "result.json"]
+    assert sorted(os.listdir(records / "base")) == ["curve.jsonl", "result.json"]
+
+    # another machine, with the records only: a is finished; b needs the base's weights, so the
+    # base is trained again first
+    console = Console(file=io.StringIO(), width=200)
+    second = plan(tmp_path / "machine-2")
+    assert run_study(second, console=console, records=RunRecords(str(tmp_path / "machine-2"), str(records))) == []
+    assert "a · seed 0: finished earlier, skipped" in console.file.getvalue()
+    assert result(second[0]) == result(first[0])
+    assert not os.path.exists(os.path.join(second[0].folder, "weights.bin"))
+    assert second[1].done and second[1].needs.ready
+    assert sorted(os.listdir(records / "b")) == ["curve.jsonl", "result.json"]
+    # the record keeps the measurement that was made last
+    assert result(second[1].needs) == json.loads((records / "base" / "result.json").read_text())
 
 
 def test_the_table_is_the_mean_and_t_interval_over_seeds(tmp_path):

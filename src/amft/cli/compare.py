@@ -8,6 +8,7 @@ A study file (YAML) names the shared settings, the variants and the seeds:
     target_split: rl-only
     target_success: 0.6
     reference_variant: sft-then-rl
+    records_dir: docs/results/records/compare   # optional: keep each finished run's summary and logs here
     frontier: {x: id, y: rl-only}      # optional: the fixed-mu variants trace the trade-off of two splits
     select_on: [val-id, val-rl-only]   # optional: rank the variants on these (validation) splits
     training: {...}              # keys of `amft train` shared by every run
@@ -44,7 +45,7 @@ from rich.console import Console
 
 from amft.cli.options import (OptionsError, check_keys, check_run_keys, field_names, load_dataclass, read_mapping,
                               resolve, select_variants, study_parser)
-from amft.evaluation.harness import RunsFailed, StudyRun, run_study
+from amft.evaluation.harness import RunRecords, RunsFailed, StudyRun, run_study
 
 BUDGET_KEYS = (
     "max_steps",
@@ -79,6 +80,9 @@ class Study:
     frontier: dict[str, str] | None = field(default=None, metadata={
         "help": "Two evaluated splits, {x: SPLIT, y: SPLIT}: the constant-mu variants (fixed-mu, sft, grpo; at least 2) trace the trade-off "
                 "of their final success, frontier.png shows it and the table judges every other variant against it."})
+    records_dir: str | None = field(default=None, metadata={
+        "help": "A folder (to commit) that keeps each finished run's summary and logs, laid out as output_dir: a study "
+                "started again elsewhere restores them and counts those runs as finished (docs/design.md, 'Run records')."})
     select_on: list[str] | None = field(default=None, metadata={
         "help": "Evaluated splits (validation ones) on which the report ranks the variants by their mean final "
                 "success and names the best."})
@@ -190,6 +194,17 @@ class TrainingRun(StudyRun):
 
     result_file: ClassVar[str] = SUMMARY_FILE
     log_file: ClassVar[str] = "train.log"
+    @property
+    def record_files(self) -> tuple[str, ...]:  # type: ignore[override]
+        """What the report reads besides the summary: the quick-evaluation curves and the Trainer's logs."""
+        from amft.evaluation.report import LOG_HISTORY_FILE, PROGRESS_FILE
+
+        return (PROGRESS_FILE, LOG_HISTORY_FILE)
+
+    @property
+    def ready(self) -> bool:
+        """Finished with its final model saved (a run restored from its record has no weights)."""
+        return self.done and os.path.exists(os.path.join(self.folder, "config.json"))
 
     def arguments(self, where: str | None = None):
         return run_arguments(self.settings, seed=self.seed, output_dir=self.folder, model=self.model, where=where)
@@ -206,6 +221,7 @@ class Comparison:
     def __init__(self, study: Study, console: Console | None = None) -> None:
         self.study = study
         self.console = console or Console()
+        self.records = RunRecords(study.output_dir, study.records_dir) if study.records_dir else None
 
     def run_dir(self, variant: str, seed: int) -> str:
         return os.path.join(self.study.output_dir, "runs", variant, f"seed{seed}")
@@ -236,7 +252,7 @@ class Comparison:
 
     def run(self, jobs: int = 1) -> list[dict[str, Any]]:
         """Train the unfinished runs, ``jobs`` at a time (1: one after the other, in this process)."""
-        failed = run_study(self.plan(), jobs, self.console)
+        failed = run_study(self.plan(), jobs, self.console, self.records)
         rows = self.report()
         if failed:
             raise RunsFailed(failed)
@@ -258,6 +274,8 @@ class Comparison:
                                                 table_metrics, write_results)
 
         study = self.study
+        if self.records is not None:
+            self.records.sync(self.plan())
         records = [
             read_run(self.run_dir(variant, seed), variant, seed, start=self.base_start(seed))
             for seed in study.seeds for variant in study.variants

@@ -21,7 +21,7 @@ from amft.cli.arguments import RunArguments
 from amft.cli.options import OptionsError
 from amft.evaluation.evaluate import evaluate
 from amft.evaluation.sampling import evaluate_samples
-from amft.evaluation.report import PROGRESS_FILE, EvalResult, plot_training_dynamics, print_results, read_progress, write_summary
+from amft.evaluation.report import LOG_HISTORY_FILE, PROGRESS_FILE, EvalResult, plot_training_dynamics, print_results, read_progress, write_summary
 from amft.models import TINY_MODELS, is_vision_language, load_model
 from amft.tasks import get_task
 from amft.tasks.base import DataError, Task, TaskConfig, load_rows
@@ -30,7 +30,6 @@ from amft.io import atomic_write_json
 from amft.training.checkpoint import last_complete_checkpoint
 
 logger = logging.getLogger(__name__)
-LOG_HISTORY_FILE = "log_history.json"
 
 
 PROMPT_FIELDS = {"prompt": str}

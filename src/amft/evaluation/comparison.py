@@ -20,7 +20,7 @@ from typing import Any
 from amft.evaluation.harness import Curve, ExtraColumn, Metric, mean_curve, plot_curves, plot_frontier, results_markdown
 from amft.evaluation.harness import summarize as summarize_over_seeds
 from amft.evaluation.harness import write_results as write_table
-from amft.evaluation.report import read_progress, read_task_metrics
+from amft.evaluation.report import LOG_HISTORY_FILE, read_progress, read_task_metrics
 
 NOTE = ("Success within the evaluation budget (and the task's own measures, such as card recognition), "
         "mean ± 95% confidence interval over seeds (percent); "
@@ -50,7 +50,7 @@ def read_run(run_dir: str, variant: str, seed: int, start: Mapping[str, float] |
     curves: dict[str, Curve] = {split: [(0, value)] for split, value in (start or {}).items()}
     for split, curve in read_progress(run_dir).items():
         curves.setdefault(split, []).extend(curve)
-    history_path = os.path.join(run_dir, "log_history.json")
+    history_path = os.path.join(run_dir, LOG_HISTORY_FILE)
     history = []
     if os.path.exists(history_path):
         with open(history_path) as handle:

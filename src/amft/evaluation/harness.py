@@ -4,7 +4,9 @@ and Student-t interval over seeds) and plots.
 
 A run is a :class:`StudyRun`: it does its work and writes its result file last, atomically, so a
 run with a result file is finished and a study started again skips it. A run may need another
-one first (the seed's shared starting model of a comparison).
+one first (the seed's shared starting model of a comparison). :class:`RunRecords` mirrors the
+small files of finished runs into a folder that can be committed, so that a study outlives the
+machine it ran on.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from amft.io import atomic_write_json, atomic_write_text  # noqa: E402
 __all__ = [
     "Curve",
     "Metric",
+    "RunRecords",
     "RunsFailed",
     "StudyRun",
     "mean_ci",
@@ -63,6 +66,8 @@ class StudyRun(ABC):
     result_file: ClassVar[str] = "result.json"
     #: where a run in a process of its own writes its output
     log_file: ClassVar[str] = "run.log"
+    #: the run's small files besides its result file that a record keeps (its logs, never weights)
+    record_files: ClassVar[tuple[str, ...]] = ()
 
     @property
     def label(self) -> str:
@@ -75,6 +80,11 @@ class StudyRun(ABC):
     @property
     def done(self) -> bool:
         return os.path.exists(self.result_path)
+
+    @property
+    def ready(self) -> bool:
+        """Finished, with everything a run that needs this one reads (a model's weights, say)."""
+        return self.done
 
     @abstractmethod
     def execute(self) -> None:
@@ -102,7 +112,54 @@ def _execute_in_own_process(run: StudyRun) -> None:
         raise
 
 
-def _execute_in_processes(runs: Sequence[StudyRun], workers: int, console: Console) -> list[str]:
+class RunRecords:
+    """The records of a study's finished runs: each run's result file and its `record_files` (never
+    checkpoints or weights), copied from the study's output folder into ``records_dir`` with the same
+    layout, where they can be committed. A study started again on another machine restores the
+    records into the run folders that lack them, so those runs count as finished; a run that others
+    start from is trained again when one of them needs it (its weights are not in its record). See
+    docs/design.md, 'Run records'."""
+
+    def __init__(self, output_dir: str, records_dir: str) -> None:
+        self.output_dir, self.records_dir = output_dir, records_dir
+
+    def folder(self, run: StudyRun) -> str:
+        return os.path.join(self.records_dir, os.path.relpath(run.folder, self.output_dir))
+
+    @staticmethod
+    def _copy(run: StudyRun, source: str, target: str) -> None:
+        """The run's record files from folder ``source`` to ``target``, the result file last, so a copy
+        cut short never looks finished."""
+        for name in (*run.record_files, run.result_file):
+            if os.path.exists(os.path.join(source, name)):
+                with open(os.path.join(source, name)) as handle:
+                    atomic_write_text(os.path.join(target, name), handle.read())
+
+    def keep(self, run: StudyRun) -> None:
+        """Copy a finished run's record (again only when its result changed)."""
+        record = os.path.join(self.folder(run), run.result_file)
+        if run.done and not (os.path.exists(record) and _same_bytes(record, run.result_path)):
+            self._copy(run, run.folder, self.folder(run))
+
+    def restore(self, run: StudyRun) -> None:
+        """Give an unfinished run folder the run's record, when there is one."""
+        if not run.done and os.path.exists(os.path.join(self.folder(run), run.result_file)):
+            self._copy(run, self.folder(run), run.folder)
+
+    def sync(self, runs: Sequence[StudyRun]) -> None:
+        """Restore, then keep, the records of ``runs`` and of the runs they need."""
+        for run in {id(r): r for run in runs for r in (run.needs, run) if r is not None}.values():
+            self.restore(run)
+            self.keep(run)
+
+
+def _same_bytes(first: str, second: str) -> bool:
+    with open(first, "rb") as one, open(second, "rb") as other:
+        return one.read() == other.read()
+
+
+def _execute_in_processes(runs: Sequence[StudyRun], workers: int, console: Console,
+                          records: RunRecords | None = None) -> list[str]:
     """Each run in a fresh process (nothing carries over from one run to the next), ``workers`` at a
     time; a failed run is reported with its log and the others go on. The labels of the failed runs."""
     if not runs:
@@ -116,6 +173,8 @@ def _execute_in_processes(runs: Sequence[StudyRun], workers: int, console: Conso
             run, minutes = running[future], (time.perf_counter() - started) / 60
             try:
                 future.result()
+                if records is not None:
+                    records.keep(run)
                 console.print(f"{run.label}: finished ({minutes:.1f} min into this batch)")
             except Exception as error:  # the run's own traceback is in its log
                 failed.append(run.label)
@@ -123,13 +182,17 @@ def _execute_in_processes(runs: Sequence[StudyRun], workers: int, console: Conso
     return failed
 
 
-def run_study(runs: Sequence[StudyRun], jobs: int = 1, console: Console | None = None) -> list[str]:
+def run_study(runs: Sequence[StudyRun], jobs: int = 1, console: Console | None = None,
+              records: RunRecords | None = None) -> list[str]:
     """Do the unfinished ``runs`` (a finished one is skipped), ``jobs`` at a time: 1 one after the
     other in this process (an error stops the study), more each in a fresh process of its own (the
-    runs they need first). Returns the labels of the runs that failed."""
+    runs they need first). With ``records``, finished runs are restored from their records first and
+    each run's record is kept as soon as it finishes. Returns the labels of the runs that failed."""
     console = console or Console()
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
+    if records is not None:
+        records.sync(runs)
     todo = []
     for index, run in enumerate(runs, start=1):
         if run.done:
@@ -138,15 +201,19 @@ def run_study(runs: Sequence[StudyRun], jobs: int = 1, console: Console | None =
             todo.append((index, run))
     if jobs == 1:
         for index, run in todo:
-            if run.needs is not None and not run.needs.done:
+            if run.needs is not None and not run.needs.ready:
                 console.rule(f"{run.needs.label} (needed by {run.label})")
                 run.needs.execute()
+                if records is not None:
+                    records.keep(run.needs)
             console.rule(f"[{index}/{len(runs)}] {run.label}")
             run.execute()
+            if records is not None:
+                records.keep(run)
         return []
-    needed = list({run.needs.folder: run.needs for _, run in todo if run.needs is not None and not run.needs.done}.values())
-    failed = _execute_in_processes(needed, jobs, console)
-    return failed or _execute_in_processes([run for _, run in todo], jobs, console)
+    needed = list({run.needs.folder: run.needs for _, run in todo if run.needs is not None and not run.needs.ready}.values())
+    failed = _execute_in_processes(needed, jobs, console, records)
+    return failed or _execute_in_processes([run for _, run in todo], jobs, console, records)
 
 
 # --------------------------------------------------------------------------- the results table

@@ -23,6 +23,8 @@ from amft.io import atomic_write_json, atomic_write_text  # noqa: E402
 #: Multi-turn episode results (GeneralPoints) or independent-sample results (math benchmarks).
 EvalResult = SplitResult | SampledResult
 PROGRESS_FILE = "progress_eval.jsonl"
+#: the Trainer's log rows of a finished run
+LOG_HISTORY_FILE = "log_history.json"
 
 
 def read_progress(run_dir: str) -> dict[str, list[tuple[int, float]]]:
