@@ -1,6 +1,9 @@
 """Every study file in configs/ loads, and each of its runs resolves to valid `amft train` arguments."""
 
+import os
 import pathlib
+import shutil
+import subprocess
 
 import pytest
 
@@ -30,3 +33,17 @@ def test_the_navigation_memory_study_loads():
     config = load_dataclass(NavStudyConfig, read_mapping(path), path)
     assert len(config.seeds) >= 3 and config.reference in config.agents
     assert len(study_runs(config)) == len(config.seeds) * len(config.agents)
+
+
+@pytest.mark.parametrize("path", sorted(p for p in CONFIGS.glob("*.yaml") if "records_dir" in read_mapping(str(p))),
+                         ids=lambda p: p.name)
+def test_a_study_files_run_records_are_not_ignored_by_git(path):
+    """The records are there to be committed: an ignore rule for run output must not cover them."""
+    root = CONFIGS.parent
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    study = load_study(str(path))
+    run = Comparison(study).plan()[0]
+    record = os.path.join(study.records_dir, os.path.relpath(run.result_path, study.output_dir))
+    checked = subprocess.run(["git", "check-ignore", "--no-index", "-q", record], cwd=root)
+    assert checked.returncode == 1, f"{record} is ignored by git"
