@@ -12,6 +12,7 @@ machine it ran on.
 from __future__ import annotations
 
 import csv
+import filecmp
 import io
 import math
 import multiprocessing
@@ -138,7 +139,7 @@ class RunRecords:
     def keep(self, run: StudyRun) -> None:
         """Copy a finished run's record (again only when its result changed)."""
         record = os.path.join(self.folder(run), run.result_file)
-        if run.done and not (os.path.exists(record) and _same_bytes(record, run.result_path)):
+        if run.done and not (os.path.exists(record) and filecmp.cmp(record, run.result_path, shallow=False)):
             self._copy(run, run.folder, self.folder(run))
 
     def restore(self, run: StudyRun) -> None:
@@ -148,14 +149,9 @@ class RunRecords:
 
     def sync(self, runs: Sequence[StudyRun]) -> None:
         """Restore, then keep, the records of ``runs`` and of the runs they need."""
-        for run in {id(r): r for run in runs for r in (run.needs, run) if r is not None}.values():
+        for run in {r.folder: r for run in runs for r in (run.needs, run) if r is not None}.values():
             self.restore(run)
             self.keep(run)
-
-
-def _same_bytes(first: str, second: str) -> bool:
-    with open(first, "rb") as one, open(second, "rb") as other:
-        return one.read() == other.read()
 
 
 def _execute_in_processes(runs: Sequence[StudyRun], workers: int, console: Console,
