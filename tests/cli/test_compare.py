@@ -61,16 +61,20 @@ def test_miniature_comparison_of_every_method_then_a_rerun_skips_them(tmp_path, 
     assert main(["compare", "--config", str(path)]) == 0
     out_dir = tmp_path / "study"
     results = json.loads((out_dir / "results.json").read_text())
-    assert [row["variant"] for row in results["variants"]] == list(VARIANTS)
-    for row in results["variants"]:
+    start, *rows = results["variants"]
+    assert [row["variant"] for row in rows] == list(VARIANTS)
+    for row in rows:
         summary = json.loads((out_dir / "runs" / row["variant"] / "seed0" / "summary.json").read_text())
         assert summary["run"]["steps"] == 3 and summary["run"]["method"] == VARIANTS[row["variant"]]["method"]
         assert set(row) >= {"id", "rl-only", "unseen-deals", "ood-rule", "steps_to_target", "steps_to_reference"}
-    # Every variant of the seed started from the same SFT model.
-    assert json.loads((out_dir / "base" / "seed0" / "summary.json").read_text())["run"]["steps"] == 2
+    # Every variant of the seed started from the same SFT model, whose own evaluation is the table's first row.
+    base = json.loads((out_dir / "base" / "seed0" / "summary.json").read_text())
+    assert base["run"]["steps"] == 2
+    assert start["variant"] == "starting model (2 SFT steps)" and start["starting_model"] and start["steps"] == 2
+    assert start["id"]["mean"] == base["success_rate"]["id"]
     table = (out_dir / "results.md").read_text()
-    assert all(f"| {name} | 1 |" in table for name in VARIANTS)
-    assert (out_dir / "results.csv").read_text().count("\n") == len(VARIANTS) + 1
+    assert all(f"| {name} | 1 |" in table for name in [start["variant"], *VARIANTS])
+    assert (out_dir / "results.csv").read_text().count("\n") == len(VARIANTS) + 2
     for plot in ("success_vs_step.png", "mu.png", "entropy.png"):
         assert (out_dir / plot).stat().st_size > 10_000
 

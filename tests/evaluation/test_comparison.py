@@ -164,7 +164,7 @@ def write_study_with_runs(tmp_path, **changes):
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study, sort_keys=False))
     for seed in (0, 1):
-        write_run(tmp_path / "study" / "base" / f"seed{seed}", dict.fromkeys(SPLITS, 0.1),
+        write_run(tmp_path / "study" / "base" / f"seed{seed}", dict.fromkeys(SPLITS, 0.1 + 0.02 * seed),
                   [{"step": BASE_STEPS, **dict.fromkeys(SPLITS, 0.1), "rl-only": 0.05}])
         for variant, (x, y) in FINAL.items():
             x, y = x + 0.02 * seed, y + 0.02 * seed
@@ -194,7 +194,14 @@ def test_the_report_draws_the_frontier_judges_against_it_and_selects_on_validati
     for plot in ("frontier.png", "controller.png", "success_vs_step.png"):
         assert (out_dir / plot).stat().st_size > 10_000
 
+    # The first row is the seeds' starting model, measured like a run, but neither a target nor a candidate.
+    start = rows[0]
+    assert start["variant"] == f"starting model ({BASE_STEPS} SFT steps)" and start["starting_model"]
+    assert start["runs"] == 2 and start["id"]["mean"] == pytest.approx(0.11)
+    assert start["steps_to_target"] is None and start["mu_final"] is None
+    assert [row["variant"] for row in rows[1:]] == list(VARIANTS)
     verdicts = {row["variant"]: row["vs_frontier"] for row in rows}
+    assert verdicts[start["variant"]]["dominated_with_intervals_by"] == ["mu-0.2", "mu-0.5", "mu-0.8"]
     assert verdicts["mu-0.5"] == {"mu": 0.5}
     assert verdicts["amft"] == {"dominated_by": [], "dominated_with_intervals_by": []}
     # Two seeds 0.02 apart: the t-interval is 12.706 * 0.01 = 0.127 either side, wider than grpo's gap to mu=0.2
@@ -204,6 +211,9 @@ def test_the_report_draws_the_frontier_judges_against_it_and_selects_on_validati
     table = (out_dir / "results.md").read_text()
     assert "| vs frontier |" in table and "| on or above |" in table and "| frontier (mu=0.2) |" in table
     assert "| dominated by mu=0.2, 0.5 (not with intervals) |" in table
+    start_line = table.splitlines()[4]  # after the note and the header: no steps to the target, no controller terms
+    assert start_line.startswith(f"| starting model ({BASE_STEPS} SFT steps) | 2 | 11.0 ± 12.7 |")
+    assert "| 11.0 ± 12.7 | - | dominated by" in start_line and start_line.endswith("| - | - | - | 1.0 |")
     assert "| dominated by mu=0.2, 0.5, 0.8 (with intervals: mu=0.2, 0.5, 0.8) |" in table
 
     # val-id and val-rl-only read as id and rl-only: amft's mean (0.63 + 0.67) / 2 = 0.65 is the best.
@@ -211,7 +221,8 @@ def test_the_report_draws_the_frontier_judges_against_it_and_selects_on_validati
     results = json.loads((out_dir / "results.json").read_text())
     assert results["selection"]["best"] == "amft" and results["selection"]["splits"] == ["val-id", "val-rl-only"]
     assert results["selection"]["ranking"][0] == {"variant": "amft", "score": pytest.approx(0.65)}
-    assert [row["vs_frontier"] for row in results["variants"]] == [verdicts[v] for v in VARIANTS]
+    assert [row["vs_frontier"] for row in results["variants"][1:]] == [verdicts[v] for v in VARIANTS]
+    assert all(entry["variant"] in VARIANTS for entry in results["selection"]["ranking"])
     printed = console.file.getvalue()
     assert "best = amft" in printed and "frontier.png" in printed and "controller.png" in printed
 

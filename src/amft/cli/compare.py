@@ -21,6 +21,9 @@ A study file (YAML) names the shared settings, the variants and the seeds:
 The budget is equal by construction: a variant may not override the keys in `BUDGET_KEYS`
 (optimizer steps, prompts and rollouts per step, demonstrations per step).
 
+With `base_sft_steps`, the table's first row is the starting model itself (its final evaluation,
+over the seeds whose starting model is trained), so each variant reads against where it began.
+
 With `frontier`, the report draws `frontier.png` (final success on split x against split y: the
 constant-mu variants, fixed-mu with sft and grpo at mu 1 and 0, joined in mu order, every other
 variant's point and its path over training) and judges each other variant against those points ("vs frontier"). With `select_on`, it
@@ -281,11 +284,13 @@ class Comparison:
             for seed in study.seeds for variant in study.variants
             if os.path.exists(os.path.join(self.run_dir(variant, seed), SUMMARY_FILE))
         ]
+        starting = [read_run(base.folder, base.variant, seed) for seed in study.seeds
+                    if (base := self.base_run(seed)) is not None and base.done]
         variants, splits = list(study.variants), study.splits
-        metrics = table_metrics(records, splits)
+        metrics = table_metrics([*records, *starting], splits)
         rows = summarize(
             records, variants, metrics, target_split=study.target_split, target_success=study.target_success,
-            reference_variant=study.reference_variant,
+            reference_variant=study.reference_variant, starting=starting,
         )
         if not rows:
             self.console.print("No finished runs yet.")

@@ -123,34 +123,52 @@ def summarize(
     target_split: str,
     target_success: float,
     reference_variant: str | None = None,
+    starting: Sequence[RunRecord] = (),
 ) -> list[dict[str, Any]]:
     """One row per variant: each of ``metrics`` (mean, CI), steps to the target, the controller's terms.
 
     Steps are counted to the first quick evaluation (greedy, single try) at or above the target:
     ``target_success`` on ``target_split``, and, with ``reference_variant``, that variant's mean
     final quick-evaluation success on ``target_split``.
+
+    ``starting``: the records of the seeds' shared starting model (labelled by their ``variant``). When
+    some variant has finished, its row comes first, marked ``starting_model``, with the measures, runs,
+    steps and minutes only: it is where every variant began, not a variant (docs/design.md, 'Comparisons').
     """
     reference_target = None
     if reference_variant:
         finals = [final_value(r.curves.get(target_split, [])) for r in records if r.variant == reference_variant]
         finals = [v for v in finals if v is not None]
         reference_target = sum(finals) / len(finals) if finals else None
+    targets = {"steps_to_target": target_success}
+    if reference_target is not None:
+        targets["steps_to_reference"] = reference_target
     rows = summarize_over_seeds([(r.variant, r.seed, _measured(r)) for r in records], variants, metrics)
     for row in rows:
         runs = [r for r in records if r.variant == row["variant"]]
-        targets = {"steps_to_target": target_success}
-        if reference_target is not None:
-            targets["steps_to_reference"] = reference_target
         for key, target in targets.items():
             reached = [steps_to_reach(r.curves.get(target_split, []), target) for r in runs]
             hits = [s for s in reached if s is not None]
             row[key] = {"target": target, "reached": len(hits), "mean_steps": sum(hits) / len(hits) if hits else None}
-        row["steps"] = max(r.steps for r in runs)
-        row["minutes_per_run"] = sum(r.wall_time_seconds for r in runs) / len(runs) / 60
-        for key in ("mu_final", "meta_term_total", "entropy_term_total"):
+        _add_run_columns(row, runs)
+        for key in CONTROLLER_COLUMNS:
             values = [r.controller.get(key) for r in runs]
             row[key] = sum(values) / len(values) if all(v is not None for v in values) else None
+    if rows and starting:
+        label = starting[0].variant
+        row = summarize_over_seeds([(r.variant, r.seed, _measured(r)) for r in starting], [label], metrics)[0]
+        row.update({"starting_model": True, **dict.fromkeys(targets), **dict.fromkeys(CONTROLLER_COLUMNS)})
+        rows.insert(0, _add_run_columns(row, starting))
     return rows
+
+
+def _add_run_columns(row: dict[str, Any], runs: Sequence[RunRecord]) -> dict[str, Any]:
+    row["steps"] = max(r.steps for r in runs)
+    row["minutes_per_run"] = sum(r.wall_time_seconds for r in runs) / len(runs) / 60
+    return row
+
+
+CONTROLLER_COLUMNS = ("mu_final", "meta_term_total", "entropy_term_total")
 
 
 def beats(better: Mapping[str, Any], worse: Mapping[str, Any], splits: Sequence[str], *, intervals: bool) -> bool:
@@ -184,9 +202,10 @@ def judge_against_frontier(rows: Sequence[dict[str, Any]], frontier: Mapping[str
 
 def rank_on(rows: Sequence[Mapping[str, Any]], splits: Sequence[str]) -> dict[str, Any]:
     """The variants ranked by the mean over ``splits`` of their mean final success, best first (a tie
-    keeps the rows' order): ``{"splits", "ranking": [{"variant", "score"}], "best"}``."""
+    keeps the rows' order): ``{"splits", "ranking": [{"variant", "score"}], "best"}``. The starting
+    model's row is not a candidate: the selection is among ways of training on from it."""
     ranking = sorted(({"variant": row["variant"], "score": sum(row[s]["mean"] for s in splits) / len(splits)}
-                      for row in rows), key=lambda entry: -entry["score"])
+                      for row in rows if not row.get("starting_model")), key=lambda entry: -entry["score"])
     return {"splits": list(splits), "ranking": ranking, "best": ranking[0]["variant"] if ranking else None}
 
 
@@ -200,7 +219,9 @@ def selection_markdown(selection: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _steps(cell: Mapping[str, Any], runs: int) -> str:
+def _steps(cell: Mapping[str, Any] | None, runs: int) -> str:
+    if cell is None:
+        return "-"
     if cell["mean_steps"] is None:
         return f"not reached (0/{runs})"
     return f"{cell['mean_steps']:.0f} ({cell['reached']}/{runs})"
@@ -212,7 +233,7 @@ def _number(value: float | None, digits: int = 3) -> str:
 
 def extra_columns(rows: Sequence[Mapping[str, Any]], target_split: str, reference_variant: str | None) -> list[ExtraColumn]:
     """The comparison's columns after the success per split: steps to the targets, the controller's terms."""
-    target = rows[0]["steps_to_target"]["target"] if rows else 0.0
+    target = next((row["steps_to_target"]["target"] for row in rows if row["steps_to_target"]), 0.0)
     columns: list[ExtraColumn] = [(f"steps to {100 * target:.0f}% {target_split}",
                                    lambda row: _steps(row["steps_to_target"], row["runs"]))]
     if rows and "steps_to_reference" in rows[0]:
