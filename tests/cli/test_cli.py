@@ -209,3 +209,25 @@ def test_every_task_config_field_is_a_flag_with_the_configs_default(task):
         assert line.values[field.name] == field.default, field.name
     _, task_config, _ = line.build()
     assert task_config == config_class()
+
+
+def test_a_resumed_run_counts_the_time_and_keeps_the_budget_spent_before_its_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    train = ["train", "--output_dir", str(run_dir), *TINY_RUN, "--use_cpu", "true", "--bf16", "false",
+             "--eval_splits", "id", "--progress_eval_steps", "0", "--time_budget_minutes", "30"]
+    assert main([*train, "--max_steps", "3"]) == 0
+    state_file = run_dir / "checkpoint-3" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    clocks = state["stateful_callbacks"]
+    # The run's clock started before the model was loaded, the budget's with training.
+    assert 0 < clocks["TimeBudgetCallback"]["args"]["spent_before"] < clocks["RunClock"]["args"]["spent_before"]
+
+    # As if the 6-step run had been killed after step 3, in a segment that took 1000 s and all of the budget.
+    clocks["RunClock"]["args"]["spent_before"] = 1000.0
+    clocks["TimeBudgetCallback"]["args"]["spent_before"] = 30 * 60.0
+    state_file.write_text(json.dumps(state))
+    assert main([*train, "--max_steps", "6", "--resume", "true"]) == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["run"]["resumed_from"].endswith("checkpoint-3") and summary["run"]["seconds_before_resumption"] == 1000.0
+    assert summary["run"]["steps"] == 4  # the budget was spent: the resumed run stops after its first step
+    assert 1000 < summary["wall_time_seconds"] < 1000 + 600

@@ -12,7 +12,7 @@ from rich.console import Console
 from amft.cli.compare import Comparison, load_study
 from amft.cli.options import OptionsError
 from amft.evaluation.comparison import (RunRecord, beats, cumulative, judge_against_frontier, logged_series,
-                                        markdown_table, rank_on, steps_to_reach, summarize, table_metrics,
+                                        markdown_table, rank_on, read_run, steps_to_reach, summarize, table_metrics,
                                         write_results)
 from amft.evaluation.harness import mean_ci, mean_curve
 
@@ -136,6 +136,26 @@ def test_the_selection_ranks_by_the_mean_over_the_chosen_splits():
 
 
 # ------------------------------------------------------------------ the report of a study, from fake run folders
+
+def test_the_time_per_run_leaves_out_a_run_that_timed_only_its_last_segment(tmp_path):
+    def run(name, wall, **resumption):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "summary.json").write_text(json.dumps({
+            "wall_time_seconds": wall, "success_rate": {"id": 0.5}, "run": {"steps": 20, **resumption}}))
+        return read_run(str(folder), "sft", seed=len(name))
+
+    whole = run("whole", 120.0)
+    resumed = run("resumed", 240.0, resumed_from="ckpt/checkpoint-10", seconds_before_resumption=130.0)
+    segment = run("segment-only", 9.0, resumed_from="ckpt/checkpoint-10")  # an older run: no clock in its checkpoint
+    assert segment.wall_time_seconds is None and resumed.wall_time_seconds == 240.0
+    metrics = table_metrics([whole], ["id"])
+    rows = summarize([whole, resumed, segment], ["sft"], metrics, target_split="id", target_success=0.9)
+    assert rows[0]["runs"] == 3 and rows[0]["minutes_per_run"] == pytest.approx(3.0)
+    rows = summarize([segment], ["sft"], metrics, target_split="id", target_success=0.9)
+    assert rows[0]["minutes_per_run"] is None
+    assert markdown_table(rows, metrics, "id", None).splitlines()[-1].endswith("| - |")
+
 
 SPLITS = ["id", "rl-only", "val-id", "val-rl-only"]
 #: final success on (id, rl-only) of seeds 0 and 1 (seed 1: +0.02); the validation splits read the same

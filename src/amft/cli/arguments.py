@@ -89,7 +89,8 @@ class RunArguments:
     )
     progress_eval_episodes: int = field(default=64, metadata={"help": "Episodes per split in the quick evaluation."})
     time_budget_minutes: float | None = field(
-        default=None, metadata={"help": "Stop training after this many minutes of wall time (evaluation comes after)."}
+        default=None, metadata={"help": "Stop training after this many minutes of wall time (evaluation comes after); "
+                                  "a resumed run keeps what its checkpoint had left."}
     )
     use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of all weights (needs the peft extra)."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})

@@ -14,8 +14,10 @@ import torch
 from datasets import Dataset
 from tqdm.auto import tqdm
 from transformers import (
-    AutoConfig, PreTrainedModel, PreTrainedTokenizerBase, ProcessorMixin, ProgressCallback, TrainerCallback,
+    AutoConfig, PreTrainedModel, PreTrainedTokenizerBase, ProcessorMixin, ProgressCallback, TrainerCallback, TrainerState,
 )
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_callback import ExportableState
 
 from amft.cli.arguments import RunArguments
 from amft.cli.options import OptionsError
@@ -163,15 +165,43 @@ def evaluation_budget(task: Task, run: RunArguments) -> tuple[str, int]:
     return "episodes", run.eval_attempts if run.eval_attempts is not None else task.default_eval_attempts
 
 
-class TimeBudgetCallback(TrainerCallback):
-    """Stops training once the wall-clock budget is spent; the run then evaluates and reports."""
+class RunClock(TrainerCallback, ExportableState):
+    """Wall time spent on a run across its segments: a run killed and resumed counts the time up to the
+    checkpoint it resumes from, kept in that checkpoint's trainer state, plus its own since it started
+    (docs/design.md, 'Checkpoints and resumption')."""
 
-    def __init__(self, minutes: float) -> None:
-        self.seconds = minutes * 60
+    def __init__(self, spent_before: float = 0.0) -> None:
+        self.spent_before = spent_before
         self.started = time.monotonic()
 
     def elapsed(self) -> float:
-        return time.monotonic() - self.started
+        return self.spent_before + time.monotonic() - self.started
+
+    def state(self) -> dict[str, Any]:
+        return {"args": {"spent_before": self.elapsed()}, "attributes": {}}
+
+    def resume_from(self, checkpoint: str) -> float | None:
+        """Count the time the run had spent when ``checkpoint`` was saved; returns it (None, with a
+        warning, for a checkpoint that keeps no such clock)."""
+        saved = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME)).stateful_callbacks
+        mine = saved.get(type(self).__name__)
+        if mine is None:
+            logger.warning("%s keeps no %s: the time before it is not counted", checkpoint, type(self).__name__)
+            return None
+        self.spent_before = mine["args"]["spent_before"]
+        return self.spent_before
+
+
+class TimeBudgetCallback(RunClock):
+    """Stops training once the wall-clock budget is spent; the run then evaluates and reports. Its clock
+    starts with training and goes on across a resumption, so a resumed run keeps the budget it had left."""
+
+    def __init__(self, minutes: float, spent_before: float = 0.0) -> None:
+        super().__init__(spent_before)
+        self.seconds = minutes * 60
+
+    def state(self) -> dict[str, Any]:
+        return {"args": {"minutes": self.seconds / 60, "spent_before": self.elapsed()}, "attributes": {}}
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.elapsed() >= self.seconds:
@@ -262,7 +292,7 @@ def controller_summary(log_history: list[Mapping[str, Any]], final_terms: Mappin
 
 def run_training(run: RunArguments, task_config: TaskConfig, args: AMFTConfig) -> dict[str, Any]:
     """Train, evaluate and report; returns the summary written to `summary.json`."""
-    started = time.monotonic()
+    run_clock = RunClock()
     if run.threads:
         torch.set_num_threads(run.threads)
     os.makedirs(args.output_dir, exist_ok=True)
@@ -294,10 +324,11 @@ def run_training(run: RunArguments, task_config: TaskConfig, args: AMFTConfig) -
         )
         print_results("Before training", initial)
 
-    callbacks: list[TrainerCallback] = []
     budget = TimeBudgetCallback(run.time_budget_minutes) if run.time_budget_minutes else None
-    if budget is not None:
-        callbacks.append(budget)
+    time_before = run_clock.resume_from(checkpoint) if checkpoint is not None else None
+    if budget is not None and checkpoint is not None:
+        budget.resume_from(checkpoint)
+    callbacks: list[TrainerCallback] = [timer for timer in (run_clock, budget) if timer is not None]
     if run.progress_eval_steps:
         callbacks.append(ProgressEvalCallback(task, run, args, splits))
     trainer = AMFTTrainer(
@@ -333,13 +364,15 @@ def run_training(run: RunArguments, task_config: TaskConfig, args: AMFTConfig) -
         args.output_dir,
         results=final,
         initial=initial,
-        wall_time_seconds=time.monotonic() - started,
+        wall_time_seconds=run_clock.elapsed(),
         run_info={
             "task": task.name,
             "model": run.model_name_or_path,
             "method": args.method,
             "steps": trainer.state.global_step,
             "resumed_from": checkpoint,
+            # None after a resumption means the wall time is the last segment's only (an older checkpoint)
+            "seconds_before_resumption": time_before,
         },
         controller_summary=controller_summary(history, trainer.controller.last_terms),
     )

@@ -24,7 +24,9 @@ from amft.evaluation.report import LOG_HISTORY_FILE, read_progress, read_task_me
 
 NOTE = ("Success within the evaluation budget (and the task's own measures, such as card recognition), "
         "mean ± 95% confidence interval over seeds (percent); "
-        "steps to a target: mean over the runs that reached it, by the quick greedy evaluation.")
+        "steps to a target: mean over the runs that reached it, by the quick greedy evaluation; "
+        "min per run: wall time of the runs timed whole (a run resumed from a checkpoint that kept no clock "
+        "is left out).")
 
 
 @dataclass
@@ -35,7 +37,7 @@ class RunRecord:
     seed: int
     success: dict[str, float]
     steps: int
-    wall_time_seconds: float
+    wall_time_seconds: float | None  # None: resumed, and only the last segment was timed (see read_run)
     controller: dict[str, Any]
     curves: dict[str, Curve] = field(default_factory=dict)  # split -> quick-eval success over steps
     task_metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # e.g. recognition_accuracy -> split -> value
@@ -50,6 +52,10 @@ def read_run(run_dir: str, variant: str, seed: int, start: Mapping[str, float] |
     curves: dict[str, Curve] = {split: [(0, value)] for split, value in (start or {}).items()}
     for split, curve in read_progress(run_dir).items():
         curves.setdefault(split, []).extend(curve)
+    run = summary["run"]
+    # A run resumed from a checkpoint that kept no clock timed its last segment only (docs/design.md,
+    # 'Checkpoints and resumption'); its time is left out rather than understated.
+    timed_whole = run.get("resumed_from") is None or run.get("seconds_before_resumption") is not None
     history_path = os.path.join(run_dir, LOG_HISTORY_FILE)
     history = []
     if os.path.exists(history_path):
@@ -59,8 +65,8 @@ def read_run(run_dir: str, variant: str, seed: int, start: Mapping[str, float] |
         variant=variant,
         seed=seed,
         success=summary["success_rate"],
-        steps=summary["run"]["steps"],
-        wall_time_seconds=summary["wall_time_seconds"],
+        steps=run["steps"],
+        wall_time_seconds=summary["wall_time_seconds"] if timed_whole else None,
         controller=summary.get("controller", {}),
         curves=curves,
         task_metrics=read_task_metrics(summary),
@@ -164,7 +170,8 @@ def summarize(
 
 def _add_run_columns(row: dict[str, Any], runs: Sequence[RunRecord]) -> dict[str, Any]:
     row["steps"] = max(r.steps for r in runs)
-    row["minutes_per_run"] = sum(r.wall_time_seconds for r in runs) / len(runs) / 60
+    times = [r.wall_time_seconds for r in runs if r.wall_time_seconds is not None]
+    row["minutes_per_run"] = sum(times) / len(times) / 60 if times else None
     return row
 
 
@@ -246,7 +253,7 @@ def extra_columns(rows: Sequence[Mapping[str, Any]], target_split: str, referenc
         ("final mu", lambda row: "-" if row["mu_final"] is None else f"{row['mu_final']:.2f}"),
         ("meta term sum", lambda row: _number(row["meta_term_total"])),
         ("entropy term sum", lambda row: _number(row["entropy_term_total"])),
-        ("min per run", lambda row: f"{row['minutes_per_run']:.1f}"),
+        ("min per run", lambda row: "-" if row["minutes_per_run"] is None else f"{row['minutes_per_run']:.1f}"),
     ]
     return columns
 
