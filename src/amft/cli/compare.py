@@ -325,7 +325,8 @@ class Comparison:
 DESCRIPTION = (
     "Train every variant of a study file with every seed under one budget, skipping runs that finished earlier "
     "(an interrupted run resumes from its last complete checkpoint), then write results.md/.csv/.json (mean and "
-    "95% confidence interval per split, steps to the target) and plots of success, mu and entropy over steps; "
+    "95% confidence interval per split, steps to the target; with base_sft_steps, the starting model's own row "
+    "first) and plots of success, mu and entropy over steps; "
     "with the study settings 'frontier' and 'select_on', the fixed-mu trade-off frontier with each variant's "
     "verdict against it, and the ranking on validation splits."
 )
