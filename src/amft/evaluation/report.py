@@ -160,7 +160,11 @@ def plot_training_dynamics(
         ax_success.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=split)
     ax_success.set_title("evaluation success")
     ax_success.set_ylim(-0.02, 1.02)
-    ax_success.legend(fontsize=7)
+    if success_history:
+        ax_success.legend(fontsize=7)
+    else:
+        ax_success.text(0.5, 0.5, "no quick evaluations\n(progress_eval_steps 0)", ha="center", va="center",
+                        transform=ax_success.transAxes, fontsize=8, color="gray")
     for ax in axes[1]:
         ax.set_xlabel("optimizer step")
     if title:
