@@ -252,6 +252,12 @@ def test_the_report_draws_the_frontier_judges_against_it_and_selects_on_validati
     (out_dir / "controller.png").unlink()
     rows = Comparison(study, console).report()
     assert "No frontier yet" in console.file.getvalue() and "vs_frontier" not in rows[0]
+    assert "Finished so far" not in console.file.getvalue()  # every run of these two variants is done
+
+    # A run not finished yet: the report says how much of the study its table covers.
+    (out_dir / "runs" / "chord" / "seed1" / "summary.json").unlink()
+    Comparison(study, console).report()
+    assert "Finished so far: 3 of 4 runs, 2 of 2 starting models; the table covers those." in console.file.getvalue()
     assert not (out_dir / "frontier.png").exists() and not (out_dir / "controller.png").exists()
 
 

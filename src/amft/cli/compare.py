@@ -319,6 +319,11 @@ class Comparison:
             self.console.print(selection_markdown(selection))
         self.console.print(f"Results in {study.output_dir}: results.md, results.csv, results.json, "
                            + ", ".join(os.path.basename(path) for path in plots))
+        planned = len(study.variants) * len(study.seeds)
+        if len(records) < planned:
+            self.console.print(f"Finished so far: {len(records)} of {planned} runs"
+                               + (f", {len(starting)} of {len(study.seeds)} starting models" if study.base_sft_steps else "")
+                               + "; the table covers those.")
         return rows
 
 
