@@ -115,10 +115,10 @@ def table_metrics(records: Sequence[RunRecord], splits: Sequence[str]) -> list[M
     return metrics
 
 
-def _measured(record: RunRecord) -> dict[str, float]:
-    """A run's values for :func:`table_metrics`' keys."""
-    return {**record.success, **{f"{name}/{split}": value for name, values in record.task_metrics.items()
-                                 for split, value in values.items()}}
+def _measured_runs(records: Sequence[RunRecord]) -> list[tuple[str, int, dict[str, float]]]:
+    """(variant, seed, values for :func:`table_metrics`' keys) of each run."""
+    return [(r.variant, r.seed, {**r.success, **{f"{name}/{split}": value for name, values in r.task_metrics.items()
+                                                  for split, value in values.items()}}) for r in records]
 
 
 def summarize(
@@ -149,7 +149,7 @@ def summarize(
     targets = {"steps_to_target": target_success}
     if reference_target is not None:
         targets["steps_to_reference"] = reference_target
-    rows = summarize_over_seeds([(r.variant, r.seed, _measured(r)) for r in records], variants, metrics)
+    rows = summarize_over_seeds(_measured_runs(records), variants, metrics)
     for row in rows:
         runs = [r for r in records if r.variant == row["variant"]]
         for key, target in targets.items():
@@ -162,7 +162,7 @@ def summarize(
             row[key] = sum(values) / len(values) if all(v is not None for v in values) else None
     if rows and starting:
         label = starting[0].variant
-        row = summarize_over_seeds([(r.variant, r.seed, _measured(r)) for r in starting], [label], metrics)[0]
+        row = summarize_over_seeds(_measured_runs(starting), [label], metrics)[0]
         row.update({"starting_model": True, **dict.fromkeys(targets), **dict.fromkeys(CONTROLLER_COLUMNS)})
         rows.insert(0, _add_run_columns(row, starting))
     return rows
