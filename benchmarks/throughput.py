@@ -225,7 +225,7 @@ def main() -> None:
             trainer.train()
             return trainer, steps, rollouts, floor
 
-        grpo, grpo_timer, grpo_rollouts, grpo_floor = timed_run(grpo_trainer, 0)
+        _, grpo_timer, grpo_rollouts, grpo_floor = timed_run(grpo_trainer, 0)
         amft, amft_timer, amft_rollouts, amft_floor = timed_run(amft_trainer, AMFT_WARMUP_STEPS)
 
     grpo_step = statistics.mean(grpo_timer.durations[args.skip :])

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from amft.algorithm import (
-    TOKEN_WEIGHTINGS,
     BalanceController,
     ChordScheduleController,
     FixedMuController,
@@ -30,8 +29,6 @@ if TYPE_CHECKING:
 
 #: Forms of L_RL the trainer computes (see `AMFTTrainer._rl_loss`).
 RL_LOSSES = ("clipped", "luffy", "srft")
-#: Token weightings of L_SFT: plain token-mean NLL, CHORD's p(1 - p) or DFT's p.
-SFT_WEIGHTINGS = tuple(TOKEN_WEIGHTINGS)
 #: Forms of the SFT term a run may choose (`sft_loss`), and the token weighting each is.
 SFT_LOSSES = {"nll": "none", "dft": "dft"}
 
@@ -79,9 +76,10 @@ class Method:
     differs: str = ""
     #: the form of L_RL, one of RL_LOSSES
     rl_loss: str = "clipped"
-    #: the token weighting of every L_SFT term of a run, one of SFT_WEIGHTINGS: the one place that decides
-    #: it. A method with a weighting of its own returns it where the config switches it on, else
-    #: `sft_loss_weighting(args)`; the config refuses an `sft_loss` the entry does not return.
+    #: the token weighting of every L_SFT term of a run, a key of `amft.algorithm.TOKEN_WEIGHTINGS`:
+    #: the one place that decides it. A method with a weighting of its own returns it where the config
+    #: switches it on, else `sft_loss_weighting(args)`; the config refuses an `sft_loss` the entry does
+    #: not return.
     sft_weighting: Callable[[AMFTConfig], str] = sft_loss_weighting
     #: the last rollout of each group whose prompt has a demonstration is replaced by it
     demonstrations_in_groups: bool = False

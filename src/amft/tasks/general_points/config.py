@@ -7,7 +7,7 @@ from typing import Any
 
 from amft.tasks.base import TaskConfig
 
-from .cards import ID_RULE, OOD_RULE, Rule, default_training_rules
+from .cards import OOD_RULE, Rule, default_training_rules
 from .prompts import COMPACT_FIELDS, COMPLETION_FORMATS, TEMPLATES
 from .rendering import ORIGINAL_IMAGE_SIZE, SMALL_IMAGE_SIZE, CardLayout, parse_image_size
 
@@ -135,10 +135,6 @@ class GeneralPointsConfig(TaskConfig):
     @property
     def rules(self) -> tuple[Rule, ...]:
         return tuple(Rule(*t) for t in self.training_rules)  # type: ignore[union-attr]
-
-    @property
-    def id_rule(self) -> Rule:
-        return ID_RULE
 
     @property
     def held_out_rule(self) -> Rule:
