@@ -309,7 +309,6 @@ def test_two_stage_controller_state_round_trip():
 
 def test_relift_controller_takes_an_sft_step_once_the_buffer_is_full_and_resumes_it():
     controller = ReliftController(buffer_size=3)
-    assert isinstance(controller, ReliftController)
     rows = [{"prompt": f"p{i}", "completion": f"c{i}"} for i in range(4)]
     assert controller.planned_mu() == 0.0 and controller.update() == 0.0
     controller.collect(rows[:2])
@@ -325,7 +324,6 @@ def test_relift_controller_takes_an_sft_step_once_the_buffer_is_full_and_resumes
 
 def test_chord_controller_follows_chord_mu():
     controller = ChordScheduleController(**SCHEDULE)
-    assert isinstance(controller, ChordScheduleController)
     assert controller.mu == 0.0 and not controller.in_warmup
     mus = [controller.update() for _ in range(16)]
     # update t uses step t - 1: 0, 0.15, 0.3, 0.45, then the peak 0.6 at update 5

@@ -30,6 +30,7 @@ def test_convention_b_on_metres():
     # Episode 1 stops 2 m from the goal (TC), DTW 2, L 12; episode 2 stops sqrt(160) m away.
     assert result["TC"] == 50.0
     assert result["SPD"] == pytest.approx((2.0 + math.sqrt(160)) / 2)
-    second_dtw = dtw([(0.0, 0.0), (0.0, 4.0)], reference, math.dist)
+    # Episode 2's DTW: (0, 0) matches the first three reference points (0 + 5 + 10), (0, 4) the last (sqrt(160)).
+    second_dtw = 15.0 + math.sqrt(160)
     assert result["nDTW"] == pytest.approx(100 * (math.exp(-2 / 12) + math.exp(-second_dtw / 12)) / 2)
     assert result["convention"].startswith("B")

@@ -8,9 +8,9 @@ import torch
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
-from amft.algorithm import dft_weight, sft_loss, token_log_probs
 from amft.models import build_tiny_model
 from amft.training import METHODS, AMFTConfig, AMFTTrainer
+from amft.training.data import CompletionBatch
 from trainer_probes import first_rollouts, series
 
 PROMPTS = [{"prompt": f"{a}+{b}=", "answer": str(a + b)} for a in range(10) for b in range(10)]
@@ -92,26 +92,40 @@ def test_dft_weights_the_gated_sft_term_and_logs_the_mean_weight(tmp_path):
 
 
 def test_dft_in_the_trainer_matches_trls_dft_loss(tmp_path):
-    """TRL's SFTTrainer with loss_type='dft' and amft's L_SFT with DFT's weight: one value and gradient
-    on the same batch of the same model."""
+    """TRL's SFTTrainer with loss_type='dft' and AMFTTrainer's L_SFT with `sft_loss='dft'` (mu 1): one value
+    and gradient on the same demonstrations, from two copies of the same model."""
     torch.set_num_threads(2)
     model, tokenizer = build_tiny_model("tiny-test", seed=0)
-    args = SFTConfig(output_dir=str(tmp_path), loss_type="dft", use_cpu=True, bf16=False, report_to="none",
-                     per_device_train_batch_size=8)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(DEMOS[:16]), processing_class=tokenizer)
-    batch = next(iter(trainer.get_train_dataloader()))
-    trainer.model.train()
-    trl_loss = trainer.compute_loss(trainer.model, dict(batch))
+    args = SFTConfig(output_dir=str(tmp_path / "trl"), loss_type="dft", use_cpu=True, bf16=False, report_to="none")
+    trl_trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(DEMOS[:8]), processing_class=tokenizer)
+    batch = trl_trainer.data_collator([trl_trainer.train_dataset[i] for i in range(8)])
+    trl_trainer.model.train()
+    trl_loss = trl_trainer.compute_loss(trl_trainer.model, dict(batch))
 
-    logits = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    logps = token_log_probs(logits[:, :-1], batch["input_ids"][:, 1:])
-    completion = batch["labels"][:, 1:] != -100
-    ours = sft_loss(logps, completion, token_weights=dft_weight(logps))
+    # The same tokens as amft lays out demonstrations: prompt left-padded, completion right-padded.
+    prompts, completions = [], []
+    for ids, mask, labels in zip(batch["input_ids"], batch["attention_mask"], batch["labels"]):
+        length, start = int(mask.sum()), int((labels != -100).nonzero()[0])
+        prompts.append(ids[:start].tolist())
+        completions.append(ids[start:length].tolist())
+    pad = tokenizer.pad_token_id
+    width, completion_width = max(map(len, prompts)), max(map(len, completions))
+    demonstrations = CompletionBatch(
+        torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompts]),
+        torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts]),
+        torch.tensor([ids + [pad] * (completion_width - len(ids)) for ids in completions]),
+        torch.tensor([[1] * len(ids) + [0] * (completion_width - len(ids)) for ids in completions]),
+    )
+    trainer = make_trainer(tmp_path / "amft", method="fixed-mu", mu=1.0, sft_loss="dft")
+    trainer.model.train()
+    ours, _ = trainer._sft_forward(trainer.model, demonstrations)
+
     assert ours.item() == pytest.approx(trl_loss.item(), rel=1e-5)
-    head = list(trainer.model.parameters())[-1]
-    (trl_grad,), (our_grad,) = torch.autograd.grad(trl_loss, head), torch.autograd.grad(ours, head)
+    trl_head, our_head = list(trl_trainer.model.parameters())[-1], list(trainer.model.parameters())[-1]
+    (trl_grad,), (our_grad,) = torch.autograd.grad(trl_loss, trl_head), torch.autograd.grad(ours, our_head)
     torch.testing.assert_close(our_grad, trl_grad)
-    assert not torch.allclose(ours, sft_loss(logps, completion))  # it is not the plain NLL
+    plain = make_trainer(tmp_path / "nll", method="fixed-mu", mu=1.0)
+    assert not torch.allclose(ours, plain._sft_forward(plain.model, demonstrations)[0])  # it is not the plain NLL
 
 
 @pytest.mark.parametrize(
