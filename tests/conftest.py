@@ -2,6 +2,7 @@
 
 import os
 
+import matplotlib.pyplot as plt
 import pytest
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -23,3 +24,13 @@ def spawn_on_gloo(tmp_path, monkeypatch):
             pytest.skip(f"gloo process group could not be initialised: {reasons[0]}")
 
     return spawn
+
+
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """The figures our plotting code saves and closes, in order, kept open to be read back; closed after the test."""
+    figures, close = [], plt.close
+    monkeypatch.setattr(plt, "close", figures.append)
+    yield figures
+    for figure in figures:
+        close(figure)

@@ -6,7 +6,6 @@ import os
 from dataclasses import dataclass
 from typing import ClassVar
 
-import matplotlib.pyplot as plt
 from rich.console import Console
 
 from amft.evaluation.harness import Metric, RunRecords, StudyRun, plot_frontier, run_study, summarize, write_results
@@ -123,12 +122,10 @@ def test_the_table_is_the_mean_and_t_interval_over_seeds(tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())["settings"] == {"seeds": [0, 1, 2]}
 
 
-def test_the_frontier_plot_is_a_png_of_points_intervals_and_paths(tmp_path, monkeypatch):
+def test_the_frontier_plot_is_a_png_of_points_intervals_and_paths(tmp_path, saved_figures):
     def row(variant, x, y, ci=0.02):
         return {"variant": variant, "x": {"mean": x, "ci95": ci}, "y": {"mean": y, "ci95": ci}}
 
-    closed, close = [], plt.close
-    monkeypatch.setattr(plt, "close", closed.append)  # keep the saved figure to read it back
     frontier = [row("low", 0.5, 0.7), row("mid", 0.6, 0.6), row("high", 0.7, 0.4)]
     others = [row("method", 0.62, 0.66), row("one seed", 0.3, 0.5, ci=None)]
     path = plot_frontier(frontier, others, Metric("x", "x (%)", scale=100.0), Metric("y", "y (%)", scale=100.0),
@@ -137,7 +134,7 @@ def test_the_frontier_plot_is_a_png_of_points_intervals_and_paths(tmp_path, monk
     assert path == str(tmp_path / "frontier.png")
     with open(path, "rb") as handle:
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
-    (figure,) = closed
+    (figure,) = saved_figures
     (ax,) = figure.axes
     # Scaled to percent: the frontier joined in its order, each point with its interval both ways.
     line_points = [container.lines[0].get_xydata().tolist() for container in ax.containers]
@@ -151,4 +148,3 @@ def test_the_frontier_plot_is_a_png_of_points_intervals_and_paths(tmp_path, monk
     legend = [text.get_text() for text in ax.get_legend().get_texts()]
     assert sorted(legend) == sorted(["frontier", "method", "one seed", "path over training"])
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("x (%)", "y (%)")
-    close(figure)
