@@ -73,6 +73,10 @@ def test_miniature_demo_writes_summary_plot_and_model_then_eval_reads_it(tmp_pat
     result = json.loads(out_file.read_text())
     assert result["ood-rule"]["episodes"] == 3
     assert result["ood-rule"]["max_attempts"] == 1
+    episodes = json.loads((tmp_path / "eval-episodes.json").read_text())["ood-rule"]
+    assert [episode["index"] for episode in episodes] == [0, 1, 2]
+    assert all(len(episode["completions"]) == len(episode["rewards"]) == episode["attempts"] == 1 for episode in episodes)
+    assert sum(episode["success"] for episode in episodes) / 3 == result["ood-rule"]["success_rate"]
 
 
 @pytest.mark.parametrize(
@@ -164,9 +168,13 @@ def test_math_benchmark_evaluation_reports_avg_and_pass_at_k(tmp_path):
                    check=True, capture_output=True, text=True)
     result = json.loads(out_file.read_text())
     assert set(result) == {"aime24", "arc-c"}
-    for split in result.values():
+    episodes = json.loads((tmp_path / "bench-episodes.json").read_text())
+    for name, split in result.items():
         assert split["problems"] == 2 and split["samples"] == 3
         assert 0.0 <= split["avg_at_k"] <= split["pass_at_k"] <= 1.0
+        problems = episodes[name]
+        assert [len(problem["completions"]) for problem in problems] == [3, 3]
+        assert sum(map(sum, (problem["correct"] for problem in problems))) / 6 == split["avg_at_k"]
 
 
 def test_vllm_evaluation_without_vllm_says_how_to_install_it(tmp_path):

@@ -55,7 +55,9 @@ class EvalArguments:
 
     model: str = field(default="", metadata={"help": "Trained model folder (or Hub id) to evaluate. Required."})
     output_file: str | None = field(
-        default=None, metadata={"help": "Where to write the JSON results (default: <model>/eval-<split>.json)."}
+        default=None, metadata={"help": (
+            "Where to write the JSON results (default: <model>/eval-<split>.json). Every episode (its answers, "
+            "rewards and success) goes beside it, in the same name ending -episodes.json.")}
     )
     bf16: bool = field(default=True, metadata={"help": "bf16 autocast on CPU during generation."})
     seed: int = field(default=0, metadata={"help": "Sampling seed."})
@@ -235,6 +237,12 @@ def apply_eval_preset(line: CommandLine) -> None:
     line.values.update(options)
 
 
+def episodes_path(results_file: str) -> str:
+    """Where `amft eval` writes every episode: beside its results, ``name.json`` -> ``name-episodes.json``."""
+    stem = results_file[:-len(".json")] if results_file.endswith(".json") else results_file
+    return f"{stem}-episodes.json"
+
+
 def _run_eval(argv: list[str]) -> int:
     import torch
 
@@ -282,5 +290,7 @@ def _run_eval(argv: list[str]) -> int:
     print_results(f"{eval_args.model} on {task.name}{protocol}", results)
     output = eval_args.output_file or os.path.join(eval_args.model, f"eval-{'-'.join(splits)}.json")
     atomic_write_json(output, {split: r.summary() for split, r in results.items()})
-    print(f"Results written to {output}")
+    episodes_file = episodes_path(output)
+    atomic_write_json(episodes_file, {split: r.details() for split, r in results.items()})
+    print(f"Results written to {output}; every episode in {episodes_file}")
     return 0

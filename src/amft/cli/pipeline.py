@@ -358,8 +358,8 @@ def run_training(run: RunArguments, task_config: TaskConfig, args: AMFTConfig) -
         os.path.join(args.output_dir, "training_dynamics.png"),
         title=f"{args.method} on {task.name}",
     )
-    with open(os.path.join(args.output_dir, "eval_results.json"), "w") as handle:
-        json.dump({split: result.details() for split, result in final.items()}, handle)
+    atomic_write_json(os.path.join(args.output_dir, "eval_results.json"),
+                      {split: result.details() for split, result in final.items()})
     return write_summary(
         args.output_dir,
         results=final,
