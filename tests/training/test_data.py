@@ -2,7 +2,9 @@
 
 import torch
 
-from amft.training.data import RowStream, replace_completions
+from trl.trainer.utils import RepeatSampler
+
+from amft.training.data import EpochRepeatSampler, RowStream, replace_completions
 
 
 def test_replace_completions_widens_and_overwrites_only_the_given_rows():
@@ -31,3 +33,18 @@ def test_row_stream_shards_split_the_global_batch_of_one_stream():
     for _ in range(5):  # crosses epoch boundaries
         together = [row for pair in zip(*(s.next_batch() for s in shards)) for row in pair]
         assert together == single.next_batch()
+
+
+def test_the_prompt_sampler_finds_any_epochs_order_again_and_keeps_trls_order():
+    settings = dict(data_source=list(range(12)), mini_repeat_count=2, batch_size=3, repeat_count=1, seed=5)
+    trl_epochs = [list(sampler) for sampler in [RepeatSampler(**settings)] for _ in range(3)]  # one sampler, 3 passes
+    assert trl_epochs[0] != trl_epochs[2]
+    uninterrupted = EpochRepeatSampler(**settings)
+    epochs = []
+    for epoch in range(3):
+        uninterrupted.set_epoch(epoch)
+        epochs.append(list(uninterrupted))
+    assert epochs == trl_epochs
+    resumed = EpochRepeatSampler(**settings)  # a fresh process, resumed in epoch 2
+    resumed.set_epoch(2)
+    assert list(resumed) == trl_epochs[2]

@@ -13,7 +13,12 @@ import time
 import psutil
 import pytest
 
-from amft.training.checkpoint import COMPLETE_MARKER, last_complete_checkpoint
+from amft.training.checkpoint import (
+    COMPLETE_MARKER,
+    last_complete_checkpoint,
+    mark_checkpoint_incomplete,
+    remove_incomplete_checkpoints,
+)
 
 ARGS = [
     "--model_name_or_path", "tiny-test", "--template", "compact", "--use_cpu", "true", "--bf16", "false",
@@ -22,7 +27,8 @@ ARGS = [
     "--max_completion_length", "24", "--gradient_checkpointing", "false", "--report_to", "none",
     "--amft_warmup_steps", "4", "--entropy_calibration_steps", "2", "--meta_period", "3",
     "--meta_normalization", "cosine", "--meta_lr", "0.05", "--entropy_lr", "0.05",
-    "--sft_batch_size", "8", "--meta_batch_size", "2", "--num_train_prompts", "200", "--num_demonstrations", "200",
+    # 24 prompts, 4 a step: a new epoch every 6 steps, so the run resumes inside its second epoch
+    "--sft_batch_size", "8", "--meta_batch_size", "2", "--num_train_prompts", "24", "--num_demonstrations", "200",
     "--num_meta_prompts", "16", "--eval_before", "false", "--eval_limit", "6", "--eval_attempts", "2",
     "--eval_max_new_tokens", "24", "--eval_splits", "id,ood-rule", "--disable_tqdm", "true",
 ]
@@ -69,12 +75,23 @@ def test_sigkill_and_resume_reproduce_the_uninterrupted_run(tmp_path):
     assert len(mu_trajectory(reference)) == 14
     assert summary(killed) == summary(reference)
 
+    # As if killed while it evaluated, after the checkpoint of its last step: resumed, it trains no step more.
+    again = subprocess.run(train_command(killed, "--resume", "true"), env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((killed / "summary.json").read_text())["run"]["steps"] == 14
+    assert summary(killed) == summary(reference)
 
-def test_last_complete_checkpoint_ignores_a_half_written_one(tmp_path):
+
+def test_last_complete_checkpoint_ignores_a_half_written_one_which_the_next_save_removes(tmp_path):
     (tmp_path / "checkpoint-4").mkdir()
     (tmp_path / "checkpoint-4" / COMPLETE_MARKER).write_text("{}")
     (tmp_path / "checkpoint-6").mkdir()  # killed while writing: no marker
+    (tmp_path / "checkpoint-6" / "model.safetensors").write_text("half")
     assert last_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-4")
+    assert remove_incomplete_checkpoints(str(tmp_path)) == [str(tmp_path / "checkpoint-6")]
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint-4"]
+    mark_checkpoint_incomplete(str(tmp_path / "checkpoint-4"))  # about to be rewritten
+    assert last_complete_checkpoint(str(tmp_path)) is None
 
 
 DISTRIBUTED_SCRIPT = pathlib.Path(__file__).with_name("distributed_amft.py")

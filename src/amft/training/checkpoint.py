@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 
 from safetensors import safe_open
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
@@ -23,6 +24,26 @@ _CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
 
 def mark_checkpoint_complete(checkpoint_dir: str) -> None:
     atomic_write_json(os.path.join(checkpoint_dir, COMPLETE_MARKER), {"complete": True})
+
+
+def mark_checkpoint_incomplete(checkpoint_dir: str) -> None:
+    """Remove the marker of a checkpoint folder that is about to be rewritten (absent: nothing to do)."""
+    try:
+        os.remove(os.path.join(checkpoint_dir, COMPLETE_MARKER))
+    except FileNotFoundError:
+        pass
+
+
+def remove_incomplete_checkpoints(run_dir: str) -> list[str]:
+    """Delete the checkpoint folders of `run_dir` that have no completion marker (left by a killed
+    run: never resumed from); returns them."""
+    removed = []
+    for name in sorted(os.listdir(run_dir)):
+        path = os.path.join(run_dir, name)
+        if _CHECKPOINT_NAME.match(name) and os.path.isdir(path) and not os.path.exists(os.path.join(path, COMPLETE_MARKER)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def last_complete_checkpoint(run_dir: str) -> str | None:

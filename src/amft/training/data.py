@@ -1,7 +1,8 @@
 """Row streams and tokenisation for the trainer's side streams (demonstrations, validation prompts).
 
-TRL's dataloader feeds the RL prompts; the SFT and validation streams are drawn here, with
-their position in the data kept in `state_dict()` so a resumed run continues exactly.
+TRL's dataloader feeds the RL prompts, in the order of `EpochRepeatSampler`; the SFT and
+validation streams are drawn here, with their position in the data kept in `state_dict()` so a
+resumed run continues exactly.
 """
 
 from __future__ import annotations
@@ -12,8 +13,28 @@ from typing import Any
 
 import torch
 from transformers import PreTrainedTokenizerBase, ProcessorMixin
+from trl.trainer.utils import RepeatSampler
 
 from amft.tasks.base import completion_text, prompt_text
+
+
+class EpochRepeatSampler(RepeatSampler):
+    """TRL's sampler of RL prompts, whose order is a function of the epoch.
+
+    TRL's draws each epoch's permutation from one seeded generator, so a process resumed in epoch e
+    would walk epoch 0's order again. Here the Trainer's ``set_epoch(e)`` (called at the start of
+    every epoch, a resumed one included) sets the generator to where an uninterrupted run has it at
+    that epoch: reseeded and past e permutations. An uninterrupted run keeps TRL's order exactly.
+    """
+
+    def set_epoch(self, epoch: int) -> None:
+        if not self.shuffle:
+            return
+        if self.seed is None:
+            raise ValueError("EpochRepeatSampler needs a seed to place an epoch's order")
+        self.generator.manual_seed(self.seed)
+        for _ in range(epoch):
+            torch.randperm(self.num_samples, generator=self.generator)
 
 
 class RowStream:

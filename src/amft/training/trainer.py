@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from accelerate.utils import DistributedType
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, ProcessorMixin, TrainerCallback
+from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import rotate_checkpoints
 from trl import GRPOTrainer
 from trl.trainer.utils import is_async_callable
@@ -66,11 +67,18 @@ from amft.algorithm import (
     token_log_probs,
 )
 from amft.io import atomic_write_json
-from amft.training.checkpoint import AMFT_STATE_FILE, mark_checkpoint_complete, saved_weight_shapes
+from amft.training.checkpoint import (
+    AMFT_STATE_FILE,
+    mark_checkpoint_complete,
+    mark_checkpoint_incomplete,
+    remove_incomplete_checkpoints,
+    saved_weight_shapes,
+)
 from amft.training.config import AMFTConfig
 from amft.training.data import (
     IMAGE_INPUT_KEYS,
     CompletionBatch,
+    EpochRepeatSampler,
     RowStream,
     replace_completions,
     tokenize_demonstrations,
@@ -899,22 +907,46 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
     # Checkpoints: controller and stream positions beside the Trainer's own state
     # ----------------------------------------------------------------------------------------------
     def _save_checkpoint(self, model, trial) -> None:
+        run_dir = self._get_output_dir(trial=trial)
+        checkpoint_dir = os.path.join(run_dir, f"checkpoint-{self.state.global_step}")
+        if self.args.should_save:  # a folder being rewritten is not complete until its marker is written again
+            mark_checkpoint_incomplete(checkpoint_dir)
+        # The Trainer saves each callback's state by updating an entry it expects to exist; a checkpoint
+        # resumed from may keep no entry for a callback added since (a clock, a time budget).
+        for callback in self.callback_handler.callbacks:
+            if isinstance(callback, ExportableState):
+                self.state.stateful_callbacks.setdefault(type(callback).__name__, callback.state())
         # Rotation must not delete the last complete checkpoint before this one is marked complete.
         limit, self.args.save_total_limit = self.args.save_total_limit, None
         try:
             super()._save_checkpoint(model, trial)
         finally:
             self.args.save_total_limit = limit
-        run_dir = self._get_output_dir(trial=trial)
-        checkpoint_dir = os.path.join(run_dir, f"checkpoint-{self.state.global_step}")
+        self.accelerator.wait_for_everyone()  # every process's files (its RNG state) are written
         if self.args.should_save:
             atomic_write_json(os.path.join(checkpoint_dir, AMFT_STATE_FILE), self._amft_state())
             mark_checkpoint_complete(checkpoint_dir)
+            # Folders left incomplete by a killed run cannot be resumed from; rotation would count them.
+            remove_incomplete_checkpoints(run_dir)
             rotate_checkpoints(
                 output_dir=run_dir,
                 save_total_limit=self.args.save_total_limit,
                 best_model_checkpoint=self.state.best_model_checkpoint,
             )
+
+    def _get_train_sampler(self, dataset=None) -> EpochRepeatSampler:
+        # TRL's sampler, whose order a resumed run finds again in any epoch (see `EpochRepeatSampler`)
+        sampler = super()._get_train_sampler(dataset)
+        return EpochRepeatSampler(sampler.data_source, sampler.mini_repeat_count, batch_size=sampler.batch_size,
+                                  repeat_count=sampler.repeat_count, shuffle=sampler.shuffle, seed=sampler.seed)
+
+    def _run_epoch(self, *args, **kwargs) -> None:
+        # A run resumed from the checkpoint of its last step (killed while it evaluated), or with its time
+        # budget spent, has nothing left to train; the Trainer would take one more step before it checks.
+        if self.state.global_step >= self.state.max_steps or self.control.should_training_stop:
+            self.control.should_training_stop = True
+            return
+        super()._run_epoch(*args, **kwargs)
 
     def _amft_state(self) -> dict[str, Any]:
         return {
