@@ -131,6 +131,27 @@ def test_malformed_demonstration_file_stops_with_file_row_and_field(tmp_path):
     assert f"{demo_file}: row 2: field 'completion'" in result.stderr
 
 
+@pytest.mark.parametrize(("task", "good", "missing"), [
+    ("math", {"prompt": "Question: 2+3?\nAnswer:", "answer": 5}, "answer"),
+    ("virl", {"prompt": "...", "action": "turn_left()", "at_intersection": True}, "at_intersection"),
+    ("citynav", {"prompt": "...", "valid_actions": ["forward"]}, "valid_actions"),
+])
+def test_a_prompt_file_without_what_the_reward_reads_stops_with_file_row_and_field(tmp_path, task, good, missing):
+    from amft.cli.arguments import RunArguments
+    from amft.cli.pipeline import training_rows
+    from amft.tasks import get_task
+    from amft.tasks.base import DataError
+
+    prompt_file = tmp_path / "prompts.jsonl"
+    prompt_file.write_text(json.dumps(good) + "\n" + json.dumps({k: v for k, v in good.items() if k != missing}) + "\n")
+    with pytest.raises(DataError, match=rf"prompts.jsonl: row 2: field '{missing}'"):
+        training_rows(RunArguments(task=task, prompt_file=str(prompt_file)), get_task(task))
+    # the same rows as validation prompts of the meta term
+    with pytest.raises(DataError, match=rf"prompts.jsonl: row 2: field '{missing}'"):
+        training_rows(RunArguments(task=task, meta_file=str(prompt_file), num_train_prompts=4, num_demonstrations=4),
+                      get_task(task))
+
+
 def test_skip_invalid_rows_keeps_the_good_ones_and_counts_the_rest(tmp_path, caplog):
     from amft.cli.pipeline import DEMO_FIELDS, read_rows
 
@@ -237,5 +258,5 @@ def test_a_resumed_run_counts_the_time_and_keeps_the_budget_spent_before_its_che
     assert main([*train, "--max_steps", "6", "--resume", "true"]) == 0
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["run"]["resumed_from"].endswith("checkpoint-3") and summary["run"]["seconds_before_resumption"] == 1000.0
-    assert summary["run"]["steps"] == 4  # the budget was spent: the resumed run stops after its first step
+    assert summary["run"]["steps"] == 3  # the budget was spent: the resumed run trains no step, and evaluates
     assert 1000 < summary["wall_time_seconds"] < 1000 + 600

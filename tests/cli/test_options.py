@@ -78,3 +78,19 @@ def test_the_command_reports_option_errors_without_a_traceback(tmp_path, capsys)
 def test_eval_refuses_training_options(tmp_path, capsys):
     assert main(["eval", "--model", str(tmp_path), "--time_budget_minutes", "3"]) == 2
     assert "time_budget_minutes: options of training, not of amft eval" in capsys.readouterr().err
+
+
+def test_an_option_that_would_not_act_is_refused_naming_what_it_needs(tmp_path, capsys):
+    from amft.cli.arguments import RunArguments
+
+    with pytest.raises(ValueError, match="lora_r sets the LoRA adapters, which only --use_peft true trains"):
+        RunArguments(lora_r=8)
+    RunArguments(lora_r=8, use_peft=True)
+    with pytest.raises(ValueError, match="num_train_prompts counts generated rows, and prompt_file gives them"):
+        RunArguments(prompt_file="prompts.jsonl", num_train_prompts=10)
+    with pytest.raises(ValueError, match="give one of them"):
+        RunArguments(benchmarks="aime24", eval_splits="id")
+    with pytest.raises(OptionsError, match="completion_format='steps' shapes the compact template's completions"):
+        resolve({"completion_format": "steps", "use_cpu": True}, "runs/x")
+    assert main(["train", "--use_vllm_eval", "true", "--dry-run", "true", "--use_cpu", "true"]) == 2
+    assert "evaluate the run folder with vLLM by `amft eval --use_vllm_eval true`" in capsys.readouterr().err

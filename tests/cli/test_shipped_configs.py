@@ -14,11 +14,12 @@ from amft.navigation.study import NavStudyConfig, study_runs
 CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "configs"
 
 
-@pytest.mark.parametrize("path", sorted([*CONFIGS.glob("compare-*.yaml"), *CONFIGS.glob("pilots/*.yaml")]),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(p for p in [*CONFIGS.glob("*.yaml"), *CONFIGS.glob("pilots/*.yaml")]
+                                        if "variants" in read_mapping(str(p))), ids=lambda p: p.name)
 def test_comparison_studies_resolve_every_run(path):
     study = load_study(str(path))
-    assert len(study.seeds) >= (1 if path.parent.name == "pilots" else 3)  # a pilot may try one seed
+    # a pilot, or a tuning that chooses settings on validation splits, may try one seed
+    assert len(study.seeds) >= (1 if path.parent.name == "pilots" or study.select_on else 3)
     runs = Comparison(study).plan()  # resolves every run's options
     assert len(runs) == len(study.seeds) * len(study.variants)
     for run in runs[: len(study.variants)]:

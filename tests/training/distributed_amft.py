@@ -97,6 +97,15 @@ def fsdp_without_gpus() -> None:
     AcceleratorState.__init__ = init
 
 
+#: each method's own settings, from the global batch and the meta step's direction
+OWN_SETTINGS = {
+    "amft": lambda batch, direction: dict(amft_warmup_steps=2, entropy_calibration_steps=2, meta_period=2,
+                                          meta_batch_size=batch // 8, meta_normalization="cosine", meta_lr=0.05,
+                                          entropy_lr=0.5, meta_direction=direction),
+    "gac": lambda batch, direction: dict(gac_update_freq=1),
+}
+
+
 def main(
     output: str, per_device_batch: int, method: str = "amft", save: bool = False, accumulation: int = 1,
     meta_direction: str = "sgd",
@@ -109,10 +118,8 @@ def main(
         per_device_train_batch_size=per_device_batch, num_generations=4, max_completion_length=MAX_NEW_TOKENS,
         logging_steps=1, report_to="none", save_strategy="steps" if save else "no", save_steps=2,
         gradient_checkpointing=False, disable_tqdm=True,
-        ddp_find_unused_parameters=False, amft_warmup_steps=2, entropy_calibration_steps=2, meta_period=2,
-        meta_batch_size=per_device_batch * accumulation // 8, sft_batch_size=per_device_batch, meta_normalization="cosine",
-        meta_lr=0.05, entropy_lr=0.5, loss_type="grpo", method=method, gac_update_freq=1,
-        gradient_accumulation_steps=accumulation, meta_direction=meta_direction,
+        ddp_find_unused_parameters=False, sft_batch_size=per_device_batch, loss_type="grpo", method=method,
+        gradient_accumulation_steps=accumulation, **OWN_SETTINGS[method](per_device_batch * accumulation, meta_direction),
     )
     trainer = AMFTTrainer(
         model=model, reward_funcs=sum_reward, args=args, train_dataset=Dataset.from_list(PROMPTS),

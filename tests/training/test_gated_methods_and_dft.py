@@ -140,6 +140,8 @@ def test_dft_in_the_trainer_matches_trls_dft_loss(tmp_path):
         ({"method": "hpt", "epsilon": 0.1}, "hpt_clip_ratio true"),
         ({"method": "hpt", "beta": 0.1}, "beta=0"),
         ({"method": "hpt", "scale_rewards": "batch"}, "hpt_center_advantages false"),
+        ({"method": "srft", "epsilon_high": 0.28}, "no ratio to clip"),
+        ({"method": "srft", "epsilon": 0.1}, "no ratio to clip"),
     ],
 )
 def test_config_refuses_what_the_gate_and_the_sft_term_do_not_honour(tmp_path, settings, message):

@@ -37,15 +37,11 @@ def make_trainer(tmp_path, controller=None, **overrides):
         save_strategy="no",
         gradient_checkpointing=False,
         disable_tqdm=True,
-        amft_warmup_steps=10,
-        entropy_calibration_steps=3,
-        meta_period=5,
-        meta_batch_size=4,
         sft_batch_size=32,
-        meta_normalization="cosine",
-        meta_lr=0.05,
-        entropy_lr=0.05,
     )
+    if overrides.get("method", "amft") == "amft":  # the controller's settings; other methods refuse them
+        settings.update(amft_warmup_steps=10, entropy_calibration_steps=3, meta_period=5, meta_batch_size=4,
+                        meta_normalization="cosine", meta_lr=0.05, entropy_lr=0.05)
     settings.update(overrides)
     return AMFTTrainer(
         model=model,
@@ -128,10 +124,9 @@ def test_config_rejects_unknown_method(tmp_path):
     ],
 )
 def test_each_method_is_a_balance_schedule_of_the_same_trainer(tmp_path, method, expected_mu):
-    trainer = make_trainer(
-        tmp_path, method=method, max_steps=6, mu=0.3, switch_step=3, chord_mu_peak=0.8, chord_mu_valley=0.2,
-        chord_mu_warmup_steps=2, chord_mu_decay_steps=2,
-    )
+    own_settings = {"fixed-mu": dict(mu=0.3), "sft-then-rl": dict(switch_step=3),
+                    "chord": dict(chord_mu_peak=0.8, chord_mu_valley=0.2, chord_mu_warmup_steps=2, chord_mu_decay_steps=2)}
+    trainer = make_trainer(tmp_path, method=method, max_steps=6, **own_settings.get(method, {}))
     trainer.train()
     assert series(trainer, "amft/mu") == pytest.approx(expected_mu)
     generated_steps = [row["step"] for row in trainer.state.log_history if "reward" in row]
@@ -144,8 +139,9 @@ def test_chord_phi_weights_the_demonstration_loss(tmp_path):
     losses = {}
     for method in ("fixed-mu", "chord"):
         # A flat CHORD schedule at 0.5 (CHORD-phi): the same mu as fixed-mu, only phi differs.
-        trainer = make_trainer(tmp_path / method, method=method, mu=0.5, max_steps=1, chord_mu_peak=0.5,
-                               chord_mu_valley=0.5, chord_mu_warmup_steps=0, chord_mu_decay_steps=0)
+        own_settings = dict(mu=0.5) if method == "fixed-mu" else dict(
+            chord_mu_peak=0.5, chord_mu_valley=0.5, chord_mu_warmup_steps=0, chord_mu_decay_steps=0)
+        trainer = make_trainer(tmp_path / method, method=method, max_steps=1, **own_settings)
         trainer.train()
         assert series(trainer, "amft/mu") == [0.5]
         losses[method] = series(trainer, "amft/sft_loss")[0]
@@ -362,5 +358,9 @@ def test_gac_settings_are_checked_when_the_config_is_made(tmp_path):
         config(max_steps=10, gac_ema_beta=1.0)
     with pytest.raises(ValueError, match=r"gac_trim must be in \[0, 0.5\)"):
         config(max_steps=10, gac_trim=0.5)
-    # Another method ignores them.
-    AMFTConfig(output_dir=str(tmp_path), use_cpu=True, method="grpo", gac_ema_beta=1.0)
+    # Another method would ignore them, so it refuses them.
+    with pytest.raises(ValueError, match=r"gac_ema_beta=1.0 is a setting of gac; method 'grpo' does not read it"):
+        AMFTConfig(output_dir=str(tmp_path), use_cpu=True, method="grpo", gac_ema_beta=1.0)
+    with pytest.raises(ValueError, match=r"hpt_sft_coef=0.5 is a setting of hpt, superrl; method 'amft'"):
+        AMFTConfig(output_dir=str(tmp_path), use_cpu=True, method="amft", hpt_sft_coef=0.5)
+    AMFTConfig(output_dir=str(tmp_path), use_cpu=True, method="superrl", hpt_sft_coef=0.5)

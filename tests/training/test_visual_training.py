@@ -27,6 +27,11 @@ def digit_share(completions, **kwargs):
     return [sum(c.isdigit() for c in text) / max(len(text), 1) for text in texts]
 
 
+#: the controller's settings of the amft runs (the other methods refuse them)
+AMFT_SETTINGS = {"meta_batch_size": 2, "amft_warmup_steps": 1, "entropy_calibration_steps": 1, "meta_period": 2,
+                 "meta_normalization": "cosine"}
+
+
 def train(tmp_path, task, method: str, **settings):
     torch.set_num_threads(1)
     model, processor = build_tiny_model("tiny-test-vl", seed=0)
@@ -35,9 +40,8 @@ def train(tmp_path, task, method: str, **settings):
         "output_dir": str(tmp_path / method), "use_cpu": True, "bf16": False, "seed": 0, "learning_rate": 1e-2,
         "per_device_train_batch_size": 8, "num_generations": 4, "max_completion_length": 24, "max_steps": 3,
         "report_to": "none", "save_strategy": "no", "gradient_checkpointing": False, "disable_tqdm": True,
-        "logging_steps": 1, "method": method, "sft_batch_size": 4, "meta_batch_size": 2, "amft_warmup_steps": 1,
-        "entropy_calibration_steps": 1, "meta_period": 2, "meta_normalization": "cosine",
-        "success_reward": task.success_reward, **settings,
+        "logging_steps": 1, "method": method, "sft_batch_size": 4, "success_reward": task.success_reward,
+        **(AMFT_SETTINGS if method == "amft" else {}), **settings,
     })
     trainer = AMFTTrainer(
         model=model, reward_funcs=[task.reward, digit_share], args=args, processing_class=processor,

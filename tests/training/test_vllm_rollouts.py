@@ -67,7 +67,8 @@ def vllm_trainer(tmp_path, method, mode, meta_dataset=None, **overrides):
         output_dir=str(tmp_path / "run"), use_cpu=True, bf16=False, seed=0, max_steps=1, learning_rate=1e-3,
         per_device_train_batch_size=8, num_generations=4, max_completion_length=8, logging_steps=1,
         report_to="none", save_strategy="no", gradient_checkpointing=False, disable_tqdm=True, method=method,
-        vllm_importance_sampling_mode=mode, prefix_low_start=0.5, prefix_low_end=0.5, prefix_high=0.5,
+        vllm_importance_sampling_mode=mode,
+        **(dict(prefix_low_start=0.5, prefix_low_end=0.5, prefix_high=0.5) if method == "prefix-rft" else {}),
     )
     trainer = AMFTTrainer(model=model, reward_funcs=digit_share_reward, args=AMFTConfig(**settings | overrides),
                           train_dataset=Dataset.from_list(PROMPTS), demo_dataset=DEMOS, meta_dataset=meta_dataset,

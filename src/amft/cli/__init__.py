@@ -107,9 +107,12 @@ def _training_options(argv: list[str], prog: str, description: str, preset: str 
     """The run's, the task's and the engine's options, and for a dry run the plan instead of a run."""
     import torch
 
-    from amft.cli.options import read_command_line
+    from amft.cli.options import OptionsError, read_command_line
 
     line = read_command_line(argv, prog, description, config=preset)
+    if line.values["use_vllm_eval"]:
+        raise OptionsError("--use_vllm_eval: the evaluation after training generates with the trained model in this "
+                           "process; evaluate the run folder with vLLM by `amft eval --use_vllm_eval true`")
     note = None
     if line.values["dry_run"] and not line.values["use_cpu"] and not torch.cuda.is_available():
         # Transformers refuses bf16 without a GPU unless told to use the CPU; the plan is still the
@@ -273,6 +276,9 @@ def _run_eval(argv: list[str]) -> int:
     if run.use_vllm_eval:
         if task.multi_turn:
             raise OptionsError("--use_vllm_eval applies to sampled evaluation (math), not to multi-turn episodes")
+        if run.eval_attempts is not None or run.attn_implementation is not None or not eval_args.bf16:
+            raise OptionsError("--use_vllm_eval draws --eval_samples independent samples with vLLM's own kernels and "
+                               "dtype: --eval_attempts, --attn_implementation and --bf16 do not act there")
         from amft.evaluation.sampling import evaluate_samples
         from amft.models.loading import load_tokenizer
 

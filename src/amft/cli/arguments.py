@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 
 @dataclass
@@ -82,7 +82,7 @@ class RunArguments:
     eval_limit: int | None = field(default=None, metadata={"help": "Evaluate only the first N episodes per split."})
     eval_before: bool = field(default=True, metadata={"help": "Also evaluate the model before training."})
     eval_before_limit: int | None = field(
-        default=64, metadata={"help": "Episodes per split of the evaluation before training (None: all)."}
+        default=64, metadata={"help": "Episodes per split of the evaluation before training (None: --eval_limit's)."}
     )
     progress_eval_steps: int = field(
         default=0, metadata={"help": "Every N steps, a quick greedy single-try evaluation for the success curve (0 = off)."}
@@ -105,6 +105,24 @@ class RunArguments:
     )
     resume: bool = field(default=False, metadata={"help": "Continue from the last complete checkpoint in output_dir."})
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: all cores)."})
+
+    def __post_init__(self) -> None:
+        for problem in self.options_without_effect():
+            raise ValueError(problem)
+
+    def options_without_effect(self) -> list[str]:
+        """Why each option given at a value other than its default would not act, given the others."""
+        defaults = {option.name: option.default for option in fields(self)}
+        given = [name for name in defaults if getattr(self, name) != defaults[name]]
+        problems = [f"{name} sets the LoRA adapters, which only --use_peft true trains"
+                    for name in given if name.startswith("lora_") and not self.use_peft]
+        for count, file in (("num_train_prompts", "prompt_file"), ("num_demonstrations", "demo_file"),
+                            ("num_meta_prompts", "meta_file")):
+            if count in given and getattr(self, file):
+                problems.append(f"{count} counts generated rows, and {file} gives them: leave {count} out")
+        if self.benchmarks and self.eval_splits:
+            problems.append("--benchmarks is another name for --eval_splits: give one of them")
+        return problems
 
     def peft_config(self):
         """The LoRA config asked for, or None."""

@@ -57,10 +57,11 @@ def training_rows(run: RunArguments, task: Task) -> tuple[list[dict], list[dict]
     def pick(path: str | None, required: Mapping[str, type], generate):
         return read_rows(path, required, run.skip_invalid_rows) if path else generate()
 
+    scored = {**PROMPT_FIELDS, **task.reward_fields}  # prompts the reward scores carry what it reads
     return (
-        pick(run.prompt_file, PROMPT_FIELDS, lambda: task.train_prompts(run.num_train_prompts, seed=run.task_seed)),
+        pick(run.prompt_file, scored, lambda: task.train_prompts(run.num_train_prompts, seed=run.task_seed)),
         pick(run.demo_file, DEMO_FIELDS, lambda: task.demonstrations(run.num_demonstrations, seed=run.task_seed)),
-        pick(run.meta_file, PROMPT_FIELDS, lambda: task.validation_prompts(run.num_meta_prompts, seed=run.task_seed + 1)),
+        pick(run.meta_file, scored, lambda: task.validation_prompts(run.num_meta_prompts, seed=run.task_seed + 1)),
     )
 
 
@@ -202,6 +203,11 @@ class TimeBudgetCallback(RunClock):
 
     def state(self) -> dict[str, Any]:
         return {"args": {"minutes": self.seconds / 60, "spent_before": self.elapsed()}, "attributes": {}}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.elapsed() >= self.seconds:  # resumed with the budget spent: nothing left to train
+            control.should_training_stop = True
+        return control
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.elapsed() >= self.seconds:

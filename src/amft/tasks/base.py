@@ -157,6 +157,9 @@ class Task(ABC):
     #: prompts show images (rows carry an ``images`` column; an environment exposes ``images`` and the
     #: conversation as chat ``messages()``): a vision-language model with its processor reads them
     image_prompts: bool = False
+    #: the columns a prompt row needs beside ``prompt`` for the reward to score it, name -> type(s) as
+    #: `load_rows` checks them: a user's prompt file without them is refused, naming file, row and field
+    reward_fields: Mapping[str, Any] = {}
 
     @property
     def default_splits(self) -> tuple[str, ...]:

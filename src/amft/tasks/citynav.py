@@ -167,6 +167,7 @@ class CityNavTask(Task):
     """Rows carry ``prompt`` and ``valid_actions`` (the answers that do what the expert does)."""
 
     name = "citynav"
+    reward_fields = {"valid_actions": list}
     splits = (*SUBSETS, "unseen")
     quick_eval_attempts = None
     #: whole episodes: the environment ends them at stop or at its step limit

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from trl import GRPOConfig
 
 from amft.algorithm import AGGREGATIONS, ENTROPY_DIRECTIONS, META_UPDATES, SINGLETON_BASELINES
-from amft.training.methods import METHODS, SFT_LOSSES, get_method, methods_help
+from amft.training.methods import METHODS, SFT_LOSSES, get_method, methods_help, methods_reading
 
 META_NORMALIZATIONS = ("raw", "cosine")
 #: Step direction of the meta-gradient's look-ahead: plain SGD (the paper) or the optimizer's Adam step.
@@ -369,6 +369,7 @@ class AMFTConfig(GRPOConfig):
             raise ValueError(f"meta_period must be >= 1, got {self.meta_period}")
         if self.srft_sft_entropy_sign not in (-1, 1):
             raise ValueError(f"srft_sft_entropy_sign must be -1 or 1, got {self.srft_sft_entropy_sign}")
+        self._check_method_settings(method)
         self._check_sft_loss(method)
         self._check_reward_faults(method)
         if method.sft_gate is not None:
@@ -387,6 +388,16 @@ class AMFTConfig(GRPOConfig):
             raise ValueError(f"meta_direction='adam' reads the Adam optimizer's second moments, but optim is "
                              f"{optimizer!r}: use an Adam-family optim (e.g. adamw_torch) or meta_direction='sgd'")
 
+
+    def _check_method_settings(self, method) -> None:
+        """A setting that only other methods read is refused when it is not at its default: the run would
+        ignore it (`Method.settings`)."""
+        fields = type(self).__dataclass_fields__
+        for name in sorted({name for entry in METHODS.values() for name in entry.settings} - set(method.settings)):
+            if getattr(self, name) != fields[name].default:
+                raise ValueError(f"{name}={getattr(self, name)!r} is a setting of {', '.join(methods_reading(name))}; "
+                                 f"method {method.name!r} does not read it: leave it out (default "
+                                 f"{fields[name].default!r})")
 
     def _check_reward_faults(self, method) -> None:
         if self.reward_timeout_seconds is not None and self.reward_timeout_seconds <= 0:
@@ -475,8 +486,8 @@ def unsupported_grpo_settings(args: GRPOConfig, method: str) -> list[str]:
     ``method`` (empty when every one is honoured).
 
     Honoured (they act in L_RL as in TRL's loss): `loss_type` among the aggregations, `epsilon`,
-    `epsilon_high`, `delta`, `importance_sampling_level`, `beta` with `use_bias_correction_kl`,
-    `entropy_coef`, `temperature`, vLLM's importance-sampling correction (`vllm_importance_sampling_*`);
+    `epsilon_high` (not by SRFT, which has no ratio), `delta`, `importance_sampling_level`, `beta`
+    with `use_bias_correction_kl`, `entropy_coef`, `temperature`, vLLM's importance-sampling correction (`vllm_importance_sampling_*`);
     and everything TRL applies while generating and scoring
     (`scale_rewards`, `reward_weights`, `mask_truncated_completions`, `num_iterations`, ...).
     See docs/design.md, "GRPO settings".
@@ -509,6 +520,9 @@ def unsupported_grpo_settings(args: GRPOConfig, method: str) -> list[str]:
                             "clipped GRPO surrogate only")
         if args.delta is not None:
             problems.append(f"method {method!r} has its own L_RL; delta applies to the clipped GRPO surrogate only")
+    if entry.rl_loss == "srft" and (args.epsilon != GRPOConfig.epsilon or args.epsilon_high is not None):
+        problems.append(f"method {method!r} trains its rollouts by -w * A * log p, with no ratio to clip: epsilon and "
+                        "epsilon_high do not act; leave them at their defaults")
     if entry.sft_gate is not None:
         problems += _unsupported_gate_settings(args, method)
     if entry.demonstrations_in_groups and args.multi_objective_aggregation != "sum_then_normalize":

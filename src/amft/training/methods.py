@@ -90,6 +90,9 @@ class Method:
     #: HPT's gate: a group with at most this many correct rollouts leaves L_RL and its prompt's
     #: demonstration is trained with L_SFT inside L_RL's term (None: no gate)
     sft_gate: Callable[[AMFTConfig], int] | None = None
+    #: the config fields that only this method (and the others that list them) reads; a run of another
+    #: method refuses them at a value other than their default (`AMFTConfig`), since it would ignore them
+    settings: tuple[str, ...] = ()
 
     def constant_mu(self, args: AMFTConfig) -> float | None:
         """The mu of a run that trains exactly (1 - mu) L_RL + mu L_SFT with a constant mu and the plain
@@ -203,9 +206,16 @@ def _gac_details(args: AMFTConfig) -> str:
             f"phi {'on' if args.gac_use_phi else 'off'}")
 
 
+#: HPT's settings; superrl reads them too (its gate is fixed at 0, and a run refuses another `hpt_gate`)
+HPT_SETTINGS = ("hpt_gate", "hpt_sft_coef", "hpt_clip_ratio", "hpt_center_advantages")
+
 _TABLE = (
     Method(
         name="amft",
+        settings=("mu_init", "mu_min", "mu_max", "meta_lr", "entropy_lr", "meta_period", "inner_lr",
+                  "meta_normalization", "amft_warmup_steps", "entropy_calibration_steps", "meta_direction",
+                  "meta_signal_ema", "meta_update", "entropy_direction", "use_meta_term", "use_entropy_term",
+                  "meta_batch_size"),
         summary="mu steered by a meta-gradient (one-step look-ahead on validation reward) plus an entropy term, "
                 "after an SFT warm-up",
         paper="AMFT, arXiv 2508.06944",
@@ -230,6 +240,7 @@ _TABLE = (
     ),
     Method(
         name="sft-then-rl",
+        settings=("switch_step",),
         summary="SFT for switch_step steps, then RL, in one run (optimizer and schedule carry over)",
         paper="",
         controller=lambda args: TwoStageController(args.switch_step),
@@ -237,6 +248,7 @@ _TABLE = (
     ),
     Method(
         name="fixed-mu",
+        settings=("mu",),
         summary="a constant mu",
         paper="",
         controller=lambda args: FixedMuController(args.mu),
@@ -244,6 +256,7 @@ _TABLE = (
     ),
     Method(
         name="luffy",
+        settings=("luffy_gamma",),
         summary="the demonstration takes one rollout's place in its group; its tokens get the shaped, unclipped "
                 "importance term p / (p + luffy_gamma)",
         paper="LUFFY, arXiv 2504.14945",
@@ -255,6 +268,7 @@ _TABLE = (
     ),
     Method(
         name="srft",
+        settings=("srft_sft_coef", "srft_rl_coef", "srft_sft_entropy_sign"),
         summary="demonstrations in the groups with an SFT loss weighted srft_sft_coef * exp(-H); positive "
                 "rollouts weighted srft_rl_coef * exp(H)",
         paper="SRFT, arXiv 2506.19767",
@@ -267,6 +281,7 @@ _TABLE = (
     ),
     Method(
         name="chord",
+        settings=("chord_mu_peak", "chord_mu_valley", "chord_mu_warmup_steps", "chord_mu_decay_steps", "chord_phi"),
         summary="a global mu schedule (linear rise to chord_mu_peak, cosine decay to chord_mu_valley) and, with "
                 "chord_phi, the token weight p(1 - p) on L_SFT",
         paper="CHORD, arXiv 2508.11408",
@@ -284,6 +299,7 @@ _TABLE = (
     ),
     Method(
         name="relift",
+        settings=("relift_buffer_size",),
         summary="RL; prompts whose rollouts all fail are collected with their demonstrations, and every "
                 "relift_buffer_size of them make one SFT step",
         paper="ReLIFT, arXiv 2506.07527",
@@ -294,6 +310,8 @@ _TABLE = (
     ),
     Method(
         name="prefix-rft",
+        settings=("prefix_high", "prefix_low_start", "prefix_low_end", "prefix_min_len", "prefix_keep_fraction",
+                  "prefix_singleton_baseline"),
         summary="one rollout per group continues an expert prefix, a share of the demonstration drawn between "
                 "a cosine-decaying bound and prefix_high; only its prefix_keep_fraction highest-entropy prefix "
                 "tokens keep their prefix advantage",
@@ -309,6 +327,7 @@ _TABLE = (
     ),
     Method(
         name="uft",
+        settings=("uft_p_high", "uft_p_low", "uft_hint_steps", "uft_max_chunks", "uft_hint_coef"),
         summary="all rollouts of a prompt continue one hint, the first chunks of its demonstration (a binomial "
                 "count whose probability decays on a cosine until uft_hint_steps); L_RL on the continuations "
                 "plus uft_hint_coef times the NLL of the hints",
@@ -320,6 +339,7 @@ _TABLE = (
     ),
     Method(
         name="bread",
+        settings=("bread_episodes", "bread_min_successes"),
         summary="a group whose rollouts all fail is regrown from the shortest run of its demonstration's episodes "
                 "(binary search) from which the policy succeeds; L_RL on the continuations",
         paper="BREAD, arXiv 2506.17211",
@@ -331,6 +351,7 @@ _TABLE = (
     ),
     Method(
         name="hpt",
+        settings=HPT_SETTINGS,
         summary="per prompt group: at most hpt_gate correct rollouts send the group to SFT on the prompt's "
                 "demonstration (weight hpt_sft_coef), otherwise GRPO on it (unclipped, mean-centred advantages)",
         paper="HPT, arXiv 2509.04419",
@@ -341,6 +362,7 @@ _TABLE = (
     ),
     Method(
         name="superrl",
+        settings=HPT_SETTINGS,
         summary="hpt with gate 0: a group none of whose rollouts is correct is replaced by SFT on the prompt's "
                 "demonstration",
         paper="SuperRL, arXiv 2506.01096",
@@ -351,6 +373,9 @@ _TABLE = (
     ),
     Method(
         name="gac",
+        settings=("gac_alpha", "gac_ema_beta", "gac_update_freq", "gac_trim", "gac_delta_cap_ratio", "gac_blend",
+                  "gac_prior_peak", "gac_prior_valley", "gac_prior_warmup_steps", "gac_prior_decay_steps",
+                  "gac_mu_change_cap", "gac_mu_init", "gac_mu_min", "gac_mu_max", "gac_use_phi"),
         summary="mu in closed form from running estimates of the RL and SFT gradient noise and of their "
                 "disagreement, blended with a warm-up + cosine prior and moved at most gac_mu_change_cap per step; "
                 "with gac_use_phi, the token weight p(1 - p) on L_SFT",
@@ -364,6 +389,11 @@ _TABLE = (
 
 #: name -> method, in the order the README and `--help` list them
 METHODS: dict[str, Method] = {method.name: method for method in _TABLE}
+
+
+def methods_reading(setting: str) -> list[str]:
+    """The methods whose entry lists ``setting`` among its own settings (empty for a setting every method reads)."""
+    return [method.name for method in METHODS.values() if setting in method.settings]
 
 
 def get_method(name: str) -> Method:

@@ -94,6 +94,9 @@ class GeneralPointsConfig(TaskConfig):
             raise ValueError(f"template must be one of {TEMPLATES}, got {self.template!r}")
         if self.completion_format not in COMPLETION_FORMATS:
             raise ValueError(f"completion_format must be one of {COMPLETION_FORMATS}, got {self.completion_format!r}")
+        if self.completion_format != "plain" and self.template != "compact":
+            raise ValueError(f"completion_format={self.completion_format!r} shapes the compact template's completions; "
+                             f"the {self.template!r} template has its own: use template='compact' or leave it 'plain'")
         if self.demo_solution not in DEMO_SOLUTIONS:
             raise ValueError(f"demo_solution must be one of {DEMO_SOLUTIONS}, got {self.demo_solution!r}")
         if self.reward not in REWARDS:

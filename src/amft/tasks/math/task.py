@@ -89,6 +89,7 @@ class MathTask(Task):
     option letters) and ``choices`` where the options are listed apart from the question."""
 
     name = "math"
+    reward_fields = {"answer": (str, int, float)}
     multi_turn = False
     default_eval_attempts = 1
 

@@ -103,6 +103,7 @@ class VirlTask(Task):
     """V-IRL-L; decision rows carry ``prompt``, ``action``, ``at_intersection``, ``mode``."""
 
     name = "virl"
+    reward_fields = {"action": str, "at_intersection": bool}
     #: the splits results are reported on (``rl-only`` only with held-out words)
     test_splits: tuple[str, ...] = ("id", "rl-only", "ood-rule", "unseen-routes")
     #: walked like ``id`` and ``rl-only`` on the validation routes of each role, for choosing a study's
