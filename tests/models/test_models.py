@@ -52,6 +52,18 @@ def test_load_model_reads_a_saved_local_folder(tmp_path):
     assert len(loaded_tokenizer("<eos>", add_special_tokens=False)["input_ids"]) == 5
 
 
+def test_model_init_kwargs_reach_from_pretrained_and_a_tiny_model_refuses_them(tmp_path):
+    model, tokenizer = build_tiny_model("tiny-test", seed=1)
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    loaded, _ = load_model(str(tmp_path), init_kwargs={"dtype": "bfloat16"}, trust_remote_code=True)
+    assert loaded.dtype == torch.bfloat16 and load_model(str(tmp_path))[0].dtype == torch.float32
+    with pytest.raises(ValueError, match="dtype is given twice"):
+        load_model(str(tmp_path), dtype=torch.float32, init_kwargs={"dtype": "bfloat16"})
+    with pytest.raises(ValueError, match="tiny-test is built here from its config"):
+        load_model("tiny-test", init_kwargs={"dtype": "bfloat16"})
+
+
 @pytest.mark.parametrize("name", ["tiny-test", "tiny-test-vl"])
 def test_tiny_models_keep_their_attention_kernels_through_a_reload(tmp_path, name):
     model, processing_class = build_tiny_model(name)

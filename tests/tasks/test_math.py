@@ -152,6 +152,19 @@ def test_dataset_task_holds_out_validation_problems_and_uses_chat_prompts():
         get_task("math", prompt_style="fancy")
 
 
+def test_options_that_would_not_act_are_refused_and_skipped_dataset_rows_are_counted(tmp_path, caplog):
+    with pytest.raises(ValueError, match="problem_column, validation_size: options of the training dataset"):
+        get_task("math", problem_column="question", validation_size=1)
+    with pytest.raises(ValueError, match="the plain prompt .* has none"):
+        get_task("math", instruction="Think.")
+    dataset = tmp_path / "problems.jsonl"
+    dataset.write_text((FILES / "gsm8k.jsonl").read_text() + '{"question": "No answer here."}\n')
+    task = get_task("math", dataset=str(dataset), validation_size=1, skip_invalid_dataset_rows=True)
+    with caplog.at_level("WARNING"):
+        task.train_prompts(1, seed=0)
+    assert f"{dataset}: skipped 1 malformed row(s)" in caplog.text
+
+
 def test_avg_and_pass_at_k_by_hand():
     assert sample_metrics([[True, False, False, False], [False] * 4, [True] * 4]) == pytest.approx((5 / 12, 2 / 3))
     assert sample_metrics([]) == (0.0, 0.0)

@@ -308,7 +308,9 @@ def run_training(run: RunArguments, task_config: TaskConfig, args: AMFTConfig) -
     # a vision-language model comes with its processor, which encodes the prompts' images
     model, processing_class = load_model(run.model_name_or_path, seed=run.model_seed,
                                          attn_implementation=run.attn_implementation,
-                                         language_model=run.language_model_init)
+                                         language_model=run.language_model_init,
+                                         trust_remote_code=args.trust_remote_code, init_kwargs=args.model_init_kwargs)
+    args.model_init_kwargs = None  # used above; TRL, handed the model, would warn that they are ignored
     splits = run.splits(task.default_splits)
     for split in splits:
         if split not in task.splits:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from transformers import (
@@ -182,6 +184,8 @@ def load_model(
     dtype: str | torch.dtype | None = None,
     attn_implementation: str | None = None,
     language_model: str | None = None,
+    trust_remote_code: bool = False,
+    init_kwargs: Mapping[str, Any] | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase | ProcessorMixin]:
     """A named tiny model (built fresh), or any model from the Hub or a local folder: a vision-language
     one with its processor, a causal LM with its tokenizer. ``language_model`` starts a tiny
@@ -190,24 +194,35 @@ def load_model(
     Weights load through `from_pretrained`, which reads safetensors and never unpickles code.
     ``attn_implementation`` is transformers' (``"eager"``, ``"sdpa"``, ...); by default a tiny model,
     built fresh or saved from one, gets those its `TinyModelSpec` names, any other model transformers' choice.
+    ``trust_remote_code`` and ``init_kwargs`` (TRL's `model_init_kwargs`: ``dtype``, ``device_map``,
+    ``revision``, ...) go to every `from_pretrained` call, as TRL passes them.
     """
     if name_or_path in TINY_MODELS:
+        if trust_remote_code or init_kwargs:
+            raise ValueError(f"{name_or_path} is built here from its config: trust_remote_code and model_init_kwargs "
+                             "apply to a model loaded from the Hub or a folder")
         return build_tiny_model(name_or_path, seed=seed, attn_implementation=attn_implementation,
                                 language_model=language_model)
     if language_model is not None:
         raise ValueError(f"language_model_init applies to a tiny vision-language model built fresh "
                          f"(tiny-gp-vl, tiny-virl-vl, ...), not to {name_or_path!r}, whose weights are loaded whole")
-    config = AutoConfig.from_pretrained(name_or_path)
+    init_kwargs = dict(init_kwargs or {})
+    for name, value in (("dtype", dtype), ("attn_implementation", attn_implementation)):
+        if value is not None and name in init_kwargs:
+            raise ValueError(f"{name} is given twice, as an option and in model_init_kwargs: give it once")
+    remote = {"trust_remote_code": trust_remote_code}
+    revision = {"revision": init_kwargs["revision"]} if "revision" in init_kwargs else {}
+    config = AutoConfig.from_pretrained(name_or_path, **remote, **revision)
     built_as = getattr(config, TINY_MODEL_KEY, None)
     if attn_implementation is None and built_as in TINY_MODELS:
         attn_implementation = TINY_MODELS[built_as].attn_implementation
-    options = {"dtype": dtype or "auto", "attn_implementation": attn_implementation}
+    options = {"dtype": dtype or "auto", "attn_implementation": attn_implementation, **init_kwargs, **remote}
     if is_vision_language(config):
-        processor = AutoProcessor.from_pretrained(name_or_path)
+        processor = AutoProcessor.from_pretrained(name_or_path, **remote, **revision)
         model = AutoModelForImageTextToText.from_pretrained(name_or_path, **options)
         tokenizer, processing_class = processor.tokenizer, processor
     else:
-        tokenizer = processing_class = load_tokenizer(name_or_path)
+        tokenizer = processing_class = load_tokenizer(name_or_path, **remote, **revision)
         model = AutoModelForCausalLM.from_pretrained(name_or_path, **options)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -219,19 +234,20 @@ def load_model(
 _PLAIN_TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
 
 
-def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+def load_tokenizer(name_or_path: str, **hub_options: Any) -> PreTrainedTokenizerBase:
     """The tokenizer of a Hub id or local folder.
 
     A folder whose tokenizer was saved as a plain `tokenizer.json` pipeline loads exactly that
     pipeline: `AutoTokenizer` would pick the class of the model type (Qwen2's for a tiny
     Qwen2) and rebuild that class's own pre-tokenizer, which drops the spaces of our prompts.
+    ``hub_options`` (``trust_remote_code``, ``revision``) go to `from_pretrained`.
     """
     config_path = os.path.join(name_or_path, "tokenizer_config.json")
     if os.path.isfile(config_path):
         with open(config_path) as handle:
             if json.load(handle).get("tokenizer_class") in _PLAIN_TOKENIZER_CLASSES:
-                return PreTrainedTokenizerFast.from_pretrained(name_or_path)
-    return AutoTokenizer.from_pretrained(name_or_path)
+                return PreTrainedTokenizerFast.from_pretrained(name_or_path, **hub_options)
+    return AutoTokenizer.from_pretrained(name_or_path, **hub_options)
 
 
 def _align_generation_config(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:

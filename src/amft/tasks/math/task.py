@@ -9,6 +9,7 @@ file that lists each problem k times asks for k samples per problem (:meth:`Math
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -21,6 +22,8 @@ from .data import MathColumns, load_math_rows
 from .generator import generate_problems
 from .verify import answers_match
 
+logger = logging.getLogger(__name__)
+
 __all__ = ["MathConfig", "MathTask", "MathEnv"]
 
 GENERATED_SPLITS = ("id", "longer")
@@ -28,6 +31,11 @@ DEFAULT_INSTRUCTION = "Please reason step by step, and put your final answer wit
 CHOICE_INSTRUCTION = "Answer with the letter of the correct option within \\boxed{}."
 #: what follows a wrong answer in a revision episode
 RETRY_PROMPT = "\nThat answer is incorrect. Try again.\nAnswer:"
+
+
+#: the options that only a `dataset` reads
+DATASET_OPTIONS = ("dataset_split", "problem_column", "answer_column", "solution_column", "validation_size",
+                   "skip_invalid_dataset_rows")
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,15 @@ class MathConfig(TaskConfig):
             raise ValueError(f"benchmark_prompts must be 'task' or 'file', got {self.benchmark_prompts!r}")
         if self.verify_timeout_seconds < 1:
             raise ValueError("verify_timeout_seconds must be >= 1 (Math-Verify's alarm counts whole seconds)")
+        if self.instruction is not None and self.prompt_style != "chat":
+            raise ValueError("instruction ends the chat prompt; the plain prompt ('Question: ... Answer:') has none: "
+                             "set prompt_style 'chat' or leave instruction out")
+        if self.dataset is None:
+            defaults = {name: spec.default for name, spec in type(self).__dataclass_fields__.items()}
+            given = [name for name in DATASET_OPTIONS if getattr(self, name) != defaults[name]]
+            if given:
+                raise ValueError(f"{', '.join(given)}: options of the training dataset, which is generated here; "
+                                 "give --dataset, or leave them out")
 
 
 
@@ -143,8 +160,10 @@ class MathTask(Task):
         if self._dataset is None:
             config = self.config
             columns = MathColumns(config.problem_column, config.answer_column, config.solution_column)
-            rows, _ = load_math_rows(config.dataset, split=config.dataset_split, columns=columns,
-                                     skip_invalid=config.skip_invalid_dataset_rows)
+            rows, skipped = load_math_rows(config.dataset, split=config.dataset_split, columns=columns,
+                                           skip_invalid=config.skip_invalid_dataset_rows)
+            if skipped:
+                logger.warning("%s: skipped %d malformed row(s), kept %d", config.dataset, skipped, len(rows))
             order = list(range(len(rows)))
             random.Random("math-validation").shuffle(order)
             held_out = set(order[: min(config.validation_size, len(rows) // 10)])
