@@ -111,6 +111,15 @@ def test_unknown_keys_of_the_training_settings_and_of_a_variant_name_the_key_the
         load_study(str(path))
 
 
+def test_study_keys_that_would_not_act_are_refused(tmp_path):
+    path = write_study(tmp_path, base_sft_steps=0)
+    with pytest.raises(OptionsError, match=rf"{path}: base: settings of the starting model, which only base_sft_steps"):
+        load_study(str(path))
+    path = write_study(tmp_path, target_split="rl_only")
+    with pytest.raises(OptionsError, match=rf"{path}: target_split: 'rl_only' not evaluated"):
+        load_study(str(path))
+
+
 def test_what_the_study_sets_for_each_run_is_refused_in_its_settings(tmp_path):
     path = write_study(tmp_path, variants={"sft": {"method": "sft", "seed": 3}})
     with pytest.raises(OptionsError, match=rf"{path}: variant 'sft': seed: set by the study for each run"):
@@ -135,7 +144,8 @@ def test_a_studys_bad_value_names_the_variant_before_any_run(tmp_path):
 @pytest.mark.slow
 def test_parallel_runs_each_train_in_a_process_of_their_own_and_a_failed_run_is_named(tmp_path, capsys):
     variants = {"sft": VARIANTS["sft"], "amft": VARIANTS["amft"],
-                "broken": {"method": "sft", "demo_file": str(tmp_path / "missing.jsonl")}}
+                # the count back at its default: with a file, the study's count would be refused before any run
+                "broken": {"method": "sft", "demo_file": str(tmp_path / "missing.jsonl"), "num_demonstrations": 20000}}
     path = write_study(tmp_path, variants=variants, reference_variant=None)
     assert main(["compare", "--config", str(path), "--jobs", "2"]) == 1
     assert "amft compare: 1 run(s) failed: broken · seed 0" in capsys.readouterr().err

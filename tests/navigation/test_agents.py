@@ -23,6 +23,9 @@ def test_parse_instruction():
         parse_instruction("Fly to the moon.")
     with pytest.raises(ValueError):
         FollowerAgent(memory="dreams")
+    with pytest.raises(ValueError, match="memory 'no-octree' sets octree; memory_options would undo the ablation"):
+        FollowerAgent(memory="no-octree", memory_options={"octree": True})
+    FollowerAgent(memory="no-octree", memory_options={"octree": False})
 
 
 @pytest.fixture(scope="module")

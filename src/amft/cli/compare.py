@@ -104,6 +104,9 @@ class Study:
                 raise ValueError(f"variant {name!r} overrides budget settings {fixed}: put them under 'training'")
         if self.reference_variant is not None and self.reference_variant not in self.variants:
             raise ValueError(f"reference_variant {self.reference_variant!r} is not one of the variants")
+        if self.base and not self.base_sft_steps:
+            raise ValueError("base: settings of the starting model, which only base_sft_steps > 0 trains")
+        self._check_evaluated("target_split", [self.target_split])
         if self.frontier is not None:
             if not isinstance(self.frontier, Mapping) or set(self.frontier) != {"x", "y"}:
                 raise ValueError(f"frontier: expected {{x: SPLIT, y: SPLIT}}, got {self.frontier!r}")
@@ -350,7 +353,8 @@ def main(argv: list[str]) -> None:
                            "(default here: cores / jobs).", epilog=methods_epilog()).parse_args(argv)
     study = load_study(options.config, output_dir=options.output_dir, seeds=options.seeds)
     study.variants = select_variants(study.variants, options.variants, options.config)
-    if study.reference_variant not in study.variants:
+    if study.reference_variant is not None and study.reference_variant not in study.variants:
+        print(f"reference_variant {study.reference_variant} is not among --variants: the report compares with none")
         study.reference_variant = None
     if options.jobs > 1 and not study.training.get("threads"):
         study.training["threads"] = max(1, (os.cpu_count() or 1) // options.jobs)

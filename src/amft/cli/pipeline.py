@@ -28,7 +28,7 @@ from amft.models import TINY_MODELS, is_vision_language, load_model
 from amft.tasks import get_task
 from amft.tasks.base import DataError, Task, TaskConfig, load_rows
 from amft.training import AMFTConfig, AMFTTrainer
-from amft.io import atomic_write_json
+from amft.io import atomic_write_json, atomic_write_text
 from amft.training.checkpoint import last_complete_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -262,8 +262,12 @@ class ProgressEvalCallback(TrainerCallback):
             model, processing_class, self.task, self.splits, self.run,
             bf16=self.amft_args.bf16, seed=self.amft_args.seed, attempts=self.task.quick_eval_attempts, temperature=0.0, limit=self.run.progress_eval_episodes,
         )
-        with open(self.path, "a") as handle:
-            handle.write(json.dumps({"step": state.global_step, **{s: r.success_rate for s, r in results.items()}}) + "\n")
+        earlier = ""
+        if os.path.exists(self.path):
+            with open(self.path) as handle:
+                earlier = handle.read()
+        row = json.dumps({"step": state.global_step, **{s: r.success_rate for s, r in results.items()}})
+        atomic_write_text(self.path, f"{earlier}{row}\n")  # a kill never leaves half a line to resume from
         return control
 
 
@@ -278,8 +282,7 @@ def keep_progress_until(path: str, step: int) -> None:
         return
     with open(path) as handle:
         lines = [line for line in handle if line.strip() and json.loads(line)["step"] <= step]
-    with open(path, "w") as handle:
-        handle.writelines(lines)
+    atomic_write_text(path, "".join(lines))
 
 
 def controller_summary(log_history: list[Mapping[str, Any]], final_terms: Mapping[str, Any]) -> dict[str, Any]:

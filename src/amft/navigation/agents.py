@@ -130,6 +130,11 @@ class FollowerAgent:
     def __post_init__(self) -> None:
         if self.memory not in ABLATIONS:
             raise ValueError(f"memory must be one of {tuple(ABLATIONS)}, got {self.memory!r}")
+        undone = sorted(name for name, value in self.memory_options.items()
+                        if name in ABLATIONS[self.memory] and value != ABLATIONS[self.memory][name])
+        if undone:
+            raise ValueError(f"memory {self.memory!r} sets {', '.join(undone)}; memory_options would undo the "
+                             "ablation: name another memory instead")
         self._memory = Mem4NavMemory(Mem4NavConfig(**{**ABLATIONS[self.memory], **self.memory_options}))
         self._tracker: InstructionTracker | None = None
         self._start: tuple[float, float, float] | None = None
