@@ -50,6 +50,11 @@ def test_malformed_files_name_the_route_and_field(tmp_path):
         load_routes(broken)
     with pytest.raises(FileNotFoundError):
         load_routes(tmp_path / "absent.json")
+    route = json.loads((FILES / "route_bare.json").read_text())
+    twice = tmp_path / "twice.json"
+    twice.write_text(json.dumps([{**route, "route_id": "r1"}, {**route, "route_id": "r2"}, {**route, "route_id": "r1"}]))
+    with pytest.raises(DataError, match=r"twice\.json: route 3: field 'route_id': 'r1' is also route 1's"):
+        load_routes(twice)
 
 
 @pytest.mark.parametrize(

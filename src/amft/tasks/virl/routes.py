@@ -188,4 +188,11 @@ def load_routes(path: str | Path) -> list[Route]:
         raise DataError(source, None, None, "expected [route_list, count], a route object or a list of routes")
     if not records:
         raise DataError(source, None, None, "no routes")
-    return [route_from_record(record, source, index) for index, record in enumerate(records, start=1)]
+    routes = [route_from_record(record, source, index) for index, record in enumerate(records, start=1)]
+    first_row: dict[str, int] = {}
+    for index, route in enumerate(routes, start=1):
+        if route.route_id in first_row:  # episodes find their route by id
+            raise DataError(source, index, "route_id", f"{route.route_id!r} is also route {first_row[route.route_id]}'s",
+                            unit="route")
+        first_row[route.route_id] = index
+    return routes
