@@ -75,9 +75,14 @@ def test_the_command_reports_option_errors_without_a_traceback(tmp_path, capsys)
     assert "a demo runs its preset" in capsys.readouterr().err
 
 
-def test_eval_refuses_training_options(tmp_path, capsys):
+def test_eval_refuses_training_options_and_does_not_list_them(tmp_path, capsys):
     assert main(["eval", "--model", str(tmp_path), "--time_budget_minutes", "3"]) == 2
     assert "time_budget_minutes: options of training, not of amft eval" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    listed = capsys.readouterr().out
+    assert "--eval_attempts" in listed and "--model " in listed
+    assert "--time_budget_minutes" not in listed and "--model_name_or_path" not in listed and "--lora_r" not in listed
 
 
 def test_an_option_that_would_not_act_is_refused_naming_what_it_needs(tmp_path, capsys):

@@ -258,7 +258,8 @@ def _run_eval(argv: list[str]) -> int:
     from amft.io import atomic_write_json
 
     line = read_command_line(argv, "amft eval", "Evaluate a trained model on task splits; writes JSON.",
-                             before=(EvalArguments,), engine=False)
+                             before=(EvalArguments,), engine=False,
+                             unlisted=field_names(RunArguments) - EVAL_RUN_OPTIONS)
     apply_eval_preset(line)
     eval_args, run, task_config = line.build()
     if not eval_args.model:

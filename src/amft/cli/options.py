@@ -14,7 +14,7 @@ import argparse
 import dataclasses
 import difflib
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -196,10 +196,11 @@ def task_and_file(argv: Sequence[str]) -> tuple[str | None, str | None]:
 
 
 def read_command_line(argv: Sequence[str], prog: str, description: str, *, before: Sequence[type] = (),
-                      engine: bool = True, config: str | None = None) -> CommandLine:
+                      engine: bool = True, config: str | None = None, unlisted: Collection[str] = ()) -> CommandLine:
     """Parse ``argv``: ``--config FILE`` (or ``config``, a preset) gives values, flags override them.
     The task (``--task``, else the file's ``task:``) is known first, so its options are parsed and
-    listed by ``--help``."""
+    listed by ``--help``, except the ``unlisted`` ones (options of the owners that this command
+    refuses)."""
     given_task, given_file = task_and_file(argv)
     path = given_file or config
     file_values = read_mapping(path) if path else {}
@@ -209,6 +210,9 @@ def read_command_line(argv: Sequence[str], prog: str, description: str, *, befor
     owners = owners_of_run(task, before=before, engine=engine)
     check_keys(file_values, field_names(*owners), source, task)
     parser = _parser(owners, task, prog, description, exit_on_error=True)
+    for action in parser._actions:
+        if action.dest in unlisted:
+            action.help = argparse.SUPPRESS
     parser.set_defaults(**file_values)
     namespace, extra = parser.parse_known_args(list(argv))
     if extra:
