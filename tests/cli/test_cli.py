@@ -29,6 +29,20 @@ def test_top_level_help_lists_the_commands(capsys):
         assert command in out
 
 
+def test_compare_help_explains_every_key_of_a_study_file(capsys):
+    from dataclasses import fields
+
+    from amft.cli.compare import Study
+
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for spec in fields(Study):
+        if spec.init:
+            assert f"{spec.name}: {' '.join(spec.metadata['help'].split())}" in text
+    assert "gac (mu in closed form" in text
+
+
 def test_unknown_command_is_an_error(capsys):
     assert main(["fly"]) == 2
     assert "unknown command" in capsys.readouterr().err

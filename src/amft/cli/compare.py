@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from rich.console import Console
@@ -71,15 +71,21 @@ SET_BY_THE_STUDY = ("seed", "model_seed", "task_seed", "output_dir", "resume", "
 class Study:
     """A comparison: shared settings, variants (name -> overrides) and seeds."""
 
-    output_dir: str
-    seeds: list[int]
-    training: dict[str, Any]
-    variants: dict[str, dict[str, Any]]
-    base_sft_steps: int = 0
-    base: dict[str, Any] = field(default_factory=dict)
-    target_split: str = "rl-only"
-    target_success: float = 0.6
-    reference_variant: str | None = None
+    output_dir: str = field(metadata={"help": "Where the runs, the table and the plots go."})
+    seeds: list[int] = field(metadata={"help": "Every variant runs once per seed (the seed of its data and model)."})
+    training: dict[str, Any] = field(metadata={
+        "help": "The `amft train` options every run shares (the budget among them: max_steps and the batch)."})
+    variants: dict[str, dict[str, Any]] = field(metadata={
+        "help": "Name -> the options that make the variant (its method and settings), over `training`."})
+    base_sft_steps: int = field(default=0, metadata={
+        "help": "Steps of one SFT starting model per seed that every run starts from (0: none, runs start fresh)."})
+    base: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "Options of the starting models only, over `training` (e.g. their learning rate)."})
+    target_split: str = field(default="rl-only", metadata={
+        "help": "The evaluated split whose quick-evaluation curve gives each variant's steps to target_success."})
+    target_success: float = field(default=0.6, metadata={"help": "The success on target_split that counts as reached."})
+    reference_variant: str | None = field(default=None, metadata={
+        "help": "A variant whose final target_split success every other variant's steps are also counted to."})
     frontier: dict[str, str] | None = field(default=None, metadata={
         "help": "Two evaluated splits, {x: SPLIT, y: SPLIT}: the constant-mu variants (fixed-mu, sft, grpo; at least 2) trace the trade-off "
                 "of their final success, frontier.png shows it and the table judges every other variant against it."})
@@ -341,10 +347,12 @@ DESCRIPTION = (
 
 
 def methods_epilog() -> str:
-    """The methods a variant may name (`method:`), from the table of methods."""
+    """The keys of a study file, and the methods a variant may name (`method:`), from the table of methods."""
     from amft.training import METHODS
 
-    return "A variant's `method` is one of: " + "; ".join(f"{m.name} ({m.summary})" for m in METHODS.values()) + "."
+    keys = " ".join(f"{spec.name}: {spec.metadata['help']}" for spec in fields(Study) if spec.init)
+    return (f"Keys of the study file: {keys} A variant's `method` is one of: "
+            + "; ".join(f"{m.name} ({m.summary})" for m in METHODS.values()) + ".")
 
 
 def main(argv: list[str]) -> None:
