@@ -29,18 +29,20 @@ def test_top_level_help_lists_the_commands(capsys):
         assert command in out
 
 
-def test_compare_help_explains_every_key_of_a_study_file(capsys):
+@pytest.mark.parametrize("command", ["compare", "nav-study"])
+def test_a_study_commands_help_explains_every_key_of_its_study_file(capsys, command):
     from dataclasses import fields
 
     from amft.cli.compare import Study
+    from amft.navigation.study import NavStudyConfig
 
     with pytest.raises(SystemExit):
-        main(["compare", "--help"])
+        main([command, "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for spec in fields(Study):
+    for spec in fields(Study if command == "compare" else NavStudyConfig):
         if spec.init:
             assert f"{spec.name}: {' '.join(spec.metadata['help'].split())}" in text
-    assert "gac (mu in closed form" in text
+    assert ("gac (mu in closed form" in text) == (command == "compare")
 
 
 def test_unknown_command_is_an_error(capsys):

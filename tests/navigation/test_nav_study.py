@@ -60,6 +60,8 @@ def test_a_miniature_study_writes_its_tables(tmp_path):
         NavStudyConfig(agents={"full": {}}, reference="none")
     with pytest.raises(ValueError, match="unknown options"):
         NavStudyConfig(agents={"none": {"memory": "none", "steps": 5}})
+    with pytest.raises(ValueError, match="train_episodes: episodes a modular agent learns from, and no agent is modular"):
+        NavStudyConfig(agents={"none": {"memory": "none"}}, train_episodes=10)
 
 
 def test_memory_options_reach_the_memory_and_unknown_ones_are_refused(tmp_path, monkeypatch):

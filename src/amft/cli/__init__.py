@@ -185,7 +185,7 @@ def _run_data(argv: list[str]) -> int:
 
 
 def _run_nav_study(argv: list[str]) -> int:
-    from amft.cli.options import load_dataclass, read_mapping, select_variants, study_parser
+    from amft.cli.options import load_dataclass, read_mapping, select_variants, study_keys_help, study_parser
     from amft.navigation.study import NavStudyConfig, report_nav_study, run_nav_study
 
     parser = study_parser(
@@ -195,7 +195,7 @@ def _run_nav_study(argv: list[str]) -> int:
         "and seed, skipping runs that finished earlier; then write results.md/.csv/.json (mean and 95% t-interval "
         "over seeds; per episode, both metric conventions, bootstrap 95% intervals and paired tests against the "
         "reference agent), episodes.csv, tc_by_subset.png and modular_training.png.",
-        "configs/mem4nav-study.yaml")
+        "configs/mem4nav-study.yaml", epilog=study_keys_help(NavStudyConfig))
     parser.add_argument("--per_subset", type=int, help="Episodes per subset, split and seed (overrides the file).")
     options = parser.parse_args(argv)
     values = read_mapping(options.config)

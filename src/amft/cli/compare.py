@@ -41,13 +41,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from rich.console import Console
 
 from amft.cli.options import (OptionsError, check_keys, check_run_keys, field_names, load_dataclass, read_mapping,
-                              resolve, select_variants, study_parser)
+                              resolve, select_variants, study_keys_help, study_parser)
 from amft.evaluation.harness import RunRecords, RunsFailed, StudyRun, run_study
 
 BUDGET_KEYS = (
@@ -350,8 +350,7 @@ def methods_epilog() -> str:
     """The keys of a study file, and the methods a variant may name (`method:`), from the table of methods."""
     from amft.training import METHODS
 
-    keys = " ".join(f"{spec.name}: {spec.metadata['help']}" for spec in fields(Study) if spec.init)
-    return (f"Keys of the study file: {keys} A variant's `method` is one of: "
+    return (f"{study_keys_help(Study)} A variant's `method` is one of: "
             + "; ".join(f"{m.name} ({m.summary})" for m in METHODS.values()) + ".")
 
 

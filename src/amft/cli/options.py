@@ -237,6 +237,12 @@ def _jobs(text: str) -> int:
     return jobs
 
 
+def study_keys_help(config_class: type) -> str:
+    """The keys of a study file, each with its help: for a study command's `--help`."""
+    return "Keys of the study file: " + " ".join(
+        f"{spec.name}: {spec.metadata['help']}" for spec in dataclasses.fields(config_class) if spec.init)
+
+
 def study_parser(
     prog: str, description: str, example: str, threads_hint: str = "", epilog: str | None = None
 ) -> argparse.ArgumentParser:

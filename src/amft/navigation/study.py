@@ -46,19 +46,21 @@ METRICS = ("TC", "SPD", "nDTW")
 class NavStudyConfig:
     """A study file (YAML): see configs/mem4nav-study.yaml."""
 
-    output_dir: str = "runs/mem4nav-study"
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    city_size: int = 8
-    per_subset: int = 50
-    #: variant name -> {"agent": "follower" or "modular", "memory": an ablation of amft.memory.system.ABLATIONS,
-    #: "memory_options": further Mem4NavConfig fields (e.g. {long_term_index: hnsw}), and for "modular" any
-    #: ModularTrainingConfig field}
-    agents: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: modular agents: expert episodes of the seed's city to learn from, and held out for the meta-gradient
-    train_episodes: int = 200
-    validation_episodes: int = 40
-    #: the variant the others are tested against (paired, on the same episodes)
-    reference: str = "none"
+    output_dir: str = field(default="runs/mem4nav-study", metadata={"help": "Where the runs, tables and plots go."})
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={
+        "help": "Every agent runs once per seed (the seed of its city and episodes)."})
+    city_size: int = field(default=8, metadata={"help": "Blocks along each side of the synthetic city."})
+    per_subset: int = field(default=50, metadata={"help": "Episodes per subset, split and seed."})
+    agents: dict[str, dict[str, Any]] = field(default_factory=dict, metadata={
+        "help": "Name -> {agent: follower or modular, memory: an ablation (full, no-octree, ..., none), "
+                "memory_options: further memory settings (e.g. {long_term_index: hnsw}), and for a modular agent "
+                "its training settings}."})
+    train_episodes: int = field(default=200, metadata={
+        "help": "Modular agents: expert episodes of the seed's city they learn from."})
+    validation_episodes: int = field(default=40, metadata={
+        "help": "Modular agents: expert episodes held out for the meta-gradient."})
+    reference: str = field(default="none", metadata={
+        "help": "The agent the others are tested against (paired, on the same episodes)."})
 
     def __post_init__(self) -> None:
         if not self.agents:
@@ -74,6 +76,11 @@ class NavStudyConfig:
             unknown |= {f"memory_options.{key}" for key in memory_keys - set(Mem4NavConfig.__dataclass_fields__)}
             if unknown:
                 raise ValueError(f"agent {name}: unknown options {sorted(unknown)}")
+        if not any(spec.get("agent") == "modular" for spec in self.agents.values()):
+            given = [name for name in ("train_episodes", "validation_episodes")
+                     if getattr(self, name) != type(self).__dataclass_fields__[name].default]
+            if given:
+                raise ValueError(f"{', '.join(given)}: episodes a modular agent learns from, and no agent is modular")
 
 
 AGENT_KINDS = ("follower", "modular")
