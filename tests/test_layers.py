@@ -19,7 +19,7 @@ import amft
 SOURCE_ROOT = Path(amft.__file__).parent
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("amft", "amft.io", "amft.algorithm"),  # neutral helpers and the pure-torch algorithm core
+    ("amft", "amft.io", "amft.defaults", "amft.algorithm"),  # neutral helpers and the pure-torch algorithm core
     ("amft.models", "amft.memory"),  # tokenizers and model loading; Mem4Nav's memory
     ("amft.navigation",),  # the city benchmark and its agents, on the memory
     ("amft.tasks",),  # tasks, their data, verifiers and environments

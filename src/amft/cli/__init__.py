@@ -252,6 +252,7 @@ def _run_eval(argv: list[str]) -> int:
     from amft.cli.arguments import RunArguments
     from amft.cli.options import OptionsError, field_names, read_command_line
     from amft.cli.pipeline import check_model_fits_task, evaluate_splits, evaluation_budget
+    from amft.defaults import changed_from_default
     from amft.evaluation.report import print_results
     from amft.models import load_model
     from amft.tasks import get_task
@@ -264,8 +265,7 @@ def _run_eval(argv: list[str]) -> int:
     eval_args, run, task_config = line.build()
     if not eval_args.model:
         raise OptionsError("--model is required")
-    training_only = sorted(name for name in field_names(RunArguments) - EVAL_RUN_OPTIONS
-                           if getattr(run, name) != RunArguments.__dataclass_fields__[name].default)
+    training_only = sorted(changed_from_default(run, field_names(RunArguments) - EVAL_RUN_OPTIONS))
     if training_only:
         raise OptionsError(f"{line.source}: {', '.join(training_only)}: options of training, not of amft eval")
     if run.threads:

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
+
+from amft.defaults import changed_from_default
 
 
 @dataclass
@@ -112,8 +114,7 @@ class RunArguments:
 
     def options_without_effect(self) -> list[str]:
         """Why each option given at a value other than its default would not act, given the others."""
-        defaults = {option.name: option.default for option in fields(self)}
-        given = [name for name in defaults if getattr(self, name) != defaults[name]]
+        given = changed_from_default(self)
         problems = [f"{name} sets the LoRA adapters, which only --use_peft true trains"
                     for name in given if name.startswith("lora_") and not self.use_peft]
         for count, file in (("num_train_prompts", "prompt_file"), ("num_demonstrations", "demo_file"),

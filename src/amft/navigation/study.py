@@ -26,6 +26,7 @@ import numpy as np
 from rich.console import Console
 from scipy import stats
 
+from amft.defaults import changed_from_default
 from amft.evaluation.harness import (Metric, RunsFailed, StudyRun, plot_bars, plot_curves, run_study, summarize,
                                      write_results)
 from amft.io import atomic_write_json, atomic_write_text
@@ -77,8 +78,7 @@ class NavStudyConfig:
             if unknown:
                 raise ValueError(f"agent {name}: unknown options {sorted(unknown)}")
         if not any(spec.get("agent") == "modular" for spec in self.agents.values()):
-            given = [name for name in ("train_episodes", "validation_episodes")
-                     if getattr(self, name) != type(self).__dataclass_fields__[name].default]
+            given = changed_from_default(self, ("train_episodes", "validation_episodes"))
             if given:
                 raise ValueError(f"{', '.join(given)}: episodes a modular agent learns from, and no agent is modular")
 

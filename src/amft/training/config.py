@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from trl import GRPOConfig
 
 from amft.algorithm import AGGREGATIONS, ENTROPY_DIRECTIONS, META_UPDATES, SINGLETON_BASELINES
+from amft.defaults import changed_from_default
 from amft.training.methods import METHODS, SFT_LOSSES, get_method, methods_help, methods_reading
 
 META_NORMALIZATIONS = ("raw", "cosine")
@@ -392,12 +393,11 @@ class AMFTConfig(GRPOConfig):
     def _check_method_settings(self, method) -> None:
         """A setting that only other methods read is refused when it is not at its default: the run would
         ignore it (`Method.settings`)."""
-        fields = type(self).__dataclass_fields__
-        for name in sorted({name for entry in METHODS.values() for name in entry.settings} - set(method.settings)):
-            if getattr(self, name) != fields[name].default:
-                raise ValueError(f"{name}={getattr(self, name)!r} is a setting of {', '.join(methods_reading(name))}; "
-                                 f"method {method.name!r} does not read it: leave it out (default "
-                                 f"{fields[name].default!r})")
+        others = sorted({name for entry in METHODS.values() for name in entry.settings} - set(method.settings))
+        for name in changed_from_default(self, others):
+            raise ValueError(f"{name}={getattr(self, name)!r} is a setting of {', '.join(methods_reading(name))}; "
+                             f"method {method.name!r} does not read it: leave it out (default "
+                             f"{type(self).__dataclass_fields__[name].default!r})")
 
     def _check_reward_faults(self, method) -> None:
         if self.reward_timeout_seconds is not None and self.reward_timeout_seconds <= 0:

@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from amft.defaults import changed_from_default
 from amft.tasks.base import Env, Task, TaskConfig, Turn, Verification, completion_text
 
 from .answers import choice_letter
@@ -93,8 +94,7 @@ class MathConfig(TaskConfig):
             raise ValueError("instruction ends the chat prompt; the plain prompt ('Question: ... Answer:') has none: "
                              "set prompt_style 'chat' or leave instruction out")
         if self.dataset is None:
-            defaults = {name: spec.default for name, spec in type(self).__dataclass_fields__.items()}
-            given = [name for name in DATASET_OPTIONS if getattr(self, name) != defaults[name]]
+            given = changed_from_default(self, DATASET_OPTIONS)
             if given:
                 raise ValueError(f"{', '.join(given)}: options of the training dataset, which is generated here; "
                                  "give --dataset, or leave them out")
