@@ -94,6 +94,21 @@ def test_explicit_columns_and_bad_rows():
         load_math_rows(str(FILES / "missing.jsonl"))
 
 
+def test_unparsable_files_name_the_file_and_row(tmp_path):
+    lines = tmp_path / "broken.jsonl"
+    lines.write_text('{"problem": "1+1", "answer": "2"}\n{"problem": "2+2", "answer": \n')
+    with pytest.raises(DataError, match=r"broken\.jsonl: row 2: invalid JSON"):
+        load_math_rows(str(lines))
+    listing = tmp_path / "broken.json"
+    listing.write_text('[{"problem": "1+1", "answer": "2"},\n {"problem": "2+2", "answer": }]')
+    with pytest.raises(DataError, match=r"broken\.json: invalid JSON at line 2"):
+        load_math_rows(str(listing))
+    table = tmp_path / "broken.parquet"
+    table.write_bytes(b"not a parquet file")
+    with pytest.raises(DataError, match=r"broken\.parquet: could not be read"):
+        load_math_rows(str(table))
+
+
 def test_local_benchmarks_in_their_public_layouts():
     arc = load_benchmark("arc-c", str(FILES))
     assert arc.kind == "choice" and arc.repeats == 1

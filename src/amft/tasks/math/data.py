@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from amft.tasks.base import DataError
+from amft.tasks.base import DataError, load_rows
 
 from .answers import gsm8k_answer, last_boxed_answer
 
@@ -52,7 +52,12 @@ def read_table(source: str, split: str = "train", subset: str | None = None) -> 
     if extension in _FORMATS:
         if not os.path.isfile(source):
             raise FileNotFoundError(f"{source}: no such file")
-        return load_dataset(_FORMATS[extension], data_files=source, split="train")
+        try:
+            return load_dataset(_FORMATS[extension], data_files=source, split="train")
+        except Exception as error:  # `datasets` names neither the file nor the row
+            if _FORMATS[extension] == "json":
+                load_rows(source)  # raises DataError at the first row that is not a JSON object
+            raise DataError(source, None, None, f"could not be read: {error}") from error
     if os.path.exists(source):
         raise ValueError(f"{source}: expected a .jsonl, .json or .parquet file or a Hub dataset name")
     try:
