@@ -18,7 +18,7 @@ MINIATURE_SETTINGS = {
     "relift": {"relift_buffer_size": 2},
     "gac": {"gac_update_freq": 1},  # its proxies are measured on every step (its prior scales to max_steps)
     "amft": {"amft_warmup_steps": 1, "entropy_calibration_steps": 1, "meta_period": 1, "meta_batch_size": 2,
-             "meta_normalization": "cosine"},
+             "meta_normalization": "cosine", "num_meta_prompts": 8},
 }
 # Every method of the table, so a new method joins CI's miniature comparison by its entry alone.
 VARIANTS = {
@@ -28,9 +28,9 @@ VARIANTS = {
                "meta_batch_size": 2, "meta_normalization": normalization, **switches}
         for name, warmup, normalization, switches in (
             ("amft-no-meta", 1, "cosine", {"use_meta_term": False}),
-            ("amft-no-entropy", 1, "cosine", {"use_entropy_term": False}),
-            ("amft-no-warmup", 0, "cosine", {}),
-            ("amft-raw", 1, "raw", {}),
+            ("amft-no-entropy", 1, "cosine", {"use_entropy_term": False, "num_meta_prompts": 8}),
+            ("amft-no-warmup", 0, "cosine", {"num_meta_prompts": 8}),
+            ("amft-raw", 1, "raw", {"num_meta_prompts": 8}),
         )
     },
 }
@@ -38,7 +38,7 @@ VARIANTS = {
 TRAINING = {
     "model_name_or_path": "tiny-test", "template": "compact", "completion_format": "formula",
     "demo_solution": "canonical", "revision_keep_last": 0, "num_train_prompts": 64, "num_demonstrations": 64,
-    "num_meta_prompts": 8, "eval_before": False, "eval_limit": 3, "eval_attempts": 1, "eval_max_new_tokens": 16,
+    "eval_before": False, "eval_limit": 3, "eval_attempts": 1, "eval_max_new_tokens": 16,
     "progress_eval_steps": 2, "progress_eval_episodes": 3, "use_cpu": True, "bf16": False, "max_steps": 3,
     "learning_rate": 1e-3, "per_device_train_batch_size": 8, "num_generations": 4, "sft_batch_size": 4,
     "max_completion_length": 16, "logging_steps": 1, "save_steps": 2, "report_to": "none", "disable_tqdm": True,

@@ -99,3 +99,10 @@ def test_an_option_that_would_not_act_is_refused_naming_what_it_needs(tmp_path, 
         resolve({"completion_format": "steps", "use_cpu": True}, "runs/x")
     assert main(["train", "--use_vllm_eval", "true", "--dry-run", "true", "--use_cpu", "true"]) == 2
     assert "evaluate the run folder with vLLM by `amft eval --use_vllm_eval true`" in capsys.readouterr().err
+    # the validation prompts feed only the meta term
+    with pytest.raises(OptionsError, match="runs/x: num_meta_prompts gives validation prompts for the meta term, "
+                       "which a run of method grpo does not have"):
+        resolve({"method": "grpo", "num_meta_prompts": 8, "use_cpu": True}, "runs/x")
+    with pytest.raises(OptionsError, match="meta_file .* method amft with use_meta_term false does not have"):
+        resolve({"meta_file": "validation.jsonl", "use_meta_term": False, "use_cpu": True}, "runs/x")
+    resolve({"method": "amft", "num_meta_prompts": 8, "use_cpu": True}, "runs/x")

@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from amft.defaults import changed_from_default
+
+if TYPE_CHECKING:
+    from amft.training import AMFTConfig
 
 
 @dataclass
@@ -42,7 +46,7 @@ class RunArguments:
     )
     num_train_prompts: int = field(default=20000, metadata={"help": "RL prompts generated for training."})
     num_demonstrations: int = field(default=20000, metadata={"help": "Demonstrations generated for the SFT stream."})
-    num_meta_prompts: int = field(default=256, metadata={"help": "Held-out validation prompts for the meta term."})
+    num_meta_prompts: int = field(default=256, metadata={"help": "Held-out validation prompts for the meta term (a run without one, not amft, refuses it)."})
     task_seed: int = field(default=0, metadata={"help": "Seed of the generated task data (RL prompts, demonstrations, validation prompts)."})
     prompt_file: str | None = field(
         default=None, metadata={"help": "RL prompts from a JSONL/JSON file (rows need 'prompt') instead of generated ones."}
@@ -52,7 +56,7 @@ class RunArguments:
         metadata={"help": "Demonstrations from a JSONL/JSON file (rows need 'prompt' and 'completion') instead of generated ones."},
     )
     meta_file: str | None = field(
-        default=None, metadata={"help": "Validation prompts for the meta term from a JSONL/JSON file (rows need 'prompt')."}
+        default=None, metadata={"help": "Validation prompts for the meta term from a JSONL/JSON file (rows need 'prompt'; a run without the meta term refuses it)."}
     )
     skip_invalid_rows: bool = field(
         default=False,
@@ -124,6 +128,17 @@ class RunArguments:
         if self.benchmarks and self.eval_splits:
             problems.append("--benchmarks is another name for --eval_splits: give one of them")
         return problems
+
+    def options_the_method_ignores(self, args: AMFTConfig) -> list[str]:
+        """Why each data option given would not act in a run of ``args.method``: the validation prompts
+        feed only the meta term."""
+        from amft.training import get_method
+
+        if get_method(args.method).reads_validation_prompts(args):
+            return []
+        return [f"{name} gives validation prompts for the meta term, which a run of method {args.method}"
+                f"{' with use_meta_term false' if args.method == 'amft' else ''} does not have: leave {name} out"
+                for name in changed_from_default(self, ("num_meta_prompts", "meta_file"))]
 
     def peft_config(self):
         """The LoRA config asked for, or None."""

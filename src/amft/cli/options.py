@@ -149,9 +149,16 @@ def _set_environment(values: dict[str, Any], where: str) -> None:
 
 def _instantiate(owners: Sequence[type], values: Mapping[str, Any], where: str) -> tuple[Any, ...]:
     try:
-        return tuple(owner(**{name: values[name] for name in field_names(owner) if name in values}) for owner in owners)
+        built = tuple(owner(**{name: values[name] for name in field_names(owner) if name in values}) for owner in owners)
     except (TypeError, ValueError) as error:
         raise OptionsError(f"{where}: {error}") from None
+    from amft.training import AMFTConfig
+
+    run = next(item for item in built if isinstance(item, RunArguments))
+    engine = next((item for item in built if isinstance(item, AMFTConfig)), None)
+    for problem in run.options_the_method_ignores(engine) if engine else ():
+        raise OptionsError(f"{where}: {problem}")
+    return built
 
 
 def resolve(values: Mapping[str, Any], where: str, *, before: Sequence[type] = (), engine: bool = True) -> tuple[Any, ...]:

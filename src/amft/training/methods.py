@@ -111,6 +111,11 @@ class Method:
         stream = not (isinstance(controller, FixedMuController) and controller.mu == 0.0)
         return stream or self.rl_loss == "srft" or self.sft_gate is not None
 
+    def reads_validation_prompts(self, args: AMFTConfig) -> bool:
+        """Whether a run has the meta term, the one reader of the validation prompts (`meta_dataset`)."""
+        controller = self.controller(args)
+        return isinstance(controller, MetaGradientController) and controller.use_meta
+
     def __post_init__(self) -> None:
         if self.rl_loss not in RL_LOSSES:
             raise ValueError(f"method {self.name!r}: rl_loss must be one of {RL_LOSSES}, got {self.rl_loss!r}")
