@@ -168,6 +168,25 @@ def test_a_prompt_file_without_what_the_reward_reads_stops_with_file_row_and_fie
                       get_task(task))
 
 
+def test_a_general_points_prompt_without_a_deal_stops_with_file_and_row(tmp_path):
+    from amft.cli.arguments import RunArguments
+    from amft.cli.pipeline import training_rows
+    from amft.tasks import get_task
+    from amft.tasks.base import DataError
+
+    prompt_file = tmp_path / "prompts.jsonl"
+    prompt_file.write_text(
+        '{"prompt": "[rule] J=10 Q=10 K=10 [cards] A 3 K 6 [target] 24 [answer]"}\n'  # the deal is in the prompt
+        '{"prompt": "anything", "values": [1, 3, 10, 6]}\n'
+        '{"prompt": "Make 24 from four cards."}\n'
+    )
+    with pytest.raises(DataError, match=r"prompts.jsonl: row 3: GeneralPoints row has no deal"):
+        training_rows(RunArguments(prompt_file=str(prompt_file)), get_task("general-points"))
+    rows, _, _ = training_rows(RunArguments(prompt_file=str(prompt_file), skip_invalid_rows=True, num_demonstrations=4,
+                                            num_meta_prompts=4), get_task("general-points"))
+    assert len(rows) == 2
+
+
 def test_skip_invalid_rows_keeps_the_good_ones_and_counts_the_rest(tmp_path, caplog):
     from amft.cli.pipeline import DEMO_FIELDS, read_rows
 

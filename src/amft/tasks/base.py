@@ -24,7 +24,7 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping, Sequence, overload
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Mapping, Sequence, overload
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -161,6 +161,11 @@ class Task(ABC):
     #: `load_rows` checks them: a user's prompt file without them is refused, naming file, row and field
     reward_fields: Mapping[str, Any] = {}
 
+    def scoring_problem(self, row: Mapping[str, Any]) -> str | None:
+        """Why the reward could not score the prompt row ``row`` of a user's file, where the columns of
+        `reward_fields` cannot say it (a task that reads its input in several forms); None if it can."""
+        return None
+
     @property
     def default_splits(self) -> tuple[str, ...]:
         """The splits a run evaluates when none are named."""
@@ -288,7 +293,8 @@ def _matches(value: Any, expected: type | tuple[type, ...]) -> bool:
     return False
 
 
-def _check_row(path: Path, row_no: int, obj: Any, required: Mapping[str, Any]) -> dict:
+def _check_row(path: Path, row_no: int, obj: Any, required: Mapping[str, Any],
+               check: Callable[[dict], str | None] | None) -> dict:
     if not isinstance(obj, dict):
         raise DataError(path, row_no, None, f"expected a JSON object, got {type(obj).__name__}")
     for field, expected in required.items():
@@ -297,25 +303,30 @@ def _check_row(path: Path, row_no: int, obj: Any, required: Mapping[str, Any]) -
         if not _matches(obj[field], expected):
             raise DataError(path, row_no, field,
                             f"expected {_type_name(expected)}, got {type(obj[field]).__name__}")
+    problem = check(obj) if check else None
+    if problem:
+        raise DataError(path, row_no, None, problem)
     return obj
 
 
 @overload
 def load_rows(path: str | Path, required: Mapping[str, Any] | None = ...,
-              skip_invalid: Literal[False] = ...) -> list[dict]: ...
+              skip_invalid: Literal[False] = ..., check: Callable[[dict], str | None] | None = ...) -> list[dict]: ...
 
 
 @overload
 def load_rows(path: str | Path, required: Mapping[str, Any] | None = ...,
-              *, skip_invalid: Literal[True]) -> tuple[list[dict], int]: ...
+              *, skip_invalid: Literal[True], check: Callable[[dict], str | None] | None = ...) -> tuple[list[dict], int]: ...
 
 
 def load_rows(path: str | Path, required: Mapping[str, Any] | None = None,
-              skip_invalid: bool = False) -> list[dict] | tuple[list[dict], int]:
+              skip_invalid: bool = False, check: Callable[[dict], str | None] | None = None,
+              ) -> list[dict] | tuple[list[dict], int]:
     """Read prompt or demonstration rows from a ``.jsonl`` or ``.json`` file, checked.
 
     ``required`` maps field names to a type or tuple of types (``{"prompt": str,
-    "values": list}``); ``int`` rejects booleans and ``float`` accepts ints.
+    "values": list}``); ``int`` rejects booleans and ``float`` accepts ints. ``check`` says what else
+    is wrong with a row (a message), or None.
 
     * JSONL (any suffix but ``.json``): one JSON object per line; blank lines are ignored;
       the row number is the 1-based line number.
@@ -349,7 +360,7 @@ def load_rows(path: str | Path, required: Mapping[str, Any] | None = None,
             numbered = list(enumerate(data, start=1))
             for row_no, obj in numbered:
                 try:
-                    rows.append(_check_row(path, row_no, obj, required))
+                    rows.append(_check_row(path, row_no, obj, required, check))
                 except DataError:
                     if not skip_invalid:
                         raise
@@ -364,7 +375,7 @@ def load_rows(path: str | Path, required: Mapping[str, Any] | None = None,
                     except (json.JSONDecodeError, RecursionError) as exc:
                         msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "nesting too deep"
                         raise DataError(path, row_no, None, f"invalid JSON: {msg}") from exc
-                    rows.append(_check_row(path, row_no, obj, required))
+                    rows.append(_check_row(path, row_no, obj, required, check))
                 except DataError:
                     if not skip_invalid:
                         raise

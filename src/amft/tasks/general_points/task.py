@@ -209,6 +209,13 @@ class GeneralPointsTask(Task):
         raise ValueError("GeneralPoints row has no deal: expected a 'values' column (or 'ranks' and 'rule', "
                          f"or a GeneralPoints prompt); got keys {sorted(row)}")
 
+    def scoring_problem(self, row: Mapping[str, Any]) -> str | None:
+        try:
+            self._deal(row)
+        except (TypeError, ValueError) as error:
+            return str(error)
+        return None
+
     def _check(self, row: Mapping[str, Any], text: str) -> Verification:
         """The verifier's verdict on one answer text, with the original reward table."""
         values, target = self._deal(row)
