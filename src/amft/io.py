@@ -8,7 +8,7 @@ import os
 import tempfile
 from typing import Any
 
-__all__ = ["atomic_write_json", "atomic_write_text"]
+__all__ = ["atomic_write_json", "atomic_write_text", "flush_tree"]
 
 
 def atomic_write_text(path: str, text: str) -> None:
@@ -31,3 +31,23 @@ def atomic_write_text(path: str, text: str) -> None:
 def atomic_write_json(path: str, payload: Any) -> None:
     """Write ``payload`` as indented JSON, atomically (see `atomic_write_text`)."""
     atomic_write_text(path, json.dumps(payload, indent=2))
+
+
+def flush_tree(folder: str) -> None:
+    """Flush every file below ``folder``, and the folders' entries, to disk: what a marker written
+    after this call vouches for survives a crash of the machine, not only of the process."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            descriptor = os.open(os.path.join(root, name), os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+        try:
+            descriptor = os.open(root, os.O_RDONLY)
+        except OSError:  # a system whose folders cannot be opened (Windows) flushes their entries itself
+            continue
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)

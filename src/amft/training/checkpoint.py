@@ -2,7 +2,8 @@
 
 The Trainer writes a checkpoint folder file by file; a run killed half-way leaves a folder
 that looks like a checkpoint but is not. A checkpoint counts only once its completion marker
-exists, and the marker is written last, atomically (`amft.io.atomic_write_json`).
+exists, and the marker is written last, atomically (`amft.io.atomic_write_json`), after the
+folder's files are flushed to disk.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import shutil
 from safetensors import safe_open
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
-from amft.io import atomic_write_json
+from amft.io import atomic_write_json, flush_tree
 
 AMFT_STATE_FILE = "amft_state.json"
 COMPLETE_MARKER = "checkpoint_complete.json"
@@ -23,6 +24,7 @@ _CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
 
 
 def mark_checkpoint_complete(checkpoint_dir: str) -> None:
+    flush_tree(checkpoint_dir)
     atomic_write_json(os.path.join(checkpoint_dir, COMPLETE_MARKER), {"complete": True})
 
 
