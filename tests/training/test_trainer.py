@@ -342,6 +342,20 @@ def test_gac_resumes_its_averages_from_a_checkpoint(tmp_path):
         assert len(series(resumed, key)) == 4 and series(resumed, key) == series(reference, key), key
 
 
+def test_a_resumption_that_changes_a_setting_the_checkpoint_puts_back_is_refused(tmp_path):
+    settings = dict(method="fixed-mu", mu=0.5, max_steps=2, save_strategy="steps", save_steps=2)
+    make_trainer(tmp_path / "first", **settings).train()
+    checkpoint = str(tmp_path / "first" / "run" / "checkpoint-2")
+    # the checkpoint's controller state holds mu, its optimizer and scheduler states the learning rate
+    for change, named in (({"mu": 0.3}, "mu: 0.5 -> 0.3"), ({"learning_rate": 1e-3}, "learning_rate: 0.003 -> 0.001")):
+        resumed = make_trainer(tmp_path / "resumed", **{**settings, **change, "max_steps": 4})
+        with pytest.raises(ValueError, match=f"{named}.*resume with the checkpoint's values"):
+            resumed.train(resume_from_checkpoint=checkpoint)
+    resumed = make_trainer(tmp_path / "resumed", **{**settings, "max_steps": 4})  # a longer run is a resumption
+    resumed.train(resume_from_checkpoint=checkpoint)
+    assert resumed.state.global_step == 4
+
+
 def test_gac_settings_are_checked_when_the_config_is_made(tmp_path):
     def config(**settings):
         return AMFTConfig(output_dir=str(tmp_path), use_cpu=True, method="gac", **settings)

@@ -12,6 +12,9 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Mapping
+from enum import Enum
+from typing import Any
 
 from safetensors import safe_open
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
@@ -21,6 +24,29 @@ from amft.io import atomic_write_json, flush_tree
 AMFT_STATE_FILE = "amft_state.json"
 COMPLETE_MARKER = "checkpoint_complete.json"
 _CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
+#: The config fields whose saved values a checkpoint's state puts back when a run resumes: the
+#: optimizer's hyperparameters, the scheduler's base rate and the controller's mu. Given other values
+#: at resumption they would not act, so the resumption is refused (docs/design.md, 'Checkpoints and
+#: resumption').
+RESTORED_SETTINGS = ("learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "optim", "mu",
+                     "mu_init", "gac_mu_init")
+
+
+def restored_settings(args: Any) -> dict[str, Any]:
+    """The values of `RESTORED_SETTINGS` in the config ``args``, as JSON values."""
+    return {name: _json_value(getattr(args, name)) for name in RESTORED_SETTINGS}
+
+
+def settings_resumption_would_not_apply(saved: Mapping[str, Any], args: Any) -> list[str]:
+    """The settings a checkpoint saved (``restored_settings`` then) that ``args`` gives otherwise, each
+    as 'name: saved -> given'; a checkpoint that saved none (written before they were saved) has none."""
+    given = restored_settings(args)
+    return [f"{name}: {saved[name]!r} -> {given[name]!r}" for name in RESTORED_SETTINGS
+            if name in saved and saved[name] != given[name]]
+
+
+def _json_value(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
 
 
 def mark_checkpoint_complete(checkpoint_dir: str) -> None:

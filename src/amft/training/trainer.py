@@ -72,7 +72,9 @@ from amft.training.checkpoint import (
     mark_checkpoint_complete,
     mark_checkpoint_incomplete,
     remove_incomplete_checkpoints,
+    restored_settings,
     saved_weight_shapes,
+    settings_resumption_would_not_apply,
 )
 from amft.training.config import AMFTConfig
 from amft.training.data import (
@@ -953,6 +955,7 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
             "controller": self.controller.state_dict(),
             "demo_stream": self.demo_stream.state_dict(),
             "meta_stream": self.meta_stream.state_dict() if self.meta_stream else None,
+            "settings": restored_settings(self.args),
         }
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
@@ -981,14 +984,20 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
         del reloaded
 
     def _load_optimizer_and_scheduler(self, checkpoint) -> None:
-        super()._load_optimizer_and_scheduler(checkpoint)
         if checkpoint is None:
+            super()._load_optimizer_and_scheduler(checkpoint)
             return
         path = os.path.join(checkpoint, AMFT_STATE_FILE)
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path} is missing: {checkpoint} is not a complete AMFT checkpoint")
         with open(path) as handle:
             state = json.load(handle)
+        changed = settings_resumption_would_not_apply(state.get("settings", {}), self.args)
+        if changed:
+            raise ValueError(f"{checkpoint} puts back its own values of settings this run changes, so the new "
+                             f"values would not act ({'; '.join(changed)}): resume with the checkpoint's values, "
+                             "or train from the start in another output_dir")
+        super()._load_optimizer_and_scheduler(checkpoint)
         self.controller.load_state_dict(state["controller"])
         self.demo_stream.load_state_dict(state["demo_stream"])
         if self.meta_stream is not None and state["meta_stream"] is not None:
