@@ -1,8 +1,10 @@
-"""With a time budget, the training bar measures the budget: time left and steps done, not max_steps."""
+"""With a time budget, the training bar measures the budget (time left and steps done, not max_steps),
+and a spent budget stops the run where it can resume exactly."""
 
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
 from amft.cli.pipeline import TimeBudgetCallback, TimeBudgetProgressCallback, clock
+from amft.training import AMFTConfig
 
 
 def test_clock_reads_minutes_and_hours():
@@ -22,3 +24,13 @@ def test_the_budget_bar_shows_the_time_left_and_the_steps_done(tmp_path):
     postfix = callback.training_bar.postfix
     assert postfix.startswith("step 3 (at most 3000), ") and postfix.endswith(" of 11:30 left")
     callback.on_train_end(args, state, control)
+
+
+def test_a_spent_time_budget_stops_at_the_end_of_the_rollout_cycle(tmp_path):
+    args = AMFTConfig(output_dir=str(tmp_path), use_cpu=True, method="fixed-mu", per_device_train_batch_size=16,
+                      steps_per_generation=2, save_steps=2)
+    budget, state = TimeBudgetCallback(minutes=0.0), TrainerState()
+    for step, stops in ((3, False), (4, True)):
+        state.global_step, control = step, TrainerControl()
+        budget.on_step_end(args, state, control)
+        assert (control.should_training_stop, control.should_save) == (stops, stops)

@@ -356,6 +356,19 @@ def test_a_resumption_that_changes_a_setting_the_checkpoint_puts_back_is_refused
     assert resumed.state.global_step == 4
 
 
+def test_checkpoints_of_longer_rollout_cycles_fall_on_cycle_ends_and_resume_exactly(tmp_path):
+    settings = dict(method="fixed-mu", mu=0.5, max_steps=4, per_device_train_batch_size=16, steps_per_generation=2,
+                    save_strategy="steps", save_steps=2)
+    with pytest.raises(ValueError, match="serve 2 optimizer steps .* save_steps a multiple of 2"):
+        AMFTConfig(output_dir=str(tmp_path), use_cpu=True, **{**settings, "save_steps": 3})
+    reference = make_trainer(tmp_path / "reference", **settings)
+    reference.train()
+    resumed = make_trainer(tmp_path / "resumed", **settings)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "reference" / "run" / "checkpoint-2"))
+    # the rollouts of steps 3 and 4 are generated once, from the checkpoint's state, as in the reference
+    assert series(resumed, "amft/entropy") == series(reference, "amft/entropy")
+
+
 def test_gac_settings_are_checked_when_the_config_is_made(tmp_path):
     def config(**settings):
         return AMFTConfig(output_dir=str(tmp_path), use_cpu=True, method="gac", **settings)

@@ -197,8 +197,9 @@ class RunClock(TrainerCallback, ExportableState):
 
 
 class TimeBudgetCallback(RunClock):
-    """Stops training once the wall-clock budget is spent; the run then evaluates and reports. Its clock
-    starts with training and goes on across a resumption, so a resumed run keeps the budget it had left."""
+    """Stops training once the wall-clock budget is spent (at the end of the rollout cycle under way);
+    the run then evaluates and reports. Its clock starts with training and goes on across a
+    resumption, so a resumed run keeps the budget it had left."""
 
     def __init__(self, minutes: float, spent_before: float = 0.0) -> None:
         super().__init__(spent_before)
@@ -213,7 +214,8 @@ class TimeBudgetCallback(RunClock):
         return control
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.elapsed() >= self.seconds:
+        # A run stops, and saves, at the end of a rollout cycle, where a resumption with more time is exact.
+        if self.elapsed() >= self.seconds and state.global_step % args.steps_per_rollout_cycle == 0:
             control.should_training_stop = True
             control.should_save = True
         return control

@@ -384,11 +384,32 @@ class AMFTConfig(GRPOConfig):
         if method.sft_gate is not None and self.hpt_center_advantages:
             self.scale_rewards = "none"
         super().__post_init__()
+        self._check_checkpoints_end_rollout_cycles()
         optimizer = getattr(self.optim, "value", self.optim)
         if self.meta_direction == "adam" and not optimizer.startswith("adam"):
             raise ValueError(f"meta_direction='adam' reads the Adam optimizer's second moments, but optim is "
                              f"{optimizer!r}: use an Adam-family optim (e.g. adamw_torch) or meta_direction='sgd'")
 
+
+    @property
+    def steps_per_rollout_cycle(self) -> int:
+        """Optimizer steps that the rollouts of one generation serve (TRL's `steps_per_generation` x
+        `num_iterations` micro-batches): 1 unless either is raised."""
+        return self.steps_per_generation * self.num_iterations // self.gradient_accumulation_steps
+
+    def _check_checkpoints_end_rollout_cycles(self) -> None:
+        """A checkpoint inside a rollout cycle would lose the rollouts buffered for the cycle's later
+        steps, and a run resumed from it would sample new ones (docs/design.md, 'Checkpoints and
+        resumption')."""
+        cycle = self.steps_per_rollout_cycle
+        if cycle == 1 or self.save_strategy == "no":
+            return
+        if self.save_strategy != "steps" or self.save_steps < 1 or self.save_steps % cycle:
+            raise ValueError(
+                f"the rollouts of one generation serve {cycle} optimizer steps (steps_per_generation="
+                f"{self.steps_per_generation} x num_iterations={self.num_iterations} micro-batches), and a run "
+                f"resumes exactly only from a checkpoint at the end of such a cycle: give save_strategy='steps' "
+                f"with save_steps a multiple of {cycle} (or save_strategy='no')")
 
     def _check_method_settings(self, method) -> None:
         """A setting that only other methods read is refused when it is not at its default: the run would
