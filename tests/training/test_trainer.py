@@ -218,6 +218,8 @@ def test_lora_adapters_train_through_the_meta_step_and_leave_the_base_weights(tm
     )
     trainer.train()
     assert len(series(trainer, "amft/val_reward")) == 2  # both steps were meta steps
+    assert all(0.0 <= share <= 1.0 for share in series(trainer, "amft/val_frac_reward_zero_std"))
+    assert len(series(trainer, "amft/val_frac_reward_zero_std")) == 2
     trained = dict(trainer.model.named_parameters())
     lora = [name for name in trained if "lora_" in name]
     assert lora and all(trained[name].requires_grad for name in lora)

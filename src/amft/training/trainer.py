@@ -845,9 +845,11 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
             rollouts = self._generate_and_score_completions(repeated)
         finally:
             self.model.train(was_training)
-        val_rewards = self._metrics["eval"].get("reward", [])
-        if val_rewards:
-            self._metrics["train"]["amft/val_reward"].append(val_rewards[-1])
+        # The share of validation groups whose rollouts all scored alike: their advantages are 0, so
+        # they add nothing to g_val (docs/design.md, 'The meta-gradient').
+        for measured, logged in (("reward", "amft/val_reward"), ("frac_reward_zero_std", "amft/val_frac_reward_zero_std")):
+            if self._metrics["eval"].get(measured):
+                self._metrics["train"][logged].append(self._metrics["eval"][measured][-1])
         self._metrics["eval"].clear()  # these rollouts are the controller's, not an evaluation
         batch = rollout_batch(rollouts)
         logps = token_log_probs(self._completion_logits(model, batch) / self.temperature, batch.completion_ids)
