@@ -12,8 +12,8 @@ from rich.console import Console
 from amft.cli.compare import Comparison, load_study
 from amft.cli.options import OptionsError
 from amft.evaluation.comparison import (RunRecord, beats, cumulative, judge_against_frontier, logged_series,
-                                        markdown_table, rank_on, read_run, steps_to_reach, summarize, table_metrics,
-                                        write_results)
+                                        markdown_table, plot_controller, rank_on, read_run, steps_to_reach, summarize,
+                                        table_metrics, write_results)
 from amft.evaluation.harness import mean_ci, mean_curve
 
 
@@ -101,6 +101,21 @@ def test_logged_series_and_the_running_sum_of_a_term_logged_as_window_means():
 
 def success_row(variant, x, y, ci=0.03125):
     return {"variant": variant, "x": {"mean": x, "ci95": ci}, "y": {"mean": y, "ci95": ci}}
+
+
+def test_the_controller_plot_adds_the_panels_of_measures_some_runs_logged(tmp_path, saved_figures):
+    def record(variant, **series):
+        base = {"amft/mu": [(5, 0.8), (10, 0.7)], "amft/meta_term": [(5, 0.01)], "amft/val_reward": [(5, 0.2)]}
+        return RunRecord(variant, 0, {}, 10, None, {}, series={**base, **series})
+
+    plot_controller([record("amft")], ["amft"], str(tmp_path / "older.png"))
+    plot_controller([record("amft"), record("amft-new", **{"amft/val_frac_reward_zero_std": [(5, 0.6), (10, 0.5)]})],
+                    ["amft", "amft-new"], str(tmp_path / "newer.png"))
+    older, newer = ([ax.get_title() for ax in figure.axes] for figure in saved_figures)
+    assert older == ["mu", "meta term, running sum", "entropy term, running sum", "validation reward"]
+    assert newer == older + ["validation groups scored alike"]
+    lines = saved_figures[1].axes[-1].get_lines()
+    assert [(line.get_label(), list(line.get_ydata())) for line in lines] == [("amft-new", [0.6, 0.5])]
 
 
 def test_a_fixed_mu_beats_a_variant_when_it_is_above_on_both_splits():

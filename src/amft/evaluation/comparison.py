@@ -337,7 +337,8 @@ def plot_study_frontier(records: Sequence[RunRecord], rows: Sequence[Mapping[str
 
 def plot_controller(records: Sequence[RunRecord], variants: Sequence[str], path: str) -> str:
     """The controller's diagnosis for ``variants`` (mean over seeds): mu, the running sums of its meta
-    and entropy terms, the validation reward of its meta steps and, when logged, the measured dH/dmu.
+    and entropy terms, the validation reward of its meta steps and, when logged, the measured dH/dmu
+    and the share of validation groups that scored alike (no signal for the meta term).
     Returns ``path``."""
     def runs_of(curve) -> dict[str, list[Curve]]:
         return _runs_by_variant(records, variants, curve)
@@ -348,9 +349,12 @@ def plot_controller(records: Sequence[RunRecord], variants: Sequence[str], path:
         "entropy term, running sum": runs_of(lambda r: cumulative(r.series.get("amft/entropy_term", []))),
         "validation reward": runs_of(lambda r: r.series.get("amft/val_reward", [])),
     }
-    if any("amft/entropy_slope" in r.series for r in records if r.variant in variants):
-        panels["dH/dmu"] = runs_of(lambda r: r.series.get("amft/entropy_slope", []))
+    logged_by_some = {"dH/dmu": "amft/entropy_slope", "validation groups scored alike": "amft/val_frac_reward_zero_std"}
+    for panel, key in logged_by_some.items():
+        if any(key in r.series for r in records if r.variant in variants):
+            panels[panel] = runs_of(lambda r, key=key: r.series.get(key, []))
     return plot_curves(panels, variants, path, xlabel="optimizer step",
                        ylabels={"mu": "mu", "meta term, running sum": "summed change of mu",
                                 "entropy term, running sum": "summed change of mu",
-                                "validation reward": "mean reward, meta steps", "dH/dmu": "measured, meta steps"})
+                                "validation reward": "mean reward, meta steps", "dH/dmu": "measured, meta steps",
+                                "validation groups scored alike": "share of groups, meta steps"})
