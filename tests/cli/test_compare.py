@@ -165,7 +165,7 @@ def test_run_records_let_a_study_go_on_from_a_fresh_output_folder(tmp_path, caps
     assert main(["compare", "--config", str(path)]) == 0
     first = json.loads((tmp_path / "study" / "results.json").read_text())["variants"]
     assert sorted(p.name for p in (records / "runs" / "amft" / "seed0").iterdir()) == [
-        "log_history.json", "progress_eval.jsonl", "summary.json"]
+        "log_history.json", "progress_eval.jsonl", "recipe.json", "summary.json"]
 
     # a clean clone: only the records; the report is the same, and a new variant trains only itself,
     # after the seed's starting model, whose weights are not in its record
@@ -180,3 +180,14 @@ def test_run_records_let_a_study_go_on_from_a_fresh_output_folder(tmp_path, caps
     assert out.count("finished earlier, skipped") == 2 and "needed by grpo · seed 0" in out
     assert (fresh / "base" / "seed0" / "config.json").exists()
     assert (records / "runs" / "grpo" / "seed0" / "summary.json").exists()
+
+    # The study file changes a finished variant's setting: its run, restored from the records, is refused
+    # rather than reported as if made with it; a new thread count (set from --jobs) changes nothing.
+    changed = {**variants, "amft": {**variants["amft"], "meta_lr": 0.1}, "grpo": VARIANTS["grpo"]}
+    path = write_study(tmp_path, output_dir=str(tmp_path / "fresh-2"), variants=changed, reference_variant=None,
+                       records_dir=str(records), training={**TRAINING, "threads": 2})
+    capsys.readouterr()
+    assert main(["compare", "--config", str(path), "--report_only"]) == 2
+    err = capsys.readouterr().err
+    assert "1 run folder(s) hold runs made with other settings" in err
+    assert f"amft · seed 0 ({tmp_path / 'fresh-2' / 'runs' / 'amft' / 'seed0'}): settings.meta_lr: (not given) -> 0.1" in err

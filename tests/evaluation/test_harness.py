@@ -1,14 +1,18 @@
-"""The study harness: finished runs are skipped, needed runs go first, parallel runs get fresh processes."""
+"""The study harness: finished runs are skipped, needed runs go first, parallel runs get fresh processes,
+and a run made with other settings than the study's is refused."""
 
+import dataclasses
 import io
 import json
 import os
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import pytest
 from rich.console import Console
 
-from amft.evaluation.harness import Metric, RunRecords, StudyRun, plot_frontier, run_study, summarize, write_results
+from amft.evaluation.harness import (RECIPE_FILE, Metric, RunRecords, StaleRuns, StudyRun, plot_frontier, run_study,
+                                     summarize, write_results)
 from amft.io import atomic_write_json
 
 
@@ -17,8 +21,13 @@ class WritingRun(StudyRun):
     """Writes its result file, with the process id it ran in; fails when told to."""
 
     fail: bool = False
+    setting: Any = 1
 
     log_file: ClassVar[str] = "work.log"
+
+    @property
+    def recipe(self) -> dict[str, Any]:
+        return {"setting": self.setting, "starts_from": self.needs.recipe if self.needs is not None else None}
 
     def execute(self) -> None:
         if self.needs is not None:
@@ -91,8 +100,8 @@ def test_records_outlive_the_output_folder_and_weights_are_trained_again_when_ne
     first = plan(tmp_path / "machine-1")
     assert run_study(first[:1], console=Console(file=io.StringIO()),
                      records=RunRecords(str(tmp_path / "machine-1"), str(records))) == []
-    assert sorted(os.listdir(records / "a")) == ["curve.jsonl", "result.json"]
-    assert sorted(os.listdir(records / "base")) == ["curve.jsonl", "result.json"]
+    assert sorted(os.listdir(records / "a")) == ["curve.jsonl", RECIPE_FILE, "result.json"]
+    assert sorted(os.listdir(records / "base")) == ["curve.jsonl", RECIPE_FILE, "result.json"]
 
     # another machine, with the records only: a is finished; b needs the base's weights, so the
     # base is trained again first
@@ -103,9 +112,31 @@ def test_records_outlive_the_output_folder_and_weights_are_trained_again_when_ne
     assert result(second[0]) == result(first[0])
     assert not os.path.exists(os.path.join(second[0].folder, "weights.bin"))
     assert second[1].done and second[1].needs.ready
-    assert sorted(os.listdir(records / "b")) == ["curve.jsonl", "result.json"]
+    assert sorted(os.listdir(records / "b")) == ["curve.jsonl", RECIPE_FILE, "result.json"]
     # the record keeps the measurement that was made last
     assert result(second[1].needs) == json.loads((records / "base" / "result.json").read_text())
+
+
+def test_a_run_made_with_other_settings_than_the_studys_is_refused_before_anything_runs(tmp_path):
+    console = Console(file=io.StringIO(), width=300)
+    plan = runs(tmp_path)
+    assert run_study(plan[:2], console=console) == []  # a and b of seed 0, and the seed's base
+    # the study file changes variant b's setting, and the base's (which every run of seed 0 starts from)
+    changed = [dataclasses.replace(run, setting=2) if run.variant == "b" else run for run in plan]
+    with pytest.raises(StaleRuns, match=r"1 run folder\(s\).*\n  b · seed 0 \(.*\): setting: 1 -> 2\n"):
+        run_study(changed, console=console)
+    assert not changed[2].done  # nothing ran
+    base = dataclasses.replace(plan[0].needs, setting={"lr": 2})
+    with pytest.raises(StaleRuns) as error:
+        run_study([dataclasses.replace(run, needs=base) for run in plan[:2]], console=console)
+    assert error.value.problems == [f"base · seed 0 ({base.folder}): setting: 1 -> {{'lr': 2}}",
+                                    f"a · seed 0 ({plan[0].folder}): starts_from.setting: 1 -> {{'lr': 2}}",
+                                    f"b · seed 0 ({plan[1].folder}): starts_from.setting: 1 -> {{'lr': 2}}"]
+    # a run that finished before runs kept their recipes is not checked, and the study says so
+    os.remove(os.path.join(plan[1].folder, RECIPE_FILE))
+    assert run_study(changed, console=console) == []
+    assert "1 finished run(s) keep no recipe" in console.file.getvalue()
+    assert all(run.done for run in changed)
 
 
 def test_the_table_is_the_mean_and_t_interval_over_seeds(tmp_path):

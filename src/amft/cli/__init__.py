@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     from amft.cli.options import OptionsError
-    from amft.evaluation.harness import RunsFailed
+    from amft.evaluation.harness import RunsFailed, StaleRuns
 
     command, rest = argv[0], argv[1:]
     commands = {"train": _run_train, "demo": _run_demo, "compare": _run_compare, "eval": _run_eval,
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return commands[command](rest)
-    except OptionsError as error:
+    except (OptionsError, StaleRuns) as error:
         print(f"amft {command}: error: {error}", file=sys.stderr)
         return 2
     except RunsFailed as error:

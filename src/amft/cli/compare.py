@@ -48,7 +48,7 @@ from rich.console import Console
 
 from amft.cli.options import (OptionsError, check_keys, check_run_keys, field_names, load_dataclass, read_mapping,
                               resolve, select_variants, study_keys_help, study_parser)
-from amft.evaluation.harness import RunRecords, RunsFailed, StudyRun, run_study
+from amft.evaluation.harness import RunRecords, RunsFailed, StudyRun, check_recipes, run_study
 
 BUDGET_KEYS = (
     "max_steps",
@@ -197,6 +197,12 @@ def run_arguments(settings: Mapping[str, Any], *, seed: int, output_dir: str, mo
     return resolve(values, where or output_dir)
 
 
+#: Settings that change how a run is watched or saved, not its result: a study may change them between
+#: its runs (`threads` it sets itself from `--jobs`).
+WATCH_ONLY_SETTINGS = frozenset({"threads", "report_to", "disable_tqdm", "logging_steps", "save_steps",
+                                 "save_total_limit"})
+
+
 @dataclass(frozen=True)
 class TrainingRun(StudyRun):
     """One training run of a comparison: what `amft train` gets, in its folder."""
@@ -217,6 +223,13 @@ class TrainingRun(StudyRun):
     def ready(self) -> bool:
         """Finished with its final model saved (a run restored from its record has no weights)."""
         return self.done and os.path.exists(os.path.join(self.folder, "config.json"))
+
+    @property
+    def recipe(self) -> dict[str, Any]:
+        """The variant's settings, less those that only change how the run is watched, and the recipe of
+        the starting model it trains from."""
+        settings = {key: value for key, value in self.settings.items() if key not in WATCH_ONLY_SETTINGS}
+        return {"settings": settings, "starts_from": self.needs.recipe if self.needs is not None else self.model}
 
     def arguments(self, where: str | None = None):
         return run_arguments(self.settings, seed=self.seed, output_dir=self.folder, model=self.model, where=where)
@@ -288,6 +301,7 @@ class Comparison:
         study = self.study
         if self.records is not None:
             self.records.sync(self.plan())
+        check_recipes(self.plan())
         records = [
             read_run(self.run_dir(variant, seed), variant, seed, start=self.base_start(seed))
             for seed in study.seeds for variant in study.variants

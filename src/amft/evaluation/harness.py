@@ -4,9 +4,11 @@ and Student-t interval over seeds) and plots.
 
 A run is a :class:`StudyRun`: it does its work and writes its result file last, atomically, so a
 run with a result file is finished and a study started again skips it. A run may need another
-one first (the seed's shared starting model of a comparison). :class:`RunRecords` mirrors the
-small files of finished runs into a folder that can be committed, so that a study outlives the
-machine it ran on.
+one first (the seed's shared starting model of a comparison). Each run folder keeps the recipe
+the study gave the run when it started, and a study whose file now asks something else of a run
+refuses to count or continue it (:func:`check_recipes`). :class:`RunRecords` mirrors the small
+files of finished runs into a folder that can be committed, so that a study outlives the machine
+it ran on.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import csv
 import filecmp
 import io
+import json
 import math
 import multiprocessing
 import os
@@ -37,9 +40,12 @@ from amft.io import atomic_write_json, atomic_write_text  # noqa: E402
 __all__ = [
     "Curve",
     "Metric",
+    "RECIPE_FILE",
     "RunRecords",
     "RunsFailed",
+    "StaleRuns",
     "StudyRun",
+    "check_recipes",
     "mean_ci",
     "mean_curve",
     "plot_bars",
@@ -52,6 +58,8 @@ __all__ = [
 ]
 
 Curve = list[tuple[int, float]]
+#: the run folder's copy of what the study asked of the run (`StudyRun.recipe`), written when it starts
+RECIPE_FILE = "recipe.json"
 
 
 @dataclass(frozen=True)
@@ -87,9 +95,67 @@ class StudyRun(ABC):
         """Finished, with everything a run that needs this one reads (a model's weights, say)."""
         return self.done
 
+    @property
+    @abstractmethod
+    def recipe(self) -> dict[str, Any]:
+        """What the study asks of this run, as JSON values: everything that decides its result (its
+        variant's settings, the run it starts from), nothing that only changes how it is watched."""
+
     @abstractmethod
     def execute(self) -> None:
         """Do the run and write its result file (atomically, last)."""
+
+    def start(self) -> None:
+        """Keep the recipe in the run folder, then do the run."""
+        os.makedirs(self.folder, exist_ok=True)
+        atomic_write_json(os.path.join(self.folder, RECIPE_FILE), self.recipe)
+        self.execute()
+
+
+class StaleRuns(ValueError):
+    """Run folders that hold runs made to another recipe than the study's (see `check_recipes`)."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__(
+            f"{len(problems)} run folder(s) hold runs made with other settings than the study now gives; the "
+            "study would count or continue them as if made with these:\n  " + "\n  ".join(problems) + "\n"
+            "Give the changed variants new names, or delete those run folders (and their records) to run them again.")
+        self.problems = list(problems)
+
+
+def check_recipes(runs: Sequence[StudyRun]) -> int:
+    """Raise :class:`StaleRuns` if the folder of a run of ``runs`` (or of a run they need) keeps another
+    recipe than the run's. Returns how many finished runs keep none: they finished before runs kept
+    their recipes, and nothing can be checked for them."""
+    problems, unchecked = [], 0
+    for run in {r.folder: r for run in runs for r in (run.needs, run) if r is not None}.values():
+        path = os.path.join(run.folder, RECIPE_FILE)
+        if not os.path.exists(path):
+            unchecked += run.done
+            continue
+        with open(path) as handle:
+            kept = json.load(handle)
+        changes = _differences(kept, json.loads(json.dumps(run.recipe)))
+        if changes:
+            problems.append(f"{run.label} ({run.folder}): {'; '.join(changes)}")
+    if problems:
+        raise StaleRuns(problems)
+    return unchecked
+
+
+_ABSENT = object()
+
+
+def _differences(kept: Any, wanted: Any, where: str = "") -> list[str]:
+    """'key: kept -> wanted' for each leaf where two JSON values differ (dotted keys into mappings)."""
+    if isinstance(kept, dict) and isinstance(wanted, dict):
+        return [change for key in sorted(set(kept) | set(wanted))
+                for change in _differences(kept.get(key, _ABSENT), wanted.get(key, _ABSENT), f"{where}{key}.")]
+    if kept == wanted:
+        return []
+    def shown(value):
+        return "(not given)" if value is _ABSENT else repr(value)
+    return [f"{where.rstrip('.') or 'recipe'}: {shown(kept)} -> {shown(wanted)}"]
 
 
 class RunsFailed(RuntimeError):
@@ -107,14 +173,14 @@ def _execute_in_own_process(run: StudyRun) -> None:
     os.dup2(log, 1)  # the file descriptors, so progress bars and library logs go there too
     os.dup2(log, 2)
     try:
-        run.execute()
+        run.start()
     except BaseException:
         traceback.print_exc()
         raise
 
 
 class RunRecords:
-    """The records of a study's finished runs: each run's result file and its `record_files` (never
+    """The records of a study's finished runs: each run's recipe, result file and `record_files` (never
     checkpoints or weights), copied from the study's output folder into ``records_dir`` with the same
     layout, where they can be committed. A study started again on another machine restores the
     records into the run folders that lack them, so those runs count as finished; a run that others
@@ -131,7 +197,7 @@ class RunRecords:
     def _copy(run: StudyRun, source: str, target: str) -> None:
         """The run's record files from folder ``source`` to ``target``, the result file last, so a copy
         cut short never looks finished."""
-        for name in (*run.record_files, run.result_file):
+        for name in (RECIPE_FILE, *run.record_files, run.result_file):
             if os.path.exists(os.path.join(source, name)):
                 with open(os.path.join(source, name)) as handle:
                     atomic_write_text(os.path.join(target, name), handle.read())
@@ -183,12 +249,17 @@ def run_study(runs: Sequence[StudyRun], jobs: int = 1, console: Console | None =
     """Do the unfinished ``runs`` (a finished one is skipped), ``jobs`` at a time: 1 one after the
     other in this process (an error stops the study), more each in a fresh process of its own (the
     runs they need first). With ``records``, finished runs are restored from their records first and
-    each run's record is kept as soon as it finishes. Returns the labels of the runs that failed."""
+    each run's record is kept as soon as it finishes. Raises :class:`StaleRuns`, before any run starts,
+    when a run folder keeps another recipe. Returns the labels of the runs that failed."""
     console = console or Console()
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     if records is not None:
         records.sync(runs)
+    unchecked = check_recipes(runs)
+    if unchecked:
+        console.print(f"{unchecked} finished run(s) keep no recipe (they finished before runs kept one): "
+                      "not checked against the study's settings")
     todo = []
     for index, run in enumerate(runs, start=1):
         if run.done:
@@ -199,11 +270,11 @@ def run_study(runs: Sequence[StudyRun], jobs: int = 1, console: Console | None =
         for index, run in todo:
             if run.needs is not None and not run.needs.ready:
                 console.rule(f"{run.needs.label} (needed by {run.label})")
-                run.needs.execute()
+                run.needs.start()
                 if records is not None:
                     records.keep(run.needs)
             console.rule(f"[{index}/{len(runs)}] {run.label}")
-            run.execute()
+            run.start()
             if records is not None:
                 records.keep(run)
         return []

@@ -27,8 +27,8 @@ from rich.console import Console
 from scipy import stats
 
 from amft.defaults import changed_from_default
-from amft.evaluation.harness import (Metric, RunsFailed, StudyRun, plot_bars, plot_curves, run_study, summarize,
-                                     write_results)
+from amft.evaluation.harness import (Metric, RunsFailed, StudyRun, check_recipes, plot_bars, plot_curves, run_study,
+                                     summarize, write_results)
 from amft.io import atomic_write_json, atomic_write_text
 from amft.memory.system import Mem4NavConfig
 
@@ -119,6 +119,11 @@ class AgentRun(StudyRun):
     per_subset: int
     train_episodes: int
     validation_episodes: int
+
+    @property
+    def recipe(self) -> dict[str, Any]:
+        return {"spec": self.spec, "city_size": self.city_size, "per_subset": self.per_subset,
+                "train_episodes": self.train_episodes, "validation_episodes": self.validation_episodes}
 
     def execute(self) -> None:
         home = _benchmark(self.seed, "test", self.city_size, self.per_subset)
@@ -244,6 +249,7 @@ def report_nav_study(config: NavStudyConfig, console: Console | None = None) -> 
     reference agent), `episodes.csv`, `tc_by_subset.png` and, with modular agents,
     `modular_training.png`. Returns the rows, the per-episode statistics and the training logs."""
     console = console or Console()
+    check_recipes(study_runs(config))
     records, results, logs = [], [], {}
     for run in study_runs(config):
         if not run.done:
