@@ -153,9 +153,11 @@ def _differences(kept: Any, wanted: Any, where: str = "") -> list[str]:
                 for change in _differences(kept.get(key, _ABSENT), wanted.get(key, _ABSENT), f"{where}{key}.")]
     if kept == wanted:
         return []
-    def shown(value):
-        return "(not given)" if value is _ABSENT else repr(value)
-    return [f"{where.rstrip('.') or 'recipe'}: {shown(kept)} -> {shown(wanted)}"]
+    return [f"{where.rstrip('.') or 'recipe'}: {_shown(kept)} -> {_shown(wanted)}"]
+
+
+def _shown(value: Any) -> str:
+    return "(not given)" if value is _ABSENT else repr(value)
 
 
 class RunsFailed(RuntimeError):
