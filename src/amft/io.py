@@ -38,7 +38,8 @@ def flush_tree(folder: str) -> None:
     after this call vouches for survives a crash of the machine, not only of the process."""
     for root, _, files in os.walk(folder):
         for name in files:
-            descriptor = os.open(os.path.join(root, name), os.O_RDONLY)
+            # Windows flushes only a file opened for writing; elsewhere reading is enough, and safer.
+            descriptor = os.open(os.path.join(root, name), os.O_RDWR if os.name == "nt" else os.O_RDONLY)
             try:
                 os.fsync(descriptor)
             finally:

@@ -179,6 +179,7 @@ def test_a_general_points_prompt_without_a_deal_stops_with_file_and_row(tmp_path
         '{"prompt": "[rule] J=10 Q=10 K=10 [cards] A 3 K 6 [target] 24 [answer]"}\n'  # the deal is in the prompt
         '{"prompt": "anything", "values": [1, 3, 10, 6]}\n'
         '{"prompt": "Make 24 from four cards."}\n'
+        '{"prompt": "anything", "values": [1e400, 3, 10, 6]}\n'
     )
     with pytest.raises(DataError, match=r"prompts.jsonl: row 3: GeneralPoints row has no deal"):
         training_rows(RunArguments(prompt_file=str(prompt_file)), get_task("general-points"))

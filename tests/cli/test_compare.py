@@ -86,6 +86,14 @@ def test_miniature_comparison_of_every_method_then_a_rerun_skips_them(tmp_path, 
     assert (out_dir / "runs" / "amft" / "seed0" / "summary.json").stat().st_mtime_ns == stamp
 
 
+def test_the_starting_models_settings_are_checked_before_any_run(tmp_path):
+    # the shared validation prompts suit the amft variant, but not the SFT run that makes the starting model
+    path = write_study(tmp_path, variants={"amft": VARIANTS["amft"]}, reference_variant=None,
+                       training={**TRAINING, "num_meta_prompts": 8})
+    with pytest.raises(OptionsError, match=r"the starting model \(base\): num_meta_prompts gives validation prompts"):
+        Comparison(load_study(str(path))).plan()
+
+
 def test_a_variant_may_not_change_the_budget(tmp_path):
     path = write_study(tmp_path, variants={"greedy": {"method": "grpo", "max_steps": 10}})
     with pytest.raises(ValueError, match=r"study.yaml: variant 'greedy' overrides budget settings \['max_steps'\]"):

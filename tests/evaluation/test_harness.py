@@ -135,8 +135,43 @@ def test_a_run_made_with_other_settings_than_the_studys_is_refused_before_anythi
     # a run that finished before runs kept their recipes is not checked, and the study says so
     os.remove(os.path.join(plan[1].folder, RECIPE_FILE))
     assert run_study(changed, console=console) == []
-    assert "1 finished run(s) keep no recipe" in console.file.getvalue()
+    assert "1 finished or resumable run(s) keep no recipe" in console.file.getvalue()
     assert all(run.done for run in changed)
+
+
+@dataclass(frozen=True)
+class ResumableRun(WritingRun):
+    """Leaves progress (a checkpoint) and stops, when told to fail; its next start goes on from it."""
+
+    @property
+    def resumable(self) -> bool:
+        return not self.done and os.path.exists(os.path.join(self.folder, "checkpoint"))
+
+    def execute(self) -> None:
+        open(os.path.join(self.folder, "checkpoint"), "w").close()
+        super().execute()
+
+
+def test_a_run_that_would_resume_is_checked_and_one_that_starts_afresh_takes_the_new_recipe(tmp_path):
+    console = Console(file=io.StringIO(), width=300)
+    crashed = ResumableRun("a", 0, str(tmp_path / "a"), None, fail=True)
+    with pytest.raises(RuntimeError):
+        run_study([crashed], console=console)  # killed after its first checkpoint
+    with pytest.raises(StaleRuns, match=r"a · seed 0 .*: setting: 1 -> 2"):
+        run_study([dataclasses.replace(crashed, fail=False, setting=2)], console=console)
+    os.remove(os.path.join(crashed.folder, "checkpoint"))  # nothing to go on from: the run starts afresh
+    assert run_study([dataclasses.replace(crashed, fail=False, setting=2)], console=console) == []
+    assert json.loads((tmp_path / "a" / RECIPE_FILE).read_text())["setting"] == 2
+
+
+def test_recipes_compare_as_their_json_reads_back(tmp_path):
+    import datetime
+
+    run = WritingRun("a", 0, str(tmp_path / "a"), None, setting={"eps": float("nan"), "day": datetime.date(2026, 12, 1),
+                                                                  "sizes": (1, 2)})
+    assert run_study([run], console=Console(file=io.StringIO())) == []
+    assert json.loads((tmp_path / "a" / RECIPE_FILE).read_text())["setting"]["day"] == "2026-12-01"
+    assert run_study([run], console=Console(file=io.StringIO())) == []  # the same recipe: skipped, not refused
 
 
 def test_the_table_is_the_mean_and_t_interval_over_seeds(tmp_path):

@@ -363,6 +363,13 @@ def test_checkpoints_of_longer_rollout_cycles_fall_on_cycle_ends_and_resume_exac
                     save_strategy="steps", save_steps=2)
     with pytest.raises(ValueError, match="serve 2 optimizer steps .* save_steps a multiple of 2"):
         AMFTConfig(output_dir=str(tmp_path), use_cpu=True, **{**settings, "save_steps": 3})
+    with pytest.raises(ValueError, match="serve 2 optimizer steps .* give max_steps a multiple of 2"):
+        AMFTConfig(output_dir=str(tmp_path), use_cpu=True, **{**settings, "max_steps": 5})
+    # a generation batch of one micro-batch, with two micro-batches a step: the step's rollouts would come
+    # from two generations
+    with pytest.raises(ValueError, match="steps_per_generation=1 must be a multiple of gradient_accumulation_steps=2"):
+        AMFTConfig(output_dir=str(tmp_path), use_cpu=True, method="fixed-mu", per_device_train_batch_size=16,
+                   gradient_accumulation_steps=2, generation_batch_size=16)
     reference = make_trainer(tmp_path / "reference", **settings)
     reference.train()
     resumed = make_trainer(tmp_path / "resumed", **settings)

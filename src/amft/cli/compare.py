@@ -225,6 +225,12 @@ class TrainingRun(StudyRun):
         return self.done and os.path.exists(os.path.join(self.folder, "config.json"))
 
     @property
+    def resumable(self) -> bool:
+        from amft.training.checkpoint import last_complete_checkpoint
+
+        return not self.done and last_complete_checkpoint(self.folder) is not None
+
+    @property
     def recipe(self) -> dict[str, Any]:
         """The variant's settings, less those that only change how the run is watched, and the recipe of
         the starting model it trains from."""
@@ -265,6 +271,8 @@ class Comparison:
                                   self.base_dir(seed) if self.study.base_sft_steps else None)
                 run.arguments(where=f"{self.study.source}: variant {variant!r}")
                 runs.append(run)
+            if (base := self.base_run(seed)) is not None:
+                base.arguments(where=f"{self.study.source}: the starting model (base)")
         return runs
 
     def base_run(self, seed: int) -> TrainingRun | None:
@@ -301,7 +309,7 @@ class Comparison:
         study = self.study
         if self.records is not None:
             self.records.sync(self.plan())
-        check_recipes(self.plan())
+        check_recipes(self.plan(), finished_only=True)  # the report reads the finished runs only
         records = [
             read_run(self.run_dir(variant, seed), variant, seed, start=self.base_start(seed))
             for seed in study.seeds for variant in study.variants

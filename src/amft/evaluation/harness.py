@@ -96,6 +96,11 @@ class StudyRun(ABC):
         return self.done
 
     @property
+    def resumable(self) -> bool:
+        """Unfinished, with progress that starting it again would go on from (a checkpoint, say)."""
+        return False
+
+    @property
     @abstractmethod
     def recipe(self) -> dict[str, Any]:
         """What the study asks of this run, as JSON values: everything that decides its result (its
@@ -108,7 +113,7 @@ class StudyRun(ABC):
     def start(self) -> None:
         """Keep the recipe in the run folder, then do the run."""
         os.makedirs(self.folder, exist_ok=True)
-        atomic_write_json(os.path.join(self.folder, RECIPE_FILE), self.recipe)
+        atomic_write_json(os.path.join(self.folder, RECIPE_FILE), _as_json(self.recipe))
         self.execute()
 
 
@@ -123,19 +128,22 @@ class StaleRuns(ValueError):
         self.problems = list(problems)
 
 
-def check_recipes(runs: Sequence[StudyRun]) -> int:
-    """Raise :class:`StaleRuns` if the folder of a run of ``runs`` (or of a run they need) keeps another
-    recipe than the run's. Returns how many finished runs keep none: they finished before runs kept
-    their recipes, and nothing can be checked for them."""
+def check_recipes(runs: Sequence[StudyRun], *, finished_only: bool = False) -> int:
+    """Raise :class:`StaleRuns` if a run of ``runs`` (or a run they need) that is finished, or that would
+    resume (unless ``finished_only``), keeps another recipe than the run's in its folder; a run that
+    would start afresh is not checked (its folder gets the new recipe). Returns how many of the checked
+    runs keep none: they started before runs kept their recipes, and nothing can be checked for them."""
     problems, unchecked = [], 0
     for run in {r.folder: r for run in runs for r in (run.needs, run) if r is not None}.values():
+        if not (run.done or (run.resumable and not finished_only)):
+            continue
         path = os.path.join(run.folder, RECIPE_FILE)
         if not os.path.exists(path):
-            unchecked += run.done
+            unchecked += 1
             continue
         with open(path) as handle:
             kept = json.load(handle)
-        changes = _differences(kept, json.loads(json.dumps(run.recipe)))
+        changes = _differences(kept, _as_json(run.recipe))
         if changes:
             problems.append(f"{run.label} ({run.folder}): {'; '.join(changes)}")
     if problems:
@@ -146,14 +154,24 @@ def check_recipes(runs: Sequence[StudyRun]) -> int:
 _ABSENT = object()
 
 
+def _as_json(value: Any) -> Any:
+    """``value`` as it reads back from a JSON file (a value JSON has no form for, such as a date, as its
+    text), so that a kept recipe and a fresh one compare equal when they are."""
+    return json.loads(json.dumps(value, default=str))
+
+
 def _differences(kept: Any, wanted: Any, where: str = "") -> list[str]:
     """'key: kept -> wanted' for each leaf where two JSON values differ (dotted keys into mappings)."""
     if isinstance(kept, dict) and isinstance(wanted, dict):
         return [change for key in sorted(set(kept) | set(wanted))
                 for change in _differences(kept.get(key, _ABSENT), wanted.get(key, _ABSENT), f"{where}{key}.")]
-    if kept == wanted:
+    if kept == wanted or _both_nan(kept, wanted):
         return []
     return [f"{where.rstrip('.') or 'recipe'}: {_shown(kept)} -> {_shown(wanted)}"]
+
+
+def _both_nan(kept: Any, wanted: Any) -> bool:
+    return all(isinstance(value, float) and math.isnan(value) for value in (kept, wanted))
 
 
 def _shown(value: Any) -> str:
@@ -252,7 +270,7 @@ def run_study(runs: Sequence[StudyRun], jobs: int = 1, console: Console | None =
     other in this process (an error stops the study), more each in a fresh process of its own (the
     runs they need first). With ``records``, finished runs are restored from their records first and
     each run's record is kept as soon as it finishes. Raises :class:`StaleRuns`, before any run starts,
-    when a run folder keeps another recipe. Returns the labels of the runs that failed."""
+    when a finished or resumable run keeps another recipe. Returns the labels of the runs that failed."""
     console = console or Console()
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
@@ -260,8 +278,8 @@ def run_study(runs: Sequence[StudyRun], jobs: int = 1, console: Console | None =
         records.sync(runs)
     unchecked = check_recipes(runs)
     if unchecked:
-        console.print(f"{unchecked} finished run(s) keep no recipe (they finished before runs kept one): "
-                      "not checked against the study's settings")
+        console.print(f"{unchecked} finished or resumable run(s) keep no recipe (they started before runs kept "
+                      "one): not checked against the study's settings")
     todo = []
     for index, run in enumerate(runs, start=1):
         if run.done:

@@ -122,8 +122,11 @@ class AgentRun(StudyRun):
 
     @property
     def recipe(self) -> dict[str, Any]:
+        """The agent and the benchmark, and for a modular agent the episodes it learns from."""
+        learns = self.spec.get("agent") == "modular"
+        episodes = {"train_episodes": self.train_episodes, "validation_episodes": self.validation_episodes}
         return {"spec": self.spec, "city_size": self.city_size, "per_subset": self.per_subset,
-                "train_episodes": self.train_episodes, "validation_episodes": self.validation_episodes}
+                **(episodes if learns else {})}
 
     def execute(self) -> None:
         home = _benchmark(self.seed, "test", self.city_size, self.per_subset)
@@ -249,7 +252,7 @@ def report_nav_study(config: NavStudyConfig, console: Console | None = None) -> 
     reference agent), `episodes.csv`, `tc_by_subset.png` and, with modular agents,
     `modular_training.png`. Returns the rows, the per-episode statistics and the training logs."""
     console = console or Console()
-    check_recipes(study_runs(config))
+    check_recipes(study_runs(config), finished_only=True)
     records, results, logs = [], [], {}
     for run in study_runs(config):
         if not run.done:

@@ -384,7 +384,7 @@ class AMFTConfig(GRPOConfig):
         if method.sft_gate is not None and self.hpt_center_advantages:
             self.scale_rewards = "none"
         super().__post_init__()
-        self._check_checkpoints_end_rollout_cycles()
+        self._check_rollout_cycles()
         optimizer = getattr(self.optim, "value", self.optim)
         if self.meta_direction == "adam" and not optimizer.startswith("adam"):
             raise ValueError(f"meta_direction='adam' reads the Adam optimizer's second moments, but optim is "
@@ -394,22 +394,32 @@ class AMFTConfig(GRPOConfig):
     @property
     def steps_per_rollout_cycle(self) -> int:
         """Optimizer steps that the rollouts of one generation serve (TRL's `steps_per_generation` x
-        `num_iterations` micro-batches): 1 unless either is raised."""
+        `num_iterations` micro-batches, `steps_per_generation` a multiple of the accumulation steps): 1
+        unless either is raised."""
         return self.steps_per_generation * self.num_iterations // self.gradient_accumulation_steps
 
-    def _check_checkpoints_end_rollout_cycles(self) -> None:
-        """A checkpoint inside a rollout cycle would lose the rollouts buffered for the cycle's later
-        steps, and a run resumed from it would sample new ones (docs/design.md, 'Checkpoints and
-        resumption')."""
+    def _check_rollout_cycles(self) -> None:
+        """Checked once TRL has derived `steps_per_generation` (from `generation_batch_size`, say)."""
+        if self.steps_per_generation % self.gradient_accumulation_steps:
+            # The controller reads the whole optimizer step when it opens (see docs/design.md, 'Gradient
+            # accumulation and several processes'), so the step's rollouts must come from one generation.
+            raise ValueError(f"steps_per_generation={self.steps_per_generation} must be a multiple of "
+                             f"gradient_accumulation_steps={self.gradient_accumulation_steps}")
+        # A checkpoint inside a rollout cycle would lose the rollouts buffered for the cycle's later
+        # steps, and a run resumed from it would sample new ones (docs/design.md, 'Checkpoints and
+        # resumption'); transformers also saves at max_steps.
         cycle = self.steps_per_rollout_cycle
         if cycle == 1 or self.save_strategy == "no":
             return
+        where = (f"the rollouts of one generation serve {cycle} optimizer steps (steps_per_generation="
+                 f"{self.steps_per_generation} x num_iterations={self.num_iterations} micro-batches), and a run "
+                 "resumes exactly only from a checkpoint at the end of such a cycle")
         if self.save_strategy != "steps" or self.save_steps < 1 or self.save_steps % cycle:
-            raise ValueError(
-                f"the rollouts of one generation serve {cycle} optimizer steps (steps_per_generation="
-                f"{self.steps_per_generation} x num_iterations={self.num_iterations} micro-batches), and a run "
-                f"resumes exactly only from a checkpoint at the end of such a cycle: give save_strategy='steps' "
-                f"with save_steps a multiple of {cycle} (or save_strategy='no')")
+            raise ValueError(f"{where}: give save_strategy='steps' with save_steps a multiple of {cycle} "
+                             "(or save_strategy='no')")
+        if self.max_steps > 0 and self.max_steps % cycle:
+            raise ValueError(f"{where}, and the last checkpoint is saved at max_steps: give max_steps a multiple "
+                             f"of {cycle}")
 
     def _check_method_settings(self, method) -> None:
         """A setting that only other methods read is refused when it is not at its default: the run would
@@ -527,11 +537,6 @@ def unsupported_grpo_settings(args: GRPOConfig, method: str) -> list[str]:
     if args.router_aux_loss_coef:
         problems.append("router_aux_loss_coef (a mixture-of-experts router loss) is not added by AMFTTrainer's L_RL; "
                         "set it to 0")
-    if args.steps_per_generation is not None and args.steps_per_generation % args.gradient_accumulation_steps:
-        # The controller reads the whole optimizer step when it opens (see docs/design.md, 'Gradient
-        # accumulation and several processes'), so the step's rollouts must come from one generation.
-        problems.append(f"steps_per_generation={args.steps_per_generation} must be a multiple of "
-                        f"gradient_accumulation_steps={args.gradient_accumulation_steps}")
     if entry.rl_loss != "clipped":
         # These methods replace rollouts by demonstrations, whose reference log-probs and ratios TRL never saw.
         if args.beta != 0.0:

@@ -212,7 +212,7 @@ class GeneralPointsTask(Task):
     def scoring_problem(self, row: Mapping[str, Any]) -> str | None:
         try:
             self._deal(row)
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, OverflowError) as error:
             return str(error)
         return None
 

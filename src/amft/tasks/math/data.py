@@ -56,7 +56,7 @@ def read_table(source: str, split: str = "train", subset: str | None = None) -> 
             return load_dataset(_FORMATS[extension], data_files=source, split="train")
         except Exception as error:  # `datasets` names neither the file nor the row
             if _FORMATS[extension] == "json":
-                load_rows(source)  # raises DataError at the first row that is not a JSON object
+                _raise_json_syntax_error(source, error)
             raise DataError(source, None, None, f"could not be read: {error}") from error
     if os.path.exists(source):
         raise ValueError(f"{source}: expected a .jsonl, .json or .parquet file or a Hub dataset name")
@@ -64,6 +64,16 @@ def read_table(source: str, split: str = "train", subset: str | None = None) -> 
         return load_dataset(source, subset, split=split)
     except Exception as error:  # offline, unknown name, missing split: say which source failed
         raise ValueError(f"could not load dataset {source!r} (subset {subset!r}, split {split!r}): {error}") from error
+
+
+def _raise_json_syntax_error(source: str, error: Exception) -> None:
+    """Raise the DataError that names the row (JSONL) or the line and column (JSON) where ``source``
+    stops being JSON, when that is why `datasets` failed (``error``); return otherwise."""
+    try:
+        load_rows(source)
+    except DataError as syntax:
+        if syntax.row is not None or syntax.problem.startswith("invalid JSON"):
+            raise syntax from error
 
 
 def _message_text(value: Any, role: str) -> str | None:
