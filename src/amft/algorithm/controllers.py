@@ -209,6 +209,11 @@ class BalanceController(ABC):
         return False
 
     @property
+    def reads_validation_prompts(self) -> bool:
+        """Whether it has a meta term, the one reader of the validation prompts."""
+        return False
+
+    @property
     def needs_noise_proxies(self) -> bool:
         """Whether the next update reads the gradient-noise proxies of its step (GAC's refresh steps)."""
         return False
@@ -394,6 +399,10 @@ class MetaGradientController(BalanceController):
     def in_warmup(self) -> bool:
         """Whether the next update is one of the first ``warmup_steps`` updates (mu = 1)."""
         return self._warmup_done < self.warmup_steps
+
+    @property
+    def reads_validation_prompts(self) -> bool:
+        return self.use_meta
 
     @property
     def needs_entropy_sample(self) -> bool:

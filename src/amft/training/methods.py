@@ -113,8 +113,7 @@ class Method:
 
     def reads_validation_prompts(self, args: AMFTConfig) -> bool:
         """Whether a run has the meta term, the one reader of the validation prompts (`meta_dataset`)."""
-        controller = self.controller(args)
-        return isinstance(controller, MetaGradientController) and controller.use_meta
+        return self.controller(args).reads_validation_prompts
 
     def __post_init__(self) -> None:
         if self.rl_loss not in RL_LOSSES:

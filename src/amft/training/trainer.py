@@ -44,7 +44,6 @@ from amft.algorithm import (
     BalanceController,
     ControllerStats,
     GroupGate,
-    MetaGradientController,
     NoiseProxies,
     adam_preconditioned,
     all_failed_groups,
@@ -192,7 +191,7 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
         self.controller = controller if controller is not None else self.method.controller(args)
         shard = dict(process_index=self.accelerator.process_index, num_processes=self.accelerator.num_processes)
         self.demo_stream = RowStream(list(demo_dataset), batch_size=args.sft_batch_size, seed=args.seed, **shard)
-        needs_meta = isinstance(self.controller, MetaGradientController) and self.controller.use_meta
+        needs_meta = self.controller.reads_validation_prompts
         if needs_meta and not meta_dataset:
             raise ValueError("the meta term needs validation prompts: pass meta_dataset (or set use_meta_term=False)")
         if needs_meta:  # see docs/design.md, 'Gradient accumulation and several processes'
