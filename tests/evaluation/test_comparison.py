@@ -11,7 +11,7 @@ from rich.console import Console
 
 from amft.cli.compare import Comparison, load_study
 from amft.cli.options import OptionsError
-from amft.evaluation.comparison import (RunRecord, beats, cumulative, judge_against_frontier, logged_series,
+from amft.evaluation.comparison import (RunRecord, beats, cumulative, frontier_panels, judge_against_frontier, logged_series,
                                         markdown_table, plot_controller, rank_on, read_run, steps_to_reach, summarize,
                                         table_metrics, write_results)
 from amft.evaluation.harness import mean_ci, mean_curve
@@ -274,6 +274,16 @@ def test_the_report_draws_the_frontier_judges_against_it_and_selects_on_validati
     Comparison(study, console).report()
     assert "Finished so far: 3 of 4 runs, 2 of 2 starting models; the table covers those." in console.file.getvalue()
     assert not (out_dir / "frontier.png").exists() and not (out_dir / "controller.png").exists()
+
+
+def test_frontier_panels_keep_a_methods_variants_together_up_to_the_panel_size():
+    methods = {"a1": "a", "a2": "a", "b": "b", "c1": "c", "c2": "c", "c3": "c", "d": None}
+    assert frontier_panels(list(methods), methods, size=3) == [["a1", "a2", "b"], ["c1", "c2", "c3"], ["d"]]
+    assert frontier_panels(list(methods), methods, size=4) == [["a1", "a2", "b"], ["c1", "c2", "c3", "d"]]
+    # A method with more variants than a panel holds fills panels of its own in order.
+    assert frontier_panels(["b", "c1", "c2", "c3"], methods, size=2) == [["b"], ["c1", "c2"], ["c3"]]
+    # Variants without a known method are never grouped by it.
+    assert frontier_panels(["x", "y"], {}, size=1) == [["x"], ["y"]]
 
 
 @pytest.mark.parametrize("changes, message", [

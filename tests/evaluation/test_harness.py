@@ -188,29 +188,44 @@ def test_the_table_is_the_mean_and_t_interval_over_seeds(tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())["settings"] == {"seeds": [0, 1, 2]}
 
 
-def test_the_frontier_plot_is_a_png_of_points_intervals_and_paths(tmp_path, saved_figures):
+def test_the_frontier_plot_draws_points_intervals_cut_at_the_bounds_and_paths_a_group_a_panel(tmp_path, saved_figures):
     def row(variant, x, y, ci=0.02):
         return {"variant": variant, "x": {"mean": x, "ci95": ci}, "y": {"mean": y, "ci95": ci}}
 
     frontier = [row("low", 0.5, 0.7), row("mid", 0.6, 0.6), row("high", 0.7, 0.4)]
-    others = [row("method", 0.62, 0.66), row("one seed", 0.3, 0.5, ci=None)]
-    path = plot_frontier(frontier, others, Metric("x", "x (%)", scale=100.0), Metric("y", "y (%)", scale=100.0),
+    start, reference = row("start", 0.1, 0.1), row("ref", 0.4, 0.3)
+    groups = [[row("method", 0.62, 0.66), row("one seed", 0.3, 0.5, ci=None)], [reference, row("wide", 0.9, 0.05, ci=0.2)]]
+    path = plot_frontier(frontier, groups, Metric("x", "x (%)", scale=100.0), Metric("y", "y (%)", scale=100.0),
                          str(tmp_path / "frontier.png"), labels={"low": "mu=0.2", "mid": "mu=0.5", "high": "mu=0.8"},
-                         paths={"method": [(0.2, 0.1), (0.5, 0.4), (0.6, 0.62)]})
+                         paths={"method": [(0.2, 0.1), (0.5, 0.4), (0.6, 0.62)]}, references=[start, reference])
     assert path == str(tmp_path / "frontier.png")
     with open(path, "rb") as handle:
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
     (figure,) = saved_figures
-    (ax,) = figure.axes
-    # Scaled to percent: the frontier joined in its order, each point with its interval both ways.
-    line_points = [container.lines[0].get_xydata().tolist() for container in ax.containers]
-    assert line_points == [[[50, 70], [60, 60], [70, 40]], [[62, 66]], [[30, 50]]]
-    x_bars, y_bars = (segments.get_segments() for segments in ax.containers[0].lines[2])
+    first, second = figure.axes
+    # Scaled to percent: in each panel the frontier joined in its order, the references not of the panel,
+    # then the panel's own points, each with its interval both ways.
+    assert [c.lines[0].get_xydata().tolist() for c in first.containers] == [
+        [[50, 70], [60, 60], [70, 40]], [[10, 10]], [[40, 30]], [[62, 66]], [[30, 50]]]
+    assert [c.lines[0].get_xydata().tolist() for c in second.containers] == [
+        [[50, 70], [60, 60], [70, 40]], [[10, 10]], [[40, 30]], [[90, 5]]]
+    x_bars, y_bars = (segments.get_segments() for segments in first.containers[0].lines[2])
     assert x_bars[0].tolist() == [[48, 70], [52, 70]] and y_bars[2].tolist() == [[70, 38], [70, 42]]
-    assert {segment.tolist()[0][0] for segment in ax.containers[2].lines[2][0].get_segments()} == {30}  # no interval
-    trail = [line for line in ax.get_lines() if line.get_xydata().tolist() == [[20, 10], [50, 40], [60, 62]]]
+    assert {segment.tolist()[0][0] for segment in first.containers[4].lines[2][0].get_segments()} == {30}  # no interval
+    # An interval past the metric's range is cut there: 0.05 +- 0.2 is drawn from 0 to 25.
+    (y_bar,) = second.containers[3].lines[2][1].get_segments()
+    assert y_bar.tolist() == [[90, 0], [90, 25]]
+    assert second.containers[2].lines[0].get_color() != "grey"  # the reference, in its own panel
+    assert first.containers[2].lines[0].get_color() == "grey"
+    trail = [line for line in first.get_lines() if line.get_xydata().tolist() == [[20, 10], [50, 40], [60, 62]]]
     assert len(trail) == 1  # the method's way to its point
-    assert [text.get_text() for text in ax.texts if text.get_text()] == ["mu=0.2", "mu=0.5", "mu=0.8", "method", "one seed"]
-    legend = [text.get_text() for text in ax.get_legend().get_texts()]
-    assert sorted(legend) == sorted(["frontier", "method", "one seed", "path over training"])
-    assert (ax.get_xlabel(), ax.get_ylabel()) == ("x (%)", "y (%)")
+    assert [t.get_text() for t in first.texts if t.get_text()] == ["mu=0.2", "mu=0.5", "mu=0.8", "start", "ref", "method",
+                                                                    "one seed"]
+    # Each panel's legend names its own variants; what every panel shows is named once, below them.
+    assert [t.get_text() for t in first.get_legend().get_texts()] == ["method", "one seed"]
+    assert [t.get_text() for t in second.get_legend().get_texts()] == ["ref", "wide"]
+    (legend,) = figure.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["frontier", "start (grey)", "ref (grey)", "path over training"]
+    assert (first.get_xlabel(), first.get_ylabel()) == ("x (%)", "y (%)")
+    assert first.get_xlim() == (-3, 103) and second.get_ylim() == (-3, 103)
+

@@ -334,7 +334,9 @@ class Comparison:
                 x, y = study.frontier["x"], study.frontier["y"]
                 judge_against_frontier(rows, frontier, (x, y))
                 plots.append(plot_study_frontier(records, rows, frontier, x, y,
-                                                 os.path.join(study.output_dir, "frontier.png")))
+                                                 os.path.join(study.output_dir, "frontier.png"),
+                                                 methods={v: study.engine(v).method for v in variants},
+                                                 reference_variant=study.reference_variant))
             else:
                 self.console.print(f"No frontier yet: it needs finished runs of 2 constant-mu variants, "
                                    f"there are {len(frontier)}.")

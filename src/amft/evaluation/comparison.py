@@ -320,18 +320,49 @@ def success_path(records: Sequence[RunRecord], x: str, y: str) -> list[tuple[int
     return [(step, xs[step], ys[step]) for step in sorted(xs.keys() & ys.keys())]
 
 
+#: the most variants one panel of the frontier plot shows beside the frontier and the reference points
+FRONTIER_PANEL_SIZE = 6
+
+
+def frontier_panels(variants: Sequence[str], methods: Mapping[str, str], size: int = FRONTIER_PANEL_SIZE) -> list[list[str]]:
+    """``variants`` (in the study's order) cut into panels of at most ``size``, a method's variants
+    (``methods``: variant -> its method) kept in one panel where they fit: a new panel starts when the
+    next method's variants would not fit in the current one."""
+    runs: list[list[str]] = []  # consecutive variants of one method
+    for variant in variants:
+        if runs and methods.get(variant) is not None and methods.get(runs[-1][-1]) == methods.get(variant):
+            runs[-1].append(variant)
+        else:
+            runs.append([variant])
+    panels: list[list[str]] = []
+    for run in runs:
+        for start in range(0, len(run), size):
+            piece = run[start:start + size]
+            if panels and len(panels[-1]) + len(piece) <= size:
+                panels[-1].extend(piece)
+            else:
+                panels.append(list(piece))
+    return panels
+
+
 def plot_study_frontier(records: Sequence[RunRecord], rows: Sequence[Mapping[str, Any]], frontier: Mapping[str, float],
-                        x: str, y: str, path: str) -> str:
+                        x: str, y: str, path: str, *, methods: Mapping[str, str] | None = None,
+                        reference_variant: str | None = None) -> str:
     """The fixed-mu variants of ``frontier`` (name -> mu) as the trade-off between the final success on
-    splits ``x`` and ``y``, every other variant's final point and its path over training. Returns ``path``."""
+    splits ``x`` and ``y``, with every other variant's final point and its path over training, a few
+    variants a panel (`frontier_panels`, by ``methods``: variant -> method); the starting model and the
+    ``reference_variant`` are drawn in every panel, grey where the panel is not theirs. Returns ``path``."""
     frontier_rows = sorted((row for row in rows if row["variant"] in frontier), key=lambda row: frontier[row["variant"]])
-    others = [row for row in rows if row["variant"] not in frontier]
-    paths = {row["variant"]: [(px, py) for _, px, py in success_path([r for r in records if r.variant == row["variant"]], x, y)]
-             for row in others}
-    return plot_frontier(frontier_rows, others, Metric(x, f"{x}: final success (%)", scale=100.0),
+    references = [row for row in rows if row.get("starting_model") or row["variant"] == reference_variant]
+    others = {row["variant"]: row for row in rows if row["variant"] not in frontier and not row.get("starting_model")}
+    paths = {variant: [(px, py) for _, px, py in success_path([r for r in records if r.variant == variant], x, y)]
+             for variant in others}
+    groups = [[others[variant] for variant in panel] for panel in frontier_panels(list(others), methods or {})]
+    return plot_frontier(frontier_rows, groups, Metric(x, f"{x}: final success (%)", scale=100.0),
                          Metric(y, f"{y}: final success (%)", scale=100.0), path,
                          labels={variant: f"mu={mu:g}" for variant, mu in frontier.items()}, paths=paths,
-                         frontier_name="fixed mu (points: final, full evaluation)",
+                         references=references,
+                         frontier_name="fixed mu (points: final, full evaluation; 95% intervals cut at 0 and 100)",
                          path_name="path over training: quick greedy evaluation (can differ from the final points)")
 
 

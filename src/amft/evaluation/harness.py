@@ -455,55 +455,78 @@ def plot_bars(rows: Sequence[Mapping[str, Any]], panels: Mapping[str, Sequence[M
 _MARKERS = "s^Dv<>Pp*hX"
 
 
-def plot_frontier(frontier: Sequence[Mapping[str, Any]], others: Sequence[Mapping[str, Any]], x: Metric, y: Metric,
-                  path: str, *, labels: Mapping[str, str] | None = None,
-                  paths: Mapping[str, Sequence[tuple[float, float]]] | None = None, frontier_name: str = "frontier",
-                  path_name: str = "path over training") -> str:
-    """A trade-off plot of two metrics: the ``frontier`` rows (in their order) as points joined by a
-    line, each of the ``others`` as a point of its own marker and colour, every point the mean with
-    its t-interval in both directions and labelled (``labels``: variant -> text, default the variant).
-    ``paths`` (variant -> its (x, y) values in step order) draws an other variant's way to its point, thin,
-    with an arrow at its end. Values are raw (scaled by each metric's ``scale``). Returns ``path``."""
+def plot_frontier(frontier: Sequence[Mapping[str, Any]], groups: Sequence[Sequence[Mapping[str, Any]]], x: Metric,
+                  y: Metric, path: str, *, labels: Mapping[str, str] | None = None,
+                  paths: Mapping[str, Sequence[tuple[float, float]]] | None = None,
+                  references: Sequence[Mapping[str, Any]] = (), bounds: tuple[float, float] = (0.0, 1.0),
+                  frontier_name: str = "frontier", path_name: str = "path over training") -> str:
+    """A trade-off plot of two metrics, one panel per entry of ``groups`` (small multiples, so that a
+    study of many variants stays readable): in every panel the ``frontier`` rows (in their order) as
+    points joined by a line and the ``references`` not of the panel as grey points; the panel's own
+    rows each as a point of its own marker and colour, in the panel's legend. Every point is the mean
+    with its t-interval in both directions, cut at ``bounds`` (the metrics' possible range, raw), and is
+    labelled (``labels``: variant -> text, default the variant). ``paths`` (variant -> its (x, y)
+    values in step order) draws a row's way to its point, thin, with an arrow at its end. What every
+    panel shows is named once, in the figure's legend below the panels. Values are raw (scaled by each
+    metric's ``scale``). Returns ``path``."""
     labels = labels or {}
-    styles = _styles([row["variant"] for row in others])
-    fig, ax = plt.subplots(figsize=(7.5, 6.0))
+    groups = [list(group) for group in groups if group] or [[]]
+    colors = plt.get_cmap("tab10")  # strong colours, distinct within a panel; its grey (7) is the references'
+    columns = min(len(groups), 2)
+    fig, axes = plt.subplots(-(-len(groups) // columns), columns, squeeze=False, layout="constrained",
+                             figsize=(6.0 * columns, 5.0 * -(-len(groups) // columns) + 0.8))
 
-    def point(row: Mapping[str, Any]) -> tuple[float, float, float, float]:
-        return (x.scale * row[x.key]["mean"], y.scale * row[y.key]["mean"],
-                x.scale * (row[x.key]["ci95"] or 0.0), y.scale * (row[y.key]["ci95"] or 0.0))
+    def interval(row: Mapping[str, Any], metric: Metric) -> tuple[float, float, float]:
+        """The scaled mean and its distances down and up to the interval's ends, cut at ``bounds``."""
+        mean, half = row[metric.key]["mean"], row[metric.key]["ci95"] or 0.0
+        low, high = max(mean - half, bounds[0]), min(mean + half, bounds[1])
+        return metric.scale * mean, metric.scale * (mean - low), metric.scale * (high - mean)
 
-    def annotate(row: Mapping[str, Any], px: float, py: float, color: Any) -> None:
-        ax.annotate(labels.get(row["variant"], row["variant"]), (px, py), xytext=(5, 4), textcoords="offset points",
-                    fontsize=7, color=color)
+    def draw(ax, rows: Sequence[Mapping[str, Any]], color: Any, **style: Any) -> Any:
+        (xs, x_down, x_up), (ys, y_down, y_up) = (zip(*(interval(row, m) for row in rows)) for m in (x, y))
+        handle = ax.errorbar(xs, ys, xerr=[x_down, x_up], yerr=[y_down, y_up], color=color, capsize=2, **style)
+        for row, px, py in zip(rows, xs, ys):
+            ax.annotate(labels.get(row["variant"], row["variant"]), (px, py), xytext=(5, 4),
+                        textcoords="offset points", fontsize=7, color=color)
+        return handle
 
-    if frontier:
-        xs, ys, xerr, yerr = zip(*(point(row) for row in frontier))
-        ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, color="black", marker="o", markersize=5, capsize=2, linewidth=1.2,
-                    label=frontier_name)
-        for row, px, py in zip(frontier, xs, ys):
-            annotate(row, px, py, "black")
-    trail_style, trails = dict(linewidth=0.7, marker=".", markersize=3), 0
-    for i, row in enumerate(others):
-        variant, color = row["variant"], styles[row["variant"]]["color"]
-        trail = [(x.scale * px, y.scale * py) for px, py in (paths or {}).get(variant, [])]
-        if len(trail) > 1:
-            ax.plot(*zip(*trail), color=color, alpha=0.8, **trail_style)
-            ax.annotate("", xy=trail[-1], xytext=trail[-2], arrowprops=dict(arrowstyle="->", color=color, lw=0.7))
-            trails += 1
-        px, py, ex, ey = point(row)
-        ax.errorbar([px], [py], xerr=[ex], yerr=[ey], color=color, marker=_MARKERS[i % len(_MARKERS)], markersize=7,
-                    capsize=2, linestyle="none", label=labels.get(variant, variant))
-        annotate(row, px, py, color)
-    if trails:
-        ax.plot([], [], color="grey", label=path_name, **trail_style)  # one legend entry for every path
-    ax.set(xlabel=x.header, ylabel=y.header)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    shared: dict[str, Any] = {}  # legend entry -> handle, for what every panel shows
+    trail_style = dict(linewidth=0.7, marker=".", markersize=3)
+    for ax, group in zip(axes.flat, groups):
+        if frontier:
+            shared[frontier_name] = draw(ax, frontier, "black", marker="o", markersize=5, linewidth=1.2)
+        for row in references:
+            if all(row["variant"] != own["variant"] for own in group):
+                shared[f"{labels.get(row['variant'], row['variant'])} (grey)"] = draw(
+                    ax, [row], "grey", marker="o", markersize=6, linestyle="none")
+        own = []
+        for i, row in enumerate(group):
+            color = colors(i if i < 7 else i + 1)
+            trail = [(x.scale * px, y.scale * py) for px, py in (paths or {}).get(row["variant"], [])]
+            if len(trail) > 1:
+                (shared[path_name],) = ax.plot(*zip(*trail), color=color, alpha=0.8, **trail_style)
+                ax.annotate("", xy=trail[-1], xytext=trail[-2], arrowprops=dict(arrowstyle="->", color=color, lw=0.7))
+            handle = draw(ax, [row], color, marker=_MARKERS[i % len(_MARKERS)], markersize=7, linestyle="none")
+            own.append((handle, labels.get(row["variant"], row["variant"])))
+        margin = 0.03 * (bounds[1] - bounds[0])
+        ax.set_xlim(x.scale * (bounds[0] - margin), x.scale * (bounds[1] + margin))
+        ax.set_ylim(y.scale * (bounds[0] - margin), y.scale * (bounds[1] + margin))
+        ax.set(xlabel=x.header, ylabel=y.header)
+        ax.grid(alpha=0.3)
+        if own:
+            ax.legend(*zip(*own), fontsize=7, loc="best")
+    for ax in axes.flat[len(groups):]:
+        ax.set_visible(False)
+    if path_name in shared:  # the paths are drawn in each variant's colour; the legend names them in grey
+        (shared[path_name],) = axes.flat[0].plot([], [], color="grey", **trail_style)
+    if shared:
+        fig.legend(list(shared.values()), list(shared), loc="outside lower center", ncols=2, fontsize=8)
     return _save(fig, path)
 
 
 def _save(fig, path: str) -> str:
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
