@@ -12,8 +12,8 @@ from rich.console import Console
 from amft.cli.compare import Comparison, load_study
 from amft.cli.options import OptionsError
 from amft.evaluation.comparison import (RunRecord, beats, cumulative, frontier_panels, judge_against_frontier, logged_series,
-                                        markdown_table, plot_controller, rank_on, read_run, steps_to_reach, summarize,
-                                        table_metrics, write_results)
+                                        markdown_table, paired_differences, plot_controller, rank_on, read_run,
+                                        steps_to_reach, summarize, table_metrics, write_results)
 from amft.evaluation.harness import mean_ci, mean_curve
 
 
@@ -150,6 +150,21 @@ def test_the_selection_ranks_by_the_mean_over_the_chosen_splits():
     assert rank_on(rows, ["x"])["best"] == "c"
 
 
+
+def test_paired_differences_pair_the_runs_of_a_seed():
+    def record(variant, seed, id_, rl):
+        return RunRecord(variant, seed, {"id": id_, "rl-only": rl}, steps=10, wall_time_seconds=1.0, controller={})
+
+    records = [record("a", 0, 0.5, 0.3), record("a", 1, 0.6, 0.3), record("a", 2, 0.9, 0.9),
+               record("ref", 0, 0.4, 0.1), record("ref", 1, 0.4, 0.2)]
+    differences = paired_differences(records, "a", "ref", ["id", "rl-only"])
+    # Seed 2 has no reference run. id: 0.1 and 0.2, sd 0.0707, t(0.975, 1) = 12.706: 12.706 * 0.0707 / sqrt(2).
+    assert differences["id"]["mean"] == pytest.approx(0.15) and differences["id"]["ci95"] == pytest.approx(0.6353, abs=1e-4)
+    assert differences["rl-only"]["mean"] == pytest.approx(0.15) and differences["id"]["pairs"] == 2
+    alone = paired_differences(records[:1] + records[3:], "a", "ref", ["id"])["id"]
+    assert alone == {"mean": pytest.approx(0.1), "ci95": None, "pairs": 1}
+    assert paired_differences(records, "a", "missing", ["id"])["id"] == {"mean": None, "ci95": None, "pairs": 0}
+
 # ------------------------------------------------------------------ the report of a study, from fake run folders
 
 def test_the_time_per_run_leaves_out_a_run_that_timed_only_its_last_segment(tmp_path):
@@ -260,6 +275,18 @@ def test_the_report_draws_the_frontier_judges_against_it_and_selects_on_validati
     assert all(entry["variant"] in VARIANTS for entry in results["selection"]["ranking"])
     printed = console.file.getvalue()
     assert "best = amft" in printed and "frontier.png" in printed and "controller.png" in printed
+    assert "vs_reference" not in rows[1] and "paired by seed" not in table  # the study names no reference
+
+    # With a reference, each variant's differences from it on the frontier's splits, paired by seed: every
+    # seed adds 0.02 to both runs, so amft - sft-then-rl is 0.57 and 0.56 on both seeds, no spread.
+    study.reference_variant = "sft-then-rl"
+    rows = Comparison(study, console).report()
+    amft = next(row for row in rows if row["variant"] == "amft")
+    assert amft["vs_reference"]["id"] == {"mean": pytest.approx(0.57), "ci95": pytest.approx(0.0, abs=1e-9), "pairs": 2}
+    assert "vs_reference" not in rows[0] and "vs_reference" not in rows[-1]  # the starting model, the reference
+    table = (out_dir / "results.md").read_text()
+    assert "| minus sft-then-rl, paired by seed (points) |" in table
+    assert "| id +57.0 ± 0.0, rl-only +56.0 ± 0.0 (2 seeds) |" in table
 
     # A study reported with one fixed-mu variant left (`--variants`) has no frontier, and says so.
     study.variants = {name: VARIANTS[name] for name in ("mu-0.2", "chord")}

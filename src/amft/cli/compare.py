@@ -85,7 +85,9 @@ class Study:
         "help": "The evaluated split whose quick-evaluation curve gives each variant's steps to target_success."})
     target_success: float = field(default=0.6, metadata={"help": "The success on target_split that counts as reached."})
     reference_variant: str | None = field(default=None, metadata={
-        "help": "A variant whose final target_split success every other variant's steps are also counted to."})
+        "help": "A variant to read every other against: its final target_split success is a second target for the "
+                "steps, and the table gives each variant's difference from it on the frontier's splits (else on "
+                "target_split), paired by seed, with its interval; the frontier plot shows it in every panel."})
     frontier: dict[str, str] | None = field(default=None, metadata={
         "help": "Two evaluated splits, {x: SPLIT, y: SPLIT}: the constant-mu variants (fixed-mu, sft, grpo; at least 2) trace the trade-off "
                 "of their final success, frontier.png shows it and the table judges every other variant against it."})
@@ -302,9 +304,9 @@ class Comparison:
         return {split: curve[-1][1] for split, curve in curves.items() if curve and curve[-1][0] == self.study.base_sft_steps}
 
     def report(self) -> list[dict[str, Any]]:
-        from amft.evaluation.comparison import (judge_against_frontier, plot_comparison, plot_controller,
-                                                plot_study_frontier, rank_on, read_run, selection_markdown, summarize,
-                                                table_metrics, write_results)
+        from amft.evaluation.comparison import (compare_with_reference, judge_against_frontier, plot_comparison,
+                                                plot_controller, plot_study_frontier, rank_on, read_run,
+                                                selection_markdown, summarize, table_metrics, write_results)
 
         study = self.study
         if self.records is not None:
@@ -340,6 +342,9 @@ class Comparison:
             else:
                 self.console.print(f"No frontier yet: it needs finished runs of 2 constant-mu variants, "
                                    f"there are {len(frontier)}.")
+        if study.reference_variant in finished:
+            compare_with_reference(rows, records, study.reference_variant,
+                                   (study.frontier["x"], study.frontier["y"]) if study.frontier else (study.target_split,))
         controlled = [v for v in variants if v in finished and study.engine(v).method in CONTROLLER_METHODS]
         if controlled:
             plots.append(plot_controller(records, controlled, os.path.join(study.output_dir, "controller.png")))

@@ -17,7 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from amft.evaluation.harness import Curve, ExtraColumn, Metric, mean_curve, plot_curves, plot_frontier, results_markdown
+from amft.evaluation.harness import (Curve, ExtraColumn, Metric, mean_ci, mean_curve, plot_curves, plot_frontier,
+                                    results_markdown)
 from amft.evaluation.harness import summarize as summarize_over_seeds
 from amft.evaluation.harness import write_results as write_table
 from amft.evaluation.report import LOG_HISTORY_FILE, read_progress, read_task_metrics
@@ -207,6 +208,43 @@ def judge_against_frontier(rows: Sequence[dict[str, Any]], frontier: Mapping[str
             }
 
 
+def paired_differences(records: Sequence[RunRecord], variant: str, reference: str,
+                       splits: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per split, the mean over seeds of ``variant``'s final success minus ``reference``'s, with the
+    t-interval of those differences (``ci95``; None for one pair) and the number of seeds both finished
+    (``pairs``; mean None for none). A seed's runs share its starting model, so the pairing takes
+    that model's luck out of the comparison (docs/design.md, 'Comparisons')."""
+    by_seed = {r.seed: r for r in records if r.variant == reference}
+    pairs = [(r, by_seed[r.seed]) for r in records if r.variant == variant and r.seed in by_seed]
+    differences = {}
+    for split in splits:
+        values = [run.success[split] - ref.success[split] for run, ref in pairs]
+        mean, ci95 = mean_ci(values) if values else (None, None)
+        differences[split] = {"mean": mean, "ci95": ci95, "pairs": len(values)}
+    return differences
+
+
+def compare_with_reference(rows: Sequence[dict[str, Any]], records: Sequence[RunRecord], reference: str,
+                           splits: Sequence[str]) -> None:
+    """Set each variant's ``vs_reference``: its `paired_differences` from ``reference`` on ``splits``
+    (the starting model's row and the reference's own row get none)."""
+    for row in rows:
+        if not row.get("starting_model") and row["variant"] != reference:
+            row["vs_reference"] = paired_differences(records, row["variant"], reference, splits)
+
+
+def _vs_reference(row: Mapping[str, Any]) -> str:
+    cells = row.get("vs_reference")
+    if not cells:
+        return "-"
+    pairs = next(iter(cells.values()))["pairs"]
+    if not pairs:
+        return "no seed in common"
+    parts = [f"{split} {100 * c['mean']:+.1f}" + (f" ± {100 * c['ci95']:.1f}" if c["ci95"] is not None else "")
+             for split, c in cells.items()]
+    return ", ".join(parts) + f" ({pairs} seed{'s' if pairs > 1 else ''})"
+
+
 def rank_on(rows: Sequence[Mapping[str, Any]], splits: Sequence[str]) -> dict[str, Any]:
     """The variants ranked by the mean over ``splits`` of their mean final success, best first (a tie
     keeps the rows' order): ``{"splits", "ranking": [{"variant", "score"}], "best"}``. The starting
@@ -249,6 +287,8 @@ def extra_columns(rows: Sequence[Mapping[str, Any]], target_split: str, referenc
     mus = {row["variant"]: row["vs_frontier"]["mu"] for row in rows if "mu" in row.get("vs_frontier", {})}
     if mus:
         columns.append(("vs frontier", lambda row: _vs_frontier(row["vs_frontier"], mus)))
+    if any("vs_reference" in row for row in rows):
+        columns.append((f"minus {reference_variant}, paired by seed (points)", _vs_reference))
     columns += [
         ("final mu", lambda row: "-" if row["mu_final"] is None else f"{row['mu_final']:.2f}"),
         ("meta term sum", lambda row: _number(row["meta_term_total"])),
