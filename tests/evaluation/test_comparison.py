@@ -11,7 +11,7 @@ from rich.console import Console
 
 from amft.cli.compare import Comparison, load_study
 from amft.cli.options import OptionsError
-from amft.evaluation.comparison import (RunRecord, beats, cumulative, frontier_panels, judge_against_frontier, logged_series,
+from amft.evaluation.comparison import (RunRecord, beats, beats_paired, cumulative, frontier_panels, judge_against_frontier, logged_series,
                                         markdown_table, paired_differences, plot_controller, rank_on, read_run,
                                         steps_to_reach, summarize, table_metrics, write_results)
 from amft.evaluation.harness import mean_ci, mean_curve
@@ -118,27 +118,36 @@ def test_the_controller_plot_adds_the_panels_of_measures_some_runs_logged(tmp_pa
     assert [(line.get_label(), list(line.get_ydata())) for line in lines] == [("amft-new", [0.6, 0.5])]
 
 
-def test_a_fixed_mu_beats_a_variant_when_it_is_above_on_both_splits():
-    low_mu, high_mu = success_row("mu-0.2", 0.5, 0.75), success_row("mu-0.5", 0.625, 0.625)
-    above = success_row("above", 0.5625, 0.6875)   # between the two fixed-mu points: beaten by neither
-    close = success_row("close", 0.4375, 0.625)    # below mu-0.2 by the means; on x its interval touches
-    below = success_row("below", 0.25, 0.375)      # below both, intervals apart
-    alone = success_row("one seed", 0.25, 0.375, ci=None)
-    assert not beats(low_mu, above, ["x", "y"], intervals=False) and not beats(high_mu, above, ["x", "y"], intervals=False)
-    assert beats(low_mu, close, ["x", "y"], intervals=False)
-    # mu-0.2's lower bound on x is 0.5 - 0.03125 = 0.46875, close's upper bound 0.4375 + 0.03125 = 0.46875: not above.
-    assert not beats(low_mu, close, ["x", "y"], intervals=True)
-    assert beats(low_mu, close, ["y"], intervals=True)
-    assert beats(high_mu, below, ["x", "y"], intervals=True)
-    assert beats(high_mu, alone, ["x", "y"], intervals=False) and not beats(high_mu, alone, ["x", "y"], intervals=True)
+def test_a_fixed_mu_beats_a_variant_when_it_is_above_on_both_splits_by_the_means_and_paired_by_seed():
+    # Each seed lifts every variant alike (its starting model's luck): 0, +0.1 and +0.2.
+    def runs(variant, x, y, seeds=(0, 1, 2), noise=(0.0, 0.0, 0.0)):
+        return [RunRecord(variant, seed, {"x": x + 0.1 * seed + noise[seed], "y": y + 0.1 * seed}, 10, 1.0, {})
+                for seed in seeds]
 
-    rows = [low_mu, high_mu, above, close, below, alone]
-    judge_against_frontier(rows, {"mu-0.2": 0.2, "mu-0.5": 0.5}, ["x", "y"])
-    assert low_mu["vs_frontier"] == {"mu": 0.2}
-    assert above["vs_frontier"] == {"dominated_by": [], "dominated_with_intervals_by": []}
-    assert close["vs_frontier"] == {"dominated_by": ["mu-0.2"], "dominated_with_intervals_by": []}
-    assert below["vs_frontier"] == {"dominated_by": ["mu-0.2", "mu-0.5"], "dominated_with_intervals_by": ["mu-0.2", "mu-0.5"]}
-    assert alone["vs_frontier"] == {"dominated_by": ["mu-0.2", "mu-0.5"], "dominated_with_intervals_by": []}
+    records = [*runs("mu-0.2", 0.5, 0.7), *runs("mu-0.5", 0.6, 0.6),
+               *runs("above", 0.55, 0.68),                          # between the two fixed-mu points: beaten by neither
+               *runs("close", 0.45, 0.65),                          # 0.05 below mu-0.2 on both, on every seed
+               *runs("noisy", 0.45, 0.65, noise=(0.2, -0.1, 0.0)),  # the same means; the x difference changes sign
+               *runs("one seed", 0.2, 0.3, seeds=(0,))]
+    variants = ["mu-0.2", "mu-0.5", "above", "close", "noisy", "one seed"]
+    rows = summarize(records, variants, table_metrics(records, ["x", "y"]), target_split="y", target_success=0.9)
+    by_name = {row["variant"]: row for row in rows}
+    assert not beats(by_name["mu-0.2"], by_name["above"], ["x", "y"]) and not beats(by_name["mu-0.5"], by_name["above"], ["x", "y"])
+    assert beats(by_name["mu-0.2"], by_name["close"], ["x", "y"]) and not beats(by_name["mu-0.5"], by_name["close"], ["y"])
+    # Unpaired, close's interval (+-0.248 over the seeds' spread) overlaps mu-0.2's; paired, the difference is 0.05 each seed.
+    assert by_name["close"]["x"]["ci95"] == pytest.approx(0.2484, abs=1e-4)
+    assert beats_paired(records, "mu-0.2", "close", ["x", "y"])
+    # noisy: x differences 0.05 - 0.2, 0.05 + 0.1, 0.05: mean 0.017, the interval reaches below zero.
+    assert beats(by_name["mu-0.2"], by_name["noisy"], ["x", "y"]) and not beats_paired(records, "mu-0.2", "noisy", ["x"])
+    assert beats_paired(records, "mu-0.2", "noisy", ["y"])
+    assert not beats_paired(records, "mu-0.2", "one seed", ["x", "y"])  # one pair, no interval
+
+    judge_against_frontier(rows, records, {"mu-0.2": 0.2, "mu-0.5": 0.5}, ["x", "y"])
+    assert by_name["mu-0.2"]["vs_frontier"] == {"mu": 0.2}
+    assert by_name["above"]["vs_frontier"] == {"dominated_by": [], "dominated_with_intervals_by": []}
+    assert by_name["close"]["vs_frontier"] == {"dominated_by": ["mu-0.2"], "dominated_with_intervals_by": ["mu-0.2"]}
+    assert by_name["noisy"]["vs_frontier"] == {"dominated_by": ["mu-0.2"], "dominated_with_intervals_by": []}
+    assert by_name["one seed"]["vs_frontier"] == {"dominated_by": ["mu-0.2", "mu-0.5"], "dominated_with_intervals_by": []}
 
 
 def test_the_selection_ranks_by_the_mean_over_the_chosen_splits():
@@ -254,13 +263,13 @@ def test_the_report_draws_the_frontier_judges_against_it_and_selects_on_validati
     assert verdicts[start["variant"]]["dominated_with_intervals_by"] == ["mu-0.2", "mu-0.5", "mu-0.8"]
     assert verdicts["mu-0.5"] == {"mu": 0.5}
     assert verdicts["amft"] == {"dominated_by": [], "dominated_with_intervals_by": []}
-    # Two seeds 0.02 apart: the t-interval is 12.706 * 0.01 = 0.127 either side, wider than grpo's gap to mu=0.2
-    # and mu=0.5 on id, narrower than sft-then-rl's gap to every fixed mu.
-    assert verdicts["chord"] == {"dominated_by": ["mu-0.2", "mu-0.5"], "dominated_with_intervals_by": []}
+    # Two seeds 0.02 apart: unpaired, each t-interval is 12.706 * 0.01 = 0.127 either side, wider than chord's gap
+    # to mu=0.2 on rl-only; but every run of seed 1 gains the same 0.02, so paired by seed the differences do not vary.
+    assert verdicts["chord"] == {"dominated_by": ["mu-0.2", "mu-0.5"], "dominated_with_intervals_by": ["mu-0.2", "mu-0.5"]}
     assert verdicts["sft-then-rl"]["dominated_with_intervals_by"] == ["mu-0.2", "mu-0.5", "mu-0.8"]
     table = (out_dir / "results.md").read_text()
     assert "| vs frontier |" in table and "| on or above |" in table and "| frontier (mu=0.2) |" in table
-    assert "| dominated by mu=0.2, 0.5 (not with intervals) |" in table
+    assert "| dominated by mu=0.2, 0.5 (with intervals: mu=0.2, 0.5) |" in table
     start_line = table.splitlines()[4]  # after the note and the header: no steps to the target, no controller terms
     assert start_line.startswith(f"| starting model ({BASE_STEPS} SFT steps) | 2 | 11.0 ± 12.7 |")
     assert "| 11.0 ± 12.7 | - | dominated by" in start_line and start_line.endswith("| - | - | - | 1.0 |")

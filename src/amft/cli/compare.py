@@ -334,7 +334,7 @@ class Comparison:
             frontier = {variant: mu for variant, mu in study.frontier_mu.items() if variant in finished}
             if len(frontier) >= 2:
                 x, y = study.frontier["x"], study.frontier["y"]
-                judge_against_frontier(rows, frontier, (x, y))
+                judge_against_frontier(rows, [*records, *starting], frontier, (x, y))
                 plots.append(plot_study_frontier(records, rows, frontier, x, y,
                                                  os.path.join(study.output_dir, "frontier.png"),
                                                  methods={v: study.engine(v).method for v in variants},

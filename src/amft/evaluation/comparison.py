@@ -179,32 +179,34 @@ def _add_run_columns(row: dict[str, Any], runs: Sequence[RunRecord]) -> dict[str
 CONTROLLER_COLUMNS = ("mu_final", "meta_term_total", "entropy_term_total")
 
 
-def beats(better: Mapping[str, Any], worse: Mapping[str, Any], splits: Sequence[str], *, intervals: bool) -> bool:
-    """Whether row ``better`` is above row ``worse`` on every split: by the means, or with ``intervals``
-    by the t-intervals (its lower bound above the other's upper bound; a row without an interval,
-    one seed, decides nothing)."""
-    for split in splits:
-        high, low = better[split], worse[split]
-        if not intervals:
-            if high["mean"] <= low["mean"]:
-                return False
-        elif high["ci95"] is None or low["ci95"] is None or high["mean"] - high["ci95"] <= low["mean"] + low["ci95"]:
-            return False
-    return True
+def beats(better: Mapping[str, Any], worse: Mapping[str, Any], splits: Sequence[str]) -> bool:
+    """Whether row ``better``'s mean is above row ``worse``'s on every split."""
+    return all(better[split]["mean"] > worse[split]["mean"] for split in splits)
 
 
-def judge_against_frontier(rows: Sequence[dict[str, Any]], frontier: Mapping[str, float], splits: Sequence[str]) -> None:
+def beats_paired(records: Sequence[RunRecord], better: str, worse: str, splits: Sequence[str]) -> bool:
+    """Whether variant ``better`` is above variant ``worse`` on every split with the interval apart: the
+    t-interval of their differences paired by seed (`paired_differences`) lies above zero. One seed in
+    common has no interval and decides nothing."""
+    return all(cell["ci95"] is not None and cell["mean"] - cell["ci95"] > 0
+               for cell in paired_differences(records, better, worse, splits).values())
+
+
+def judge_against_frontier(rows: Sequence[dict[str, Any]], records: Sequence[RunRecord], frontier: Mapping[str, float],
+                           splits: Sequence[str]) -> None:
     """Set each row's ``vs_frontier``: for a variant of the ``frontier`` (name -> mu) its mu, for any
-    other the frontier variants that beat it on every one of ``splits``, by the means and by the
-    intervals (see docs/design.md, 'Comparisons')."""
-    points = [row for row in rows if row["variant"] in frontier]
+    other the frontier variants that beat it on every one of ``splits``, by the means and with the
+    intervals apart, paired by seed over ``records`` (the starting model's among them, labelled as its
+    row; see docs/design.md, 'Comparisons')."""
+    points = [row["variant"] for row in rows if row["variant"] in frontier]
+    by_name = {row["variant"]: row for row in rows}
     for row in rows:
         if row["variant"] in frontier:
             row["vs_frontier"] = {"mu": frontier[row["variant"]]}
         else:
             row["vs_frontier"] = {
-                "dominated_by": [p["variant"] for p in points if beats(p, row, splits, intervals=False)],
-                "dominated_with_intervals_by": [p["variant"] for p in points if beats(p, row, splits, intervals=True)],
+                "dominated_by": [p for p in points if beats(by_name[p], row, splits)],
+                "dominated_with_intervals_by": [p for p in points if beats_paired(records, p, row["variant"], splits)],
             }
 
 
