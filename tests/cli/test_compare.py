@@ -67,6 +67,11 @@ def test_miniature_comparison_of_every_method_then_a_rerun_skips_them(tmp_path, 
         summary = json.loads((out_dir / "runs" / row["variant"] / "seed0" / "summary.json").read_text())
         assert summary["run"]["steps"] == 3 and summary["run"]["method"] == VARIANTS[row["variant"]]["method"]
         assert set(row) >= {"id", "rl-only", "unseen-deals", "ood-rule", "steps_to_target", "steps_to_reference"}
+    # Without a frontier, each variant reads against the reference on the target split (one seed: no interval).
+    amft = next(row for row in rows if row["variant"] == "amft")
+    assert amft["vs_reference"] == {"rl-only": {"mean": pytest.approx(amft["rl-only"]["mean"] - next(
+        row["rl-only"]["mean"] for row in rows if row["variant"] == "sft-then-rl")), "ci95": None, "pairs": 1}}
+    assert all(("vs_reference" in row) == (row["variant"] != "sft-then-rl") for row in rows)
     # Every variant of the seed started from the same SFT model, whose own evaluation is the table's first row.
     base = json.loads((out_dir / "base" / "seed0" / "summary.json").read_text())
     assert base["run"]["steps"] == 2

@@ -11,9 +11,10 @@ from rich.console import Console
 
 from amft.cli.compare import Comparison, load_study
 from amft.cli.options import OptionsError
-from amft.evaluation.comparison import (RunRecord, beats, beats_paired, cumulative, frontier_panels, judge_against_frontier, logged_series,
-                                        markdown_table, paired_differences, plot_controller, rank_on, read_run,
-                                        steps_to_reach, summarize, table_metrics, write_results)
+from amft.evaluation.comparison import (RunRecord, beats, beats_paired, cumulative, frontier_panels,
+                                        judge_against_frontier, logged_series, markdown_table, paired_differences,
+                                        plot_controller, plot_study_frontier, rank_on, read_run, steps_to_reach,
+                                        summarize, table_metrics, write_results)
 from amft.evaluation.harness import mean_ci, mean_curve
 
 
@@ -99,8 +100,8 @@ def test_logged_series_and_the_running_sum_of_a_term_logged_as_window_means():
     assert cumulative([(1, 0.1), (2, -0.3)]) == [(1, 0.1), (2, pytest.approx(-0.2))]
 
 
-def success_row(variant, x, y, ci=0.03125):
-    return {"variant": variant, "x": {"mean": x, "ci95": ci}, "y": {"mean": y, "ci95": ci}}
+def success_row(variant, x, y):
+    return {"variant": variant, "x": {"mean": x, "ci95": None}, "y": {"mean": y, "ci95": None}}
 
 
 def test_the_controller_plot_adds_the_panels_of_measures_some_runs_logged(tmp_path, saved_figures):
@@ -159,20 +160,21 @@ def test_the_selection_ranks_by_the_mean_over_the_chosen_splits():
     assert rank_on(rows, ["x"])["best"] == "c"
 
 
-
 def test_paired_differences_pair_the_runs_of_a_seed():
     def record(variant, seed, id_, rl):
         return RunRecord(variant, seed, {"id": id_, "rl-only": rl}, steps=10, wall_time_seconds=1.0, controller={})
 
+    # The reference's runs come in another order and lack seed 0; paired by position they would read otherwise.
     records = [record("a", 0, 0.5, 0.3), record("a", 1, 0.6, 0.3), record("a", 2, 0.9, 0.9),
-               record("ref", 0, 0.4, 0.1), record("ref", 1, 0.4, 0.2)]
+               record("ref", 2, 0.8, 0.8), record("ref", 1, 0.4, 0.2)]
     differences = paired_differences(records, "a", "ref", ["id", "rl-only"])
-    # Seed 2 has no reference run. id: 0.1 and 0.2, sd 0.0707, t(0.975, 1) = 12.706: 12.706 * 0.0707 / sqrt(2).
+    # id: seed 1 0.2, seed 2 0.1; sd 0.0707, t(0.975, 1) = 12.706: 12.706 * 0.0707 / sqrt(2).
     assert differences["id"]["mean"] == pytest.approx(0.15) and differences["id"]["ci95"] == pytest.approx(0.6353, abs=1e-4)
-    assert differences["rl-only"]["mean"] == pytest.approx(0.15) and differences["id"]["pairs"] == 2
-    alone = paired_differences(records[:1] + records[3:], "a", "ref", ["id"])["id"]
-    assert alone == {"mean": pytest.approx(0.1), "ci95": None, "pairs": 1}
+    assert differences["rl-only"]["mean"] == pytest.approx(0.1) and differences["id"]["pairs"] == 2
+    alone = paired_differences(records[:3] + records[4:], "a", "ref", ["id"])["id"]
+    assert alone == {"mean": pytest.approx(0.2), "ci95": None, "pairs": 1}
     assert paired_differences(records, "a", "missing", ["id"])["id"] == {"mean": None, "ci95": None, "pairs": 0}
+
 
 # ------------------------------------------------------------------ the report of a study, from fake run folders
 
@@ -284,7 +286,7 @@ def test_the_report_draws_the_frontier_judges_against_it_and_selects_on_validati
     assert all(entry["variant"] in VARIANTS for entry in results["selection"]["ranking"])
     printed = console.file.getvalue()
     assert "best = amft" in printed and "frontier.png" in printed and "controller.png" in printed
-    assert "vs_reference" not in rows[1] and "paired by seed" not in table  # the study names no reference
+    assert all("vs_reference" not in row for row in rows) and "| minus " not in table  # the study names no reference
 
     # With a reference, each variant's differences from it on the frontier's splits, paired by seed: every
     # seed adds 0.02 to both runs, so amft - sft-then-rl is 0.57 and 0.56 on both seeds, no spread.
@@ -312,14 +314,49 @@ def test_the_report_draws_the_frontier_judges_against_it_and_selects_on_validati
     assert not (out_dir / "frontier.png").exists() and not (out_dir / "controller.png").exists()
 
 
+def test_the_study_frontier_plot_shows_each_variant_once_beside_the_frontier_and_the_references(tmp_path, saved_figures):
+    def runs(variant, x, y):
+        return [RunRecord(variant, seed, {"id": x + 0.1 * seed, "rl-only": y}, 10, 1.0, {}) for seed in (0, 1)]
+
+    finals = {"start": (0.2, 0.1), "mu-0.2": (0.5, 0.7), "mu-0.8": (0.7, 0.4), "two-stage": (0.4, 0.3),
+              "amft": (0.6, 0.6), "amft-other": (0.6, 0.5), "luffy": (0.3, 0.2)}
+    records = [run for variant, (x, y) in finals.items() for run in runs(variant, x, y)]
+    rows = summarize(records, list(finals), table_metrics(records, ["id", "rl-only"]), target_split="rl-only",
+                     target_success=0.9)
+    rows[0]["starting_model"] = True  # first, as the report puts it
+    methods = {"mu-0.2": "fixed-mu", "mu-0.8": "fixed-mu", "two-stage": "sft-then-rl", "amft": "amft",
+               "amft-other": "amft", "luffy": "luffy"}
+    frontier = {"mu-0.2": 0.2, "mu-0.8": 0.8}
+
+    def panels(reference, size=6):
+        saved_figures.clear()
+        plot_study_frontier(records, rows, frontier, "id", "rl-only", str(tmp_path / "frontier.png"), methods=methods,
+                            reference_variant=reference, panel_size=size)
+        (figure,) = saved_figures
+        return [([t.get_text() for t in ax.get_legend().get_texts()], [t.get_text() for t in ax.texts if t.get_text()])
+                for ax in figure.axes if ax.get_visible()]
+
+    # 3 variants, the panel size is 6: one panel, the frontier and the starting model beside them.
+    ((own, labels),) = panels("two-stage")
+    assert own == ["two-stage", "amft", "amft-other", "luffy"] and labels == ["mu=0.2", "mu=0.8", "start", *own]
+    # Two a panel: the reference drawn grey wherever the panel is not its own; amft's two forms together.
+    assert panels("two-stage", size=2) == [
+        (["two-stage"], ["mu=0.2", "mu=0.8", "start", "two-stage"]),
+        (["amft", "amft-other"], ["mu=0.2", "mu=0.8", "start", "two-stage", "amft", "amft-other"]),
+        (["luffy"], ["mu=0.2", "mu=0.8", "start", "two-stage", "luffy"])]
+    # A reference that is a frontier point is drawn once, on the frontier.
+    assert [labels for _, labels in panels("mu-0.2", size=2)][0] == ["mu=0.2", "mu=0.8", "start", "two-stage"]
+
+
 def test_frontier_panels_keep_a_methods_variants_together_up_to_the_panel_size():
-    methods = {"a1": "a", "a2": "a", "b": "b", "c1": "c", "c2": "c", "c3": "c", "d": None}
+    methods = {"a1": "a", "b": "b", "a2": "a", "c1": "c", "c2": "c", "c3": "c", "d": None}
+    # a2 joins a1, in the order of each method's first variant.
     assert frontier_panels(list(methods), methods, size=3) == [["a1", "a2", "b"], ["c1", "c2", "c3"], ["d"]]
     assert frontier_panels(list(methods), methods, size=4) == [["a1", "a2", "b"], ["c1", "c2", "c3", "d"]]
     # A method with more variants than a panel holds fills panels of its own in order.
     assert frontier_panels(["b", "c1", "c2", "c3"], methods, size=2) == [["b"], ["c1", "c2"], ["c3"]]
-    # Variants without a known method are never grouped by it.
-    assert frontier_panels(["x", "y"], {}, size=1) == [["x"], ["y"]]
+    # Variants without a known method are each a method of their own: they fill a panel one by one.
+    assert frontier_panels(["b", "x", "y", "z"], {"b": "b"}, size=3) == [["b", "x", "y"], ["z"]]
 
 
 @pytest.mark.parametrize("changes, message", [

@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import matplotlib.pyplot as plt
 import pytest
 from rich.console import Console
 
@@ -213,9 +214,10 @@ def test_the_frontier_plot_draws_points_intervals_cut_at_the_bounds_and_paths_a_
     assert x_bars[0].tolist() == [[48, 70], [52, 70]] and y_bars[2].tolist() == [[70, 38], [70, 42]]
     assert {segment.tolist()[0][0] for segment in first.containers[4].lines[2][0].get_segments()} == {30}  # no interval
     # An interval past the metric's range is cut there: 0.05 +- 0.2 is drawn from 0 to 25.
-    (y_bar,) = second.containers[3].lines[2][1].get_segments()
-    assert y_bar.tolist() == [[90, 0], [90, 25]]
-    assert second.containers[2].lines[0].get_color() != "grey"  # the reference, in its own panel
+    (x_bar,), (y_bar,) = (segments.get_segments() for segments in second.containers[3].lines[2])
+    assert y_bar.tolist() == [[90, 0], [90, 25]] and x_bar.tolist() == [[70, 5], [100, 5]]
+    # The reference in its own panel takes the panel's first colour; in the other one it is grey.
+    assert second.containers[2].lines[0].get_color() == plt.get_cmap("tab10")(0)
     assert first.containers[2].lines[0].get_color() == "grey"
     trail = [line for line in first.get_lines() if line.get_xydata().tolist() == [[20, 10], [50, 40], [60, 62]]]
     assert len(trail) == 1  # the method's way to its point
@@ -228,4 +230,3 @@ def test_the_frontier_plot_draws_points_intervals_cut_at_the_bounds_and_paths_a_
     assert [t.get_text() for t in legend.get_texts()] == ["frontier", "start (grey)", "ref (grey)", "path over training"]
     assert (first.get_xlabel(), first.get_ylabel()) == ("x (%)", "y (%)")
     assert first.get_xlim() == (-3, 103) and second.get_ylim() == (-3, 103)
-

@@ -345,6 +345,8 @@ class Comparison:
         if study.reference_variant in finished:
             compare_with_reference(rows, records, study.reference_variant,
                                    (study.frontier["x"], study.frontier["y"]) if study.frontier else (study.target_split,))
+        elif study.reference_variant is not None:
+            self.console.print(f"No comparison with {study.reference_variant} yet: none of its runs has finished.")
         controlled = [v for v in variants if v in finished and study.engine(v).method in CONTROLLER_METHODS]
         if controlled:
             plots.append(plot_controller(records, controlled, os.path.join(study.output_dir, "controller.png")))
@@ -371,7 +373,8 @@ DESCRIPTION = (
     "95% confidence interval per split, steps to the target; with base_sft_steps, the starting model's own row "
     "first) and plots of success, mu and entropy over steps; "
     "with the study settings 'frontier' and 'select_on', the fixed-mu trade-off frontier with each variant's "
-    "verdict against it, and the ranking on validation splits."
+    "verdict against it, and the ranking on validation splits; with 'reference_variant', each variant's "
+    "difference from it, paired by seed."
 )
 
 

@@ -26,6 +26,8 @@ from amft.evaluation.report import LOG_HISTORY_FILE, read_progress, read_task_me
 NOTE = ("Success within the evaluation budget (and the task's own measures, such as card recognition), "
         "mean ± 95% confidence interval over seeds (percent); "
         "steps to a target: mean over the runs that reached it, by the quick greedy evaluation; "
+        "vs frontier, with intervals, and minus the reference: differences paired by seed, in points, with "
+        "their 95% t-interval; "
         "min per run: wall time of the runs timed whole (a run resumed from a checkpoint that kept no clock "
         "is left out).")
 
@@ -195,18 +197,21 @@ def beats_paired(records: Sequence[RunRecord], better: str, worse: str, splits: 
 def judge_against_frontier(rows: Sequence[dict[str, Any]], records: Sequence[RunRecord], frontier: Mapping[str, float],
                            splits: Sequence[str]) -> None:
     """Set each row's ``vs_frontier``: for a variant of the ``frontier`` (name -> mu) its mu, for any
-    other the frontier variants that beat it on every one of ``splits``, by the means and with the
-    intervals apart, paired by seed over ``records`` (the starting model's among them, labelled as its
-    row; see docs/design.md, 'Comparisons')."""
+    other the frontier variants that beat it on every one of ``splits`` by the means, and those of them
+    that also beat it with the intervals apart, paired by seed over ``records`` (the starting model's
+    among them, labelled as its row; see docs/design.md, 'Comparisons'). The means take every finished
+    seed and the pairs only the seeds both finished, so the second list is cut to the first: a report
+    of the runs finished so far never says "with intervals" where the means disagree."""
     points = [row["variant"] for row in rows if row["variant"] in frontier]
     by_name = {row["variant"]: row for row in rows}
     for row in rows:
         if row["variant"] in frontier:
             row["vs_frontier"] = {"mu": frontier[row["variant"]]}
         else:
+            dominated = [p for p in points if beats(by_name[p], row, splits)]
             row["vs_frontier"] = {
-                "dominated_by": [p for p in points if beats(by_name[p], row, splits)],
-                "dominated_with_intervals_by": [p for p in points if beats_paired(records, p, row["variant"], splits)],
+                "dominated_by": dominated,
+                "dominated_with_intervals_by": [p for p in dominated if beats_paired(records, p, row["variant"], splits)],
             }
 
 
@@ -279,7 +284,8 @@ def _number(value: float | None, digits: int = 3) -> str:
 
 
 def extra_columns(rows: Sequence[Mapping[str, Any]], target_split: str, reference_variant: str | None) -> list[ExtraColumn]:
-    """The comparison's columns after the success per split: steps to the targets, the controller's terms."""
+    """The comparison's columns after the success per split: steps to the targets, the verdict against the
+    frontier, the paired difference from the reference variant, the controller's terms, the time per run."""
     target = next((row["steps_to_target"]["target"] for row in rows if row["steps_to_target"]), 0.0)
     columns: list[ExtraColumn] = [(f"steps to {100 * target:.0f}% {target_split}",
                                    lambda row: _steps(row["steps_to_target"], row["runs"]))]
@@ -366,20 +372,20 @@ def success_path(records: Sequence[RunRecord], x: str, y: str) -> list[tuple[int
 FRONTIER_PANEL_SIZE = 6
 
 
-def frontier_panels(variants: Sequence[str], methods: Mapping[str, str], size: int = FRONTIER_PANEL_SIZE) -> list[list[str]]:
-    """``variants`` (in the study's order) cut into panels of at most ``size``, a method's variants
-    (``methods``: variant -> its method) kept in one panel where they fit: a new panel starts when the
-    next method's variants would not fit in the current one."""
-    runs: list[list[str]] = []  # consecutive variants of one method
+def frontier_panels(variants: Sequence[str], methods: Mapping[str, str | None],
+                    size: int = FRONTIER_PANEL_SIZE) -> list[list[str]]:
+    """``variants`` cut into panels of at most ``size``, the variants of a method (``methods``: variant
+    -> its method; None or missing: a method of its own) together, in the order of each method's first
+    variant, and in one panel where they fit: a new panel starts when the next method's variants would
+    not fit in the current one."""
+    by_method: dict[Any, list[str]] = {}
     for variant in variants:
-        if runs and methods.get(variant) is not None and methods.get(runs[-1][-1]) == methods.get(variant):
-            runs[-1].append(variant)
-        else:
-            runs.append([variant])
+        method = methods.get(variant)
+        by_method.setdefault(("variant", variant) if method is None else method, []).append(variant)
     panels: list[list[str]] = []
-    for run in runs:
-        for start in range(0, len(run), size):
-            piece = run[start:start + size]
+    for group in by_method.values():
+        for start in range(0, len(group), size):
+            piece = group[start:start + size]
             if panels and len(panels[-1]) + len(piece) <= size:
                 panels[-1].extend(piece)
             else:
@@ -388,18 +394,19 @@ def frontier_panels(variants: Sequence[str], methods: Mapping[str, str], size: i
 
 
 def plot_study_frontier(records: Sequence[RunRecord], rows: Sequence[Mapping[str, Any]], frontier: Mapping[str, float],
-                        x: str, y: str, path: str, *, methods: Mapping[str, str] | None = None,
-                        reference_variant: str | None = None) -> str:
+                        x: str, y: str, path: str, *, methods: Mapping[str, str | None] | None = None,
+                        reference_variant: str | None = None, panel_size: int = FRONTIER_PANEL_SIZE) -> str:
     """The fixed-mu variants of ``frontier`` (name -> mu) as the trade-off between the final success on
     splits ``x`` and ``y``, with every other variant's final point and its path over training, a few
-    variants a panel (`frontier_panels`, by ``methods``: variant -> method); the starting model and the
+    variants a panel (`frontier_panels` of ``panel_size``, by ``methods``: variant -> method); the starting model and the
     ``reference_variant`` are drawn in every panel, grey where the panel is not theirs. Returns ``path``."""
     frontier_rows = sorted((row for row in rows if row["variant"] in frontier), key=lambda row: frontier[row["variant"]])
-    references = [row for row in rows if row.get("starting_model") or row["variant"] == reference_variant]
+    references = [row for row in rows if row.get("starting_model")
+                  or (row["variant"] == reference_variant and reference_variant not in frontier)]
     others = {row["variant"]: row for row in rows if row["variant"] not in frontier and not row.get("starting_model")}
     paths = {variant: [(px, py) for _, px, py in success_path([r for r in records if r.variant == variant], x, y)]
              for variant in others}
-    groups = [[others[variant] for variant in panel] for panel in frontier_panels(list(others), methods or {})]
+    groups = [[others[variant] for variant in panel] for panel in frontier_panels(list(others), methods or {}, panel_size)]
     return plot_frontier(frontier_rows, groups, Metric(x, f"{x}: final success (%)", scale=100.0),
                          Metric(y, f"{y}: final success (%)", scale=100.0), path,
                          labels={variant: f"mu={mu:g}" for variant, mu in frontier.items()}, paths=paths,

@@ -471,7 +471,8 @@ def plot_frontier(frontier: Sequence[Mapping[str, Any]], groups: Sequence[Sequen
     metric's ``scale``). Returns ``path``."""
     labels = labels or {}
     groups = [list(group) for group in groups if group] or [[]]
-    colors = plt.get_cmap("tab10")  # strong colours, distinct within a panel; its grey (7) is the references'
+    # strong colours, distinct within a panel of up to nine; tab10's grey (7) is left to the references
+    colors = [plt.get_cmap("tab10")(i) for i in (0, 1, 2, 3, 4, 5, 6, 8, 9)]
     columns = min(len(groups), 2)
     fig, axes = plt.subplots(-(-len(groups) // columns), columns, squeeze=False, layout="constrained",
                              figsize=(6.0 * columns, 5.0 * -(-len(groups) // columns) + 0.8))
@@ -501,7 +502,7 @@ def plot_frontier(frontier: Sequence[Mapping[str, Any]], groups: Sequence[Sequen
                     ax, [row], "grey", marker="o", markersize=6, linestyle="none")
         own = []
         for i, row in enumerate(group):
-            color = colors(i if i < 7 else i + 1)
+            color = colors[i % len(colors)]
             trail = [(x.scale * px, y.scale * py) for px, py in (paths or {}).get(row["variant"], [])]
             if len(trail) > 1:
                 (shared[path_name],) = ax.plot(*zip(*trail), color=color, alpha=0.8, **trail_style)
