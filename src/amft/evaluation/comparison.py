@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from amft.evaluation.harness import (Curve, ExtraColumn, Metric, mean_ci, mean_curve, plot_curves, plot_frontier,
-                                    results_markdown)
+from amft.evaluation.harness import (Curve, ExtraColumn, Metric, interval_text, mean_ci, mean_curve, plot_curves,
+                                    plot_frontier, results_markdown)
 from amft.evaluation.harness import summarize as summarize_over_seeds
 from amft.evaluation.harness import write_results as write_table
 from amft.evaluation.report import LOG_HISTORY_FILE, read_progress, read_task_metrics
@@ -247,8 +247,7 @@ def _vs_reference(row: Mapping[str, Any]) -> str:
     pairs = next(iter(cells.values()))["pairs"]
     if not pairs:
         return "no seed in common"
-    parts = [f"{split} {100 * c['mean']:+.1f}" + (f" ± {100 * c['ci95']:.1f}" if c["ci95"] is not None else "")
-             for split, c in cells.items()]
+    parts = [f"{split} {interval_text(c, Metric(split, split, scale=100.0), signed=True)}" for split, c in cells.items()]
     return ", ".join(parts) + f" ({pairs} seed{'s' if pairs > 1 else ''})"
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "StaleRuns",
     "StudyRun",
     "check_recipes",
+    "interval_text",
     "mean_ci",
     "mean_curve",
     "plot_bars",
@@ -345,8 +346,10 @@ def summarize(results: Sequence[tuple[str, int, Mapping[str, float]]], variants:
     return rows
 
 
-def _cell(value: Mapping[str, Any], metric: Metric) -> str:
-    mean = f"{metric.scale * value['mean']:.{metric.digits}f}"
+def interval_text(value: Mapping[str, Any], metric: Metric, *, signed: bool = False) -> str:
+    """``value``'s mean (with its sign when ``signed``, for a difference) and, when it has one, its
+    interval's half-width, scaled as ``metric`` says: "12.5 ± 3.1"."""
+    mean = f"{metric.scale * value['mean']:{'+' if signed else ''}.{metric.digits}f}"
     return mean if value["ci95"] is None else f"{mean} ± {metric.scale * value['ci95']:.{metric.digits}f}"
 
 
@@ -359,7 +362,7 @@ def results_markdown(rows: Sequence[Mapping[str, Any]], metrics: Sequence[Metric
     header = ["variant", "runs", *(m.header for m in metrics), *(name for name, _ in extra)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        cells = [row["variant"], str(row["runs"]), *(_cell(row[m.key], m) for m in metrics),
+        cells = [row["variant"], str(row["runs"]), *(interval_text(row[m.key], m) for m in metrics),
                  *(cell(row) for _, cell in extra)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
