@@ -13,10 +13,15 @@ def changed_from_default(options: Any, names: Iterable[str] | None = None) -> li
     is not the declared default; a field without a default always counts as changed."""
     declared = {spec.name: spec for spec in dataclasses.fields(options)}
     return [name for name in (declared if names is None else names)
-            if getattr(options, name) != _declared_default(declared[name])]
+            if getattr(options, name) != _default_of(declared[name])]
 
 
-def _declared_default(spec: dataclasses.Field) -> Any:
+def declared_default(owner: type, name: str) -> Any:
+    """The default the dataclass ``owner`` declares for its field ``name``."""
+    return _default_of(next(spec for spec in dataclasses.fields(owner) if spec.name == name))
+
+
+def _default_of(spec: dataclasses.Field) -> Any:
     if spec.default is not dataclasses.MISSING:
         return spec.default
     if spec.default_factory is not dataclasses.MISSING:

@@ -95,6 +95,11 @@ def test_an_option_that_would_not_act_is_refused_naming_what_it_needs(tmp_path, 
         RunArguments(prompt_file="prompts.jsonl", num_train_prompts=10)
     with pytest.raises(ValueError, match="give one of them"):
         RunArguments(benchmarks="aime24", eval_splits="id")
+    with pytest.raises(ValueError, match="progress_eval_episodes sizes the quick evaluation, which only --progress_eval_steps"):
+        RunArguments(progress_eval_episodes=8)
+    RunArguments(progress_eval_episodes=8, progress_eval_steps=10)
+    with pytest.raises(ValueError, match="eval_before_limit sizes the evaluation before training, which --eval_before false"):
+        RunArguments(eval_before=False, eval_before_limit=8)
     with pytest.raises(OptionsError, match="completion_format='steps' shapes the compact template's completions"):
         resolve({"completion_format": "steps", "use_cpu": True}, "runs/x")
     assert main(["train", "--use_vllm_eval", "true", "--dry-run", "true", "--use_cpu", "true"]) == 2
@@ -106,3 +111,21 @@ def test_an_option_that_would_not_act_is_refused_naming_what_it_needs(tmp_path, 
     with pytest.raises(OptionsError, match="meta_file .* method amft with use_meta_term false does not have"):
         resolve({"meta_file": "validation.jsonl", "use_meta_term": False, "use_cpu": True}, "runs/x")
     resolve({"method": "amft", "num_meta_prompts": 8, "use_cpu": True}, "runs/x")
+
+
+def test_a_demo_presets_setting_that_the_flags_switch_off_returns_to_its_default_but_the_users_own_is_refused(tmp_path):
+    from amft.cli import preset_path
+
+    preset = preset_path("demo-virl-vl.yaml")  # quick evaluations of 16 episodes, 16 before training
+    demo = read_command_line([], "amft demo", "", config=preset).build()[0]
+    assert (demo.progress_eval_episodes, demo.eval_before_limit) == (16, 16)
+    switched_off = read_command_line(["--progress_eval_steps", "0", "--eval_before", "false"], "amft demo", "",
+                                     config=preset).build()[0]
+    assert (switched_off.progress_eval_episodes, switched_off.eval_before_limit) == (64, 64)  # the declared defaults
+    with pytest.raises(OptionsError, match="progress_eval_episodes sizes the quick evaluation"):
+        read_command_line(["--progress_eval_steps", "0", "--progress_eval_episodes", "8"], "amft demo", "",
+                          config=preset).build()
+    own_file = tmp_path / "run.yaml"
+    own_file.write_text((open(preset).read()) + "eval_before: false\n")
+    with pytest.raises(OptionsError, match="eval_before_limit sizes the evaluation before training"):
+        read_command_line(["--config", str(own_file)], "amft train", "").build()

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from amft.defaults import changed_from_default
 
@@ -113,21 +114,8 @@ class RunArguments:
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: all cores)."})
 
     def __post_init__(self) -> None:
-        for problem in self.options_without_effect():
+        for problem in options_without_effect(vars(self), changed_from_default(self)).values():
             raise ValueError(problem)
-
-    def options_without_effect(self) -> list[str]:
-        """Why each option given at a value other than its default would not act, given the others."""
-        given = changed_from_default(self)
-        problems = [f"{name} sets the LoRA adapters, which only --use_peft true trains"
-                    for name in given if name.startswith("lora_") and not self.use_peft]
-        for count, file in (("num_train_prompts", "prompt_file"), ("num_demonstrations", "demo_file"),
-                            ("num_meta_prompts", "meta_file")):
-            if count in given and getattr(self, file):
-                problems.append(f"{count} counts generated rows, and {file} gives them: leave {count} out")
-        if self.benchmarks and self.eval_splits:
-            problems.append("--benchmarks is another name for --eval_splits: give one of them")
-        return problems
 
     def options_the_method_ignores(self, args: AMFTConfig) -> list[str]:
         """Why each data option given would not act in a run of ``args.method``: the validation prompts
@@ -158,3 +146,23 @@ class RunArguments:
         """The splits to evaluate: `benchmarks` if given, else `eval_splits`, else ``task_default``."""
         chosen = self.benchmarks or self.eval_splits
         return [s for s in chosen.split(",") if s] if chosen else list(task_default)
+
+
+def options_without_effect(values: Mapping[str, Any], given: Collection[str]) -> dict[str, str]:
+    """Each of the ``given`` run options that would not act at its value in ``values`` (every field
+    of `RunArguments`), given the others, with why."""
+    problems = {name: f"{name} sets the LoRA adapters, which only --use_peft true trains"
+                for name in given if name.startswith("lora_") and not values["use_peft"]}
+    for count, file in (("num_train_prompts", "prompt_file"), ("num_demonstrations", "demo_file"),
+                        ("num_meta_prompts", "meta_file")):
+        if count in given and values[file]:
+            problems[count] = f"{count} counts generated rows, and {file} gives them: leave {count} out"
+    if "progress_eval_episodes" in given and not values["progress_eval_steps"]:
+        problems["progress_eval_episodes"] = ("progress_eval_episodes sizes the quick evaluation, which only "
+                                              "--progress_eval_steps N (N > 0) runs")
+    if "eval_before_limit" in given and not values["eval_before"]:
+        problems["eval_before_limit"] = ("eval_before_limit sizes the evaluation before training, which "
+                                         "--eval_before false skips")
+    if "benchmarks" in given and values["eval_splits"]:
+        problems["benchmarks"] = "--benchmarks is another name for --eval_splits: give one of them"
+    return problems

@@ -19,7 +19,8 @@ from typing import Any
 
 import yaml
 
-from amft.cli.arguments import RunArguments
+from amft.cli.arguments import RunArguments, options_without_effect
+from amft.defaults import declared_default
 from amft.tasks import available_tasks, task_config_class, task_names, task_owning_option
 
 __all__ = [
@@ -186,10 +187,18 @@ class CommandLine:
     source: str  # the config file, or "the command line"
     #: the options the file or the flags give (the rest keep their defaults)
     given: frozenset[str] = frozenset()
+    #: the options only the command's own preset gives (no user file, no flag)
+    preset: frozenset[str] = frozenset()
 
     def build(self) -> tuple[Any, ...]:
-        """One object per owner, in the order of :func:`owners_of_run`."""
-        return _instantiate(self.owners, self.values, self.source)
+        """One object per owner, in the order of :func:`owners_of_run`. A preset's setting of an
+        option that the user's flags switch off (a demo's quick-evaluation size under
+        ``--progress_eval_steps 0``) is the preset's, not the user's: it returns to its default
+        instead of being refused."""
+        values = dict(self.values)
+        for name in options_without_effect(values, self.preset):
+            values[name] = declared_default(RunArguments, name)
+        return _instantiate(self.owners, values, self.source)
 
 
 def task_and_file(argv: Sequence[str]) -> tuple[str | None, str | None]:
@@ -230,7 +239,8 @@ def read_command_line(argv: Sequence[str], prog: str, description: str, *, befor
     flagged = {actions[arg.split("=")[0]].dest for arg in argv if arg.split("=")[0] in actions}
     values = vars(namespace)
     values.pop("config")
-    return CommandLine(owners, values, source, frozenset(values) & (set(file_values) | flagged))
+    preset = set() if given_file else set(file_values) - flagged
+    return CommandLine(owners, values, source, frozenset(values) & (set(file_values) | flagged), frozenset(preset))
 
 
 def _seeds(text: str) -> list[int]:
