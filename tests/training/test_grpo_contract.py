@@ -233,3 +233,17 @@ def test_checkpoint_holds_what_resume_from_checkpoint_reads_and_the_controller(s
     assert resumed.meta_stream.state_dict() == uninterrupted.meta_stream.state_dict()
     saved = json.loads((checkpoint / AMFT_STATE_FILE).read_text())
     assert saved["controller"] != uninterrupted.controller.state_dict()  # the resumed run did move on
+
+
+def test_trls_renamed_checkpointing_setting_keeps_its_meaning_without_a_warning(tmp_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        by_default = AMFTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False)
+        old_name_off = AMFTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, gradient_checkpointing=False)
+        new_name_off = AMFTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, activation_checkpointing=False)
+    assert by_default.activation_checkpointing is True and by_default.activation_checkpointing == GRPOConfig(
+        output_dir=str(tmp_path), use_cpu=True, bf16=False).activation_checkpointing  # TRL's default
+    assert (old_name_off.activation_checkpointing, old_name_off.gradient_checkpointing) == (False, False)
+    assert (new_name_off.activation_checkpointing, new_name_off.gradient_checkpointing) == (False, False)

@@ -383,6 +383,10 @@ class AMFTConfig(GRPOConfig):
             raise ValueError(problem)
         if method.sft_gate is not None and self.hpt_center_advantages:
             self.scale_rewards = "none"
+        if self.activation_checkpointing is None:
+            # TRL's configs still default the field transformers renamed; carried over here, TRL's
+            # default and the user's setting act as before, without a deprecation warning per run.
+            self.activation_checkpointing = self.gradient_checkpointing
         super().__post_init__()
         self._check_rollout_cycles()
         optimizer = getattr(self.optim, "value", self.optim)

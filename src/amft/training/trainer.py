@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -573,7 +574,11 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
                 and self.args.cache_implementation is None)
 
     def _generate_and_score_completions(self, inputs):
-        rollouts = super()._generate_and_score_completions(inputs)
+        with warnings.catch_warnings():
+            # TRL reads a model property that transformers renamed, at every generation; the warning
+            # names nothing a user can change (docs/design.md, 'Options and configuration files').
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+            rollouts = super()._generate_and_score_completions(inputs)
         uses_groups = (self.method.demonstrations_in_groups or self.method.collects_failed_prompts
                        or self.method.sft_gate is not None)
         if not (self.model.training and uses_groups):  # validation and evaluation rollouts stay as sampled
