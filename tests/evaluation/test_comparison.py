@@ -338,14 +338,14 @@ def test_the_study_frontier_plot_shows_each_variant_once_beside_the_frontier_and
 
     # 3 variants, the panel size is 6: one panel, the frontier and the starting model beside them.
     ((own, labels),) = panels("two-stage")
-    assert own == ["two-stage", "amft", "amft-other", "luffy"] and labels == ["mu=0.2", "mu=0.8", "start", *own]
+    assert own == ["two-stage", "amft", "amft-other", "luffy"] and labels == ["mu=0.2", "mu=0.8", "start"]
     # Two a panel: the reference drawn grey wherever the panel is not its own; amft's two forms together.
     assert panels("two-stage", size=2) == [
-        (["two-stage"], ["mu=0.2", "mu=0.8", "start", "two-stage"]),
-        (["amft", "amft-other"], ["mu=0.2", "mu=0.8", "start", "two-stage", "amft", "amft-other"]),
-        (["luffy"], ["mu=0.2", "mu=0.8", "start", "two-stage", "luffy"])]
+        (["two-stage"], ["mu=0.2", "mu=0.8", "start"]),
+        (["amft", "amft-other"], ["mu=0.2", "mu=0.8", "start", "two-stage"]),
+        (["luffy"], ["mu=0.2", "mu=0.8", "start", "two-stage"])]
     # A reference that is a frontier point is drawn once, on the frontier.
-    assert [labels for _, labels in panels("mu-0.2", size=2)][0] == ["mu=0.2", "mu=0.8", "start", "two-stage"]
+    assert [labels for _, labels in panels("mu-0.2", size=2)][0] == ["mu=0.2", "mu=0.8", "start"]
 
 
 def test_frontier_panels_keep_a_methods_variants_together_up_to_the_panel_size():

@@ -221,9 +221,9 @@ def test_the_frontier_plot_draws_points_intervals_cut_at_the_bounds_and_paths_a_
     assert first.containers[2].lines[0].get_color() == "grey"
     trail = [line for line in first.get_lines() if line.get_xydata().tolist() == [[20, 10], [50, 40], [60, 62]]]
     assert len(trail) == 1  # the method's way to its point
-    assert [t.get_text() for t in first.texts if t.get_text()] == ["mu=0.2", "mu=0.5", "mu=0.8", "start", "ref", "method",
-                                                                    "one seed"]
-    # Each panel's legend names its own variants; what every panel shows is named once, below them.
+    # Labelled beside their points: the frontier and the references; each panel's legend names its own
+    # variants, and what every panel shows is named once, below them.
+    assert [t.get_text() for t in first.texts if t.get_text()] == ["mu=0.2", "mu=0.5", "mu=0.8", "start", "ref"]
     assert [t.get_text() for t in first.get_legend().get_texts()] == ["method", "one seed"]
     assert [t.get_text() for t in second.get_legend().get_texts()] == ["ref", "wide"]
     (legend,) = figure.legends

@@ -466,9 +466,11 @@ def plot_frontier(frontier: Sequence[Mapping[str, Any]], groups: Sequence[Sequen
     """A trade-off plot of two metrics, one panel per entry of ``groups`` (small multiples, so that a
     study of many variants stays readable): in every panel the ``frontier`` rows (in their order) as
     points joined by a line and the ``references`` not of the panel as grey points; the panel's own
-    rows each as a point of its own marker and colour, in the panel's legend. Every point is the mean
-    with its t-interval in both directions, cut at ``bounds`` (the metrics' possible range, raw), and is
-    labelled (``labels``: variant -> text, default the variant). ``paths`` (variant -> its (x, y)
+    rows each as a point of its own marker and colour, named in the panel's legend only (labels beside
+    points crowd where methods end close together). Every point is the mean with its t-interval in
+    both directions, cut at ``bounds`` (the metrics' possible range, raw); the frontier's and the
+    references' points are labelled beside them (``labels``: variant -> text, default the variant),
+    and so are the panel's own in the legend. ``paths`` (variant -> its (x, y)
     values in step order) draws a row's way to its point, thin, with an arrow at its end. What every
     panel shows is named once, in the figure's legend below the panels. Values are raw (scaled by each
     metric's ``scale``). Returns ``path``."""
@@ -486,10 +488,10 @@ def plot_frontier(frontier: Sequence[Mapping[str, Any]], groups: Sequence[Sequen
         low, high = max(mean - half, bounds[0]), min(mean + half, bounds[1])
         return metric.scale * mean, metric.scale * (mean - low), metric.scale * (high - mean)
 
-    def draw(ax, rows: Sequence[Mapping[str, Any]], color: Any, **style: Any) -> Any:
+    def draw(ax, rows: Sequence[Mapping[str, Any]], color: Any, labelled: bool = True, **style: Any) -> Any:
         (xs, x_down, x_up), (ys, y_down, y_up) = (zip(*(interval(row, m) for row in rows)) for m in (x, y))
         handle = ax.errorbar(xs, ys, xerr=[x_down, x_up], yerr=[y_down, y_up], color=color, capsize=2, **style)
-        for row, px, py in zip(rows, xs, ys):
+        for row, px, py in zip(rows, xs, ys) if labelled else ():
             ax.annotate(labels.get(row["variant"], row["variant"]), (px, py), xytext=(5, 4),
                         textcoords="offset points", fontsize=7, color=color)
         return handle
@@ -510,7 +512,8 @@ def plot_frontier(frontier: Sequence[Mapping[str, Any]], groups: Sequence[Sequen
             if len(trail) > 1:
                 (shared[path_name],) = ax.plot(*zip(*trail), color=color, alpha=0.8, **trail_style)
                 ax.annotate("", xy=trail[-1], xytext=trail[-2], arrowprops=dict(arrowstyle="->", color=color, lw=0.7))
-            handle = draw(ax, [row], color, marker=_MARKERS[i % len(_MARKERS)], markersize=7, linestyle="none")
+            handle = draw(ax, [row], color, labelled=False, marker=_MARKERS[i % len(_MARKERS)], markersize=7,
+                          linestyle="none")
             own.append((handle, labels.get(row["variant"], row["variant"])))
         margin = 0.03 * (bounds[1] - bounds[0])
         ax.set_xlim(x.scale * (bounds[0] - margin), x.scale * (bounds[1] + margin))
