@@ -575,9 +575,10 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
 
     def _generate_and_score_completions(self, inputs):
         with warnings.catch_warnings():
-            # TRL reads a model property that transformers renamed, at every generation; the warning
-            # names nothing a user can change (docs/design.md, 'Options and configuration files').
-            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+            # TRL calls model methods that transformers renamed, at every generation; the warnings name
+            # nothing a user can change (docs/design.md, 'Options and configuration files').
+            warnings.filterwarnings("ignore", category=FutureWarning, message="`(is_gradient_checkpointing|"
+                                    "gradient_checkpointing_enable|gradient_checkpointing_disable)` is deprecated")
             rollouts = super()._generate_and_score_completions(inputs)
         uses_groups = (self.method.demonstrations_in_groups or self.method.collects_failed_prompts
                        or self.method.sft_gate is not None)
