@@ -278,8 +278,9 @@ def test_every_task_config_field_is_a_flag_with_the_configs_default(task):
 
 def test_a_resumed_run_counts_the_time_and_keeps_the_budget_spent_before_its_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
-    quick_eval = TINY_RUN.index("--progress_eval_steps")
-    without_quick_eval = TINY_RUN[:quick_eval] + TINY_RUN[quick_eval + 4:]
+    quick_eval = {"--progress_eval_steps", "--progress_eval_episodes"}
+    without_quick_eval = [arg for flag, value in zip(TINY_RUN[::2], TINY_RUN[1::2]) if flag not in quick_eval
+                          for arg in (flag, value)]
     train = ["train", "--output_dir", str(run_dir), *without_quick_eval, "--use_cpu", "true", "--bf16", "false",
              "--eval_splits", "id", "--time_budget_minutes", "30"]
     assert main([*train, "--max_steps", "3"]) == 0

@@ -3,10 +3,12 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from amft.cli import main
+from amft.cli import DEMO_PRESETS, main, preset_path
+from amft.cli.arguments import options_without_effect
 from amft.cli.options import OptionsError, read_command_line, resolve
 
 
@@ -78,6 +80,9 @@ def test_the_command_reports_option_errors_without_a_traceback(tmp_path, capsys)
 def test_eval_refuses_training_options_and_does_not_list_them(tmp_path, capsys):
     assert main(["eval", "--model", str(tmp_path), "--time_budget_minutes", "3"]) == 2
     assert "time_budget_minutes: options of training, not of amft eval" in capsys.readouterr().err
+    # not sent to --progress_eval_steps, which is a training option too
+    assert main(["eval", "--model", str(tmp_path), "--progress_eval_episodes", "8"]) == 2
+    assert "progress_eval_episodes: options of training, not of amft eval" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["eval", "--help"])
     listed = capsys.readouterr().out
@@ -114,8 +119,6 @@ def test_an_option_that_would_not_act_is_refused_naming_what_it_needs(tmp_path, 
 
 
 def test_a_demo_presets_setting_that_the_flags_switch_off_returns_to_its_default_but_the_users_own_is_refused(tmp_path):
-    from amft.cli import preset_path
-
     preset = preset_path("demo-virl-vl.yaml")  # quick evaluations of 16 episodes, 16 before training
     demo = read_command_line([], "amft demo", "", config=preset).build()[0]
     assert (demo.progress_eval_episodes, demo.eval_before_limit) == (16, 16)
@@ -126,6 +129,14 @@ def test_a_demo_presets_setting_that_the_flags_switch_off_returns_to_its_default
         read_command_line(["--progress_eval_steps", "0", "--progress_eval_episodes", "8"], "amft demo", "",
                           config=preset).build()
     own_file = tmp_path / "run.yaml"
-    own_file.write_text((open(preset).read()) + "eval_before: false\n")
+    own_file.write_text(Path(preset).read_text() + "eval_before: false\n")
     with pytest.raises(OptionsError, match="eval_before_limit sizes the evaluation before training"):
         read_command_line(["--config", str(own_file)], "amft train", "").build()
+
+
+@pytest.mark.parametrize("preset", sorted(DEMO_PRESETS.values()))
+def test_a_demo_preset_sets_no_option_that_it_switches_off_itself(preset):
+    # `build` lets a preset's setting that the user's flags switch off return to its default; one that
+    # the preset itself switches off would be dropped as quietly, so none may.
+    line = read_command_line([], "amft demo", "", config=preset_path(preset))
+    assert options_without_effect(line.values, line.preset) == {}

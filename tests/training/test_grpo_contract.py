@@ -243,7 +243,10 @@ def test_trls_renamed_checkpointing_setting_keeps_its_meaning_without_a_warning(
         by_default = AMFTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False)
         old_name_off = AMFTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, gradient_checkpointing=False)
         new_name_off = AMFTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, activation_checkpointing=False)
+        old_kwargs = AMFTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False,
+                                gradient_checkpointing_kwargs={"use_reentrant": False})
     assert by_default.activation_checkpointing is True and by_default.activation_checkpointing == GRPOConfig(
         output_dir=str(tmp_path), use_cpu=True, bf16=False).activation_checkpointing  # TRL's default
     assert (old_name_off.activation_checkpointing, old_name_off.gradient_checkpointing) == (False, False)
     assert (new_name_off.activation_checkpointing, new_name_off.gradient_checkpointing) == (False, False)
+    assert old_kwargs.activation_checkpointing_kwargs == old_kwargs.gradient_checkpointing_kwargs == {"use_reentrant": False}

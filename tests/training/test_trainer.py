@@ -400,3 +400,11 @@ def test_gac_settings_are_checked_when_the_config_is_made(tmp_path):
     with pytest.raises(ValueError, match=r"hpt_sft_coef=0.5 is a setting of hpt, superrl; method 'amft'"):
         AMFTConfig(output_dir=str(tmp_path), use_cpu=True, method="amft", hpt_sft_coef=0.5)
     AMFTConfig(output_dir=str(tmp_path), use_cpu=True, method="superrl", hpt_sft_coef=0.5)
+
+
+def test_training_raises_no_deprecation_warning_for_names_trl_calls(tmp_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # TRL's rollouts call renamed checkpointing methods
+        make_trainer(tmp_path, method="grpo", max_steps=2, gradient_checkpointing=True).train()

@@ -252,7 +252,7 @@ def _run_eval(argv: list[str]) -> int:
     from amft.cli.arguments import RunArguments
     from amft.cli.options import OptionsError, field_names, read_command_line
     from amft.cli.pipeline import check_model_fits_task, evaluate_splits, evaluation_budget
-    from amft.defaults import changed_from_default
+    from amft.defaults import declared_default
     from amft.evaluation.report import print_results
     from amft.models import load_model
     from amft.tasks import get_task
@@ -262,12 +262,14 @@ def _run_eval(argv: list[str]) -> int:
                              before=(EvalArguments,), engine=False,
                              unlisted=field_names(RunArguments) - EVAL_RUN_OPTIONS)
     apply_eval_preset(line)
+    # before the options are built, whose checks would send the user to another training option
+    training_only = sorted(name for name in field_names(RunArguments) - EVAL_RUN_OPTIONS
+                           if line.values[name] != declared_default(RunArguments, name))
+    if training_only:
+        raise OptionsError(f"{line.source}: {', '.join(training_only)}: options of training, not of amft eval")
     eval_args, run, task_config = line.build()
     if not eval_args.model:
         raise OptionsError("--model is required")
-    training_only = sorted(changed_from_default(run, field_names(RunArguments) - EVAL_RUN_OPTIONS))
-    if training_only:
-        raise OptionsError(f"{line.source}: {', '.join(training_only)}: options of training, not of amft eval")
     if run.threads:
         torch.set_num_threads(run.threads)
     task = get_task(run.task, config=task_config)

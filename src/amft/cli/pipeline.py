@@ -308,8 +308,8 @@ def controller_summary(log_history: list[Mapping[str, Any]], final_terms: Mappin
 def run_training(run: RunArguments, task_config: TaskConfig, args: AMFTConfig) -> dict[str, Any]:
     """Train, evaluate and report; returns the summary written to `summary.json`."""
     run_clock = RunClock()
-    # The run's own copy: it fills in what the task decides and drops the model's init kwargs once
-    # used, and the caller's options stay as given (a study builds the next run from them).
+    # The run's own copy (shallow: nested settings stay shared), so that setting what the task decides
+    # and dropping the model's init kwargs once used leave the caller's options as given.
     args = copy.copy(args)
     if run.threads:
         torch.set_num_threads(run.threads)

@@ -383,10 +383,12 @@ class AMFTConfig(GRPOConfig):
             raise ValueError(problem)
         if method.sft_gate is not None and self.hpt_center_advantages:
             self.scale_rewards = "none"
-        if self.activation_checkpointing is None:
-            # TRL's configs still default the field transformers renamed; carried over here, TRL's
-            # default and the user's setting act as before, without a deprecation warning per run.
-            self.activation_checkpointing = self.gradient_checkpointing
+        # TRL's configs still default the fields transformers renamed; carried over here, TRL's default
+        # and the user's setting act as before, without a deprecation warning per run.
+        for old, new in (("gradient_checkpointing", "activation_checkpointing"),
+                         ("gradient_checkpointing_kwargs", "activation_checkpointing_kwargs")):
+            if getattr(self, new) is None:
+                setattr(self, new, getattr(self, old))
         super().__post_init__()
         self._check_rollout_cycles()
         optimizer = getattr(self.optim, "value", self.optim)

@@ -176,6 +176,11 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
         controller: BalanceController | None = None,
         **kwargs: Any,
     ) -> None:
+        # TRL's rollouts call model methods that transformers renamed; the warnings name nothing a user
+        # can change (docs/design.md, 'Options and configuration files'). Once for the process: a filter
+        # set and unset around each rollout would make every other warning repeat.
+        warnings.filterwarnings("ignore", category=FutureWarning, message="`(is_gradient_checkpointing|"
+                                "gradient_checkpointing_enable|gradient_checkpointing_disable)` is deprecated")
         super().__init__(
             model=model,
             reward_funcs=reward_funcs,
@@ -574,12 +579,7 @@ class AMFTTrainer(PrefixRolloutMixin, GRPOTrainer):
                 and self.args.cache_implementation is None)
 
     def _generate_and_score_completions(self, inputs):
-        with warnings.catch_warnings():
-            # TRL calls model methods that transformers renamed, at every generation; the warnings name
-            # nothing a user can change (docs/design.md, 'Options and configuration files').
-            warnings.filterwarnings("ignore", category=FutureWarning, message="`(is_gradient_checkpointing|"
-                                    "gradient_checkpointing_enable|gradient_checkpointing_disable)` is deprecated")
-            rollouts = super()._generate_and_score_completions(inputs)
+        rollouts = super()._generate_and_score_completions(inputs)
         uses_groups = (self.method.demonstrations_in_groups or self.method.collects_failed_prompts
                        or self.method.sft_gate is not None)
         if not (self.model.training and uses_groups):  # validation and evaluation rollouts stay as sampled
