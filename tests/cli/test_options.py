@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from amft.cli import DEMO_PRESETS, main, preset_path
-from amft.cli.arguments import options_without_effect
 from amft.cli.options import OptionsError, read_command_line, resolve
 
 
@@ -128,6 +127,12 @@ def test_a_demo_presets_setting_that_the_flags_switch_off_returns_to_its_default
     with pytest.raises(OptionsError, match="progress_eval_episodes sizes the quick evaluation"):
         read_command_line(["--progress_eval_steps", "0", "--progress_eval_episodes", "8"], "amft demo", "",
                           config=preset).build()
+    # Another method on the demo: the preset's AMFT controller settings are not the user's.
+    gp_preset = preset_path("demo-general-points.yaml")
+    engine = read_command_line(["--method", "sft"], "amft demo", "", config=gp_preset).build()[-1]
+    assert (engine.method, engine.amft_warmup_steps, engine.meta_lr) == ("sft", 50, 1e-4)  # the preset's: 450, 0.02
+    with pytest.raises(OptionsError, match="mu_init=0.5 is a setting of amft"):
+        read_command_line(["--method", "sft", "--mu_init", "0.5"], "amft demo", "", config=gp_preset).build()
     own_file = tmp_path / "run.yaml"
     own_file.write_text(Path(preset).read_text() + "eval_before: false\n")
     with pytest.raises(OptionsError, match="eval_before_limit sizes the evaluation before training"):
@@ -139,4 +144,4 @@ def test_a_demo_preset_sets_no_option_that_it_switches_off_itself(preset):
     # `build` lets a preset's setting that the user's flags switch off return to its default; one that
     # the preset itself switches off would be dropped as quietly, so none may.
     line = read_command_line([], "amft demo", "", config=preset_path(preset))
-    assert options_without_effect(line.values, line.preset) == {}
+    assert line.preset_settings_switched_off() == []

@@ -193,12 +193,21 @@ class CommandLine:
     def build(self) -> tuple[Any, ...]:
         """One object per owner, in the order of :func:`owners_of_run`. A preset's setting of an
         option that the user's flags switch off (a demo's quick-evaluation size under
-        ``--progress_eval_steps 0``) is the preset's, not the user's: it returns to its default
-        instead of being refused."""
+        ``--progress_eval_steps 0``, its AMFT controller's settings under ``--method sft``) is the
+        preset's, not the user's: it returns to its default instead of being refused."""
         values = dict(self.values)
-        for name in options_without_effect(values, self.preset):
-            values[name] = declared_default(RunArguments, name)
+        for name in self.preset_settings_switched_off():
+            values[name] = declared_default(next(owner for owner in self.owners if name in field_names(owner)), name)
         return _instantiate(self.owners, values, self.source)
+
+    def preset_settings_switched_off(self) -> list[str]:
+        """The options only the preset gives that would not act, given the others."""
+        switched_off = list(options_without_effect(self.values, self.preset))
+        if "method" in self.values:
+            from amft.training.methods import settings_not_read_by
+
+            switched_off += sorted(self.preset.intersection(settings_not_read_by(self.values["method"])))
+        return switched_off
 
 
 def task_and_file(argv: Sequence[str]) -> tuple[str | None, str | None]:

@@ -8,7 +8,14 @@ from trl import GRPOConfig
 
 from amft.algorithm import AGGREGATIONS, ENTROPY_DIRECTIONS, META_UPDATES, SINGLETON_BASELINES
 from amft.defaults import changed_from_default
-from amft.training.methods import METHODS, SFT_LOSSES, get_method, methods_help, methods_reading
+from amft.training.methods import (
+    METHODS,
+    SFT_LOSSES,
+    get_method,
+    methods_help,
+    methods_reading,
+    settings_not_read_by,
+)
 
 META_NORMALIZATIONS = ("raw", "cosine")
 #: Step direction of the meta-gradient's look-ahead: plain SGD (the paper) or the optimizer's Adam step.
@@ -430,8 +437,7 @@ class AMFTConfig(GRPOConfig):
     def _check_method_settings(self, method) -> None:
         """A setting that only other methods read is refused when it is not at its default: the run would
         ignore it (`Method.settings`)."""
-        others = sorted({name for entry in METHODS.values() for name in entry.settings} - set(method.settings))
-        for name in changed_from_default(self, others):
+        for name in changed_from_default(self, settings_not_read_by(method.name)):
             raise ValueError(f"{name}={getattr(self, name)!r} is a setting of {', '.join(methods_reading(name))}; "
                              f"method {method.name!r} does not read it: leave it out (default "
                              f"{type(self).__dataclass_fields__[name].default!r})")

@@ -400,6 +400,11 @@ def methods_reading(setting: str) -> list[str]:
     return [method.name for method in METHODS.values() if setting in method.settings]
 
 
+def settings_not_read_by(name: str) -> list[str]:
+    """The settings that other methods' entries list and method ``name``'s does not: a run of it ignores them."""
+    return sorted({setting for entry in METHODS.values() for setting in entry.settings} - set(get_method(name).settings))
+
+
 def get_method(name: str) -> Method:
     """The method called ``name``; a ValueError lists the known ones."""
     try:
