@@ -5,20 +5,22 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
-from typing import Any
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
-__all__ = ["atomic_write_json", "atomic_write_text", "flush_tree"]
+__all__ = ["atomic_copy", "atomic_write_json", "atomic_write_text", "flush_tree"]
 
 
-def atomic_write_text(path: str, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, flush it to disk, then rename it over ``path``."""
+def _atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
+    """Let ``write`` fill a temporary file beside ``path``, flush it to disk, then rename it over ``path``."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.splitext(path)[1])
     try:
-        with os.fdopen(descriptor, "w", newline="") as handle:
-            handle.write(text)
+        with os.fdopen(descriptor, "wb") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -26,6 +28,20 @@ def atomic_write_text(path: str, text: str) -> None:
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write ``text`` (UTF-8, line endings as given) to ``path`` atomically."""
+    _atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def atomic_copy(source: str, path: str) -> None:
+    """Copy the file ``source`` to ``path`` atomically."""
+    def write(handle: BinaryIO) -> None:
+        with open(source, "rb") as original:
+            shutil.copyfileobj(original, handle)
+
+    _atomic_write(path, write)
 
 
 def atomic_write_json(path: str, payload: Any) -> None:

@@ -204,3 +204,34 @@ def test_run_records_let_a_study_go_on_from_a_fresh_output_folder(tmp_path, caps
     err = capsys.readouterr().err
     assert "1 run folder(s) hold runs made with other settings" in err
     assert f"amft · seed 0 ({tmp_path / 'fresh-2' / 'runs' / 'amft' / 'seed0'}): settings.meta_lr: (not given) -> 0.1" in err
+
+
+
+def test_recorded_starting_models_spare_training_them_again(tmp_path, capsys):
+    records = tmp_path / "records"
+    path = write_study(tmp_path, variants={"sft": VARIANTS["sft"]}, reference_variant=None, records_dir=str(records),
+                       record_starting_models=True)
+    assert main(["compare", "--config", str(path)]) == 0
+    base, kept = tmp_path / "study" / "base" / "seed0", records / "base" / "seed0"
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in kept.iterdir()}
+    assert not list(kept.glob("checkpoint-*")) and not {"training_args.bin", "eval_results.json"} & {p.name for p in kept.iterdir()}
+
+    # a clean clone: a new variant starts from the recorded starting model, which is not trained again
+    fresh = tmp_path / "fresh"
+    path = write_study(tmp_path, output_dir=str(fresh), variants={"sft": VARIANTS["sft"], "grpo": VARIANTS["grpo"]},
+                       reference_variant=None, records_dir=str(records), record_starting_models=True)
+    capsys.readouterr()
+    assert main(["compare", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "finished earlier, skipped" in out and "needed by" not in out
+    assert (fresh / "base" / "seed0" / "model.safetensors").read_bytes() == (base / "model.safetensors").read_bytes()
+    assert json.loads((fresh / "runs" / "grpo" / "seed0" / "summary.json").read_text())["run"]["steps"] == 3
+
+
+def test_recording_starting_models_needs_records_and_starting_models(tmp_path):
+    for changes, missing in (({}, "no records_dir"), ({"records_dir": str(tmp_path / "r"), "base_sft_steps": 0,
+                                                       "base": {}}, "none")):
+        path = write_study(tmp_path, variants={"sft": VARIANTS["sft"]}, reference_variant=None,
+                           record_starting_models=True, **changes)
+        with pytest.raises(OptionsError, match=f"record_starting_models: keeps the starting models .*has {missing}"):
+            load_study(str(path))

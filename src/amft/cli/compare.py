@@ -39,6 +39,7 @@ are trained first.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ from rich.console import Console
 
 from amft.cli.options import (OptionsError, check_keys, check_run_keys, field_names, load_dataclass, read_mapping,
                               resolve, select_variants, study_keys_help, study_parser)
-from amft.evaluation.harness import RunRecords, RunsFailed, StudyRun, check_recipes, run_study
+from amft.evaluation.harness import RECIPE_FILE, RunRecords, RunsFailed, StudyRun, check_recipes, run_study
 
 BUDGET_KEYS = (
     "max_steps",
@@ -60,6 +61,12 @@ BUDGET_KEYS = (
     "time_budget_minutes",
 )
 SUMMARY_FILE = "summary.json"
+#: the saved model's config, written last by `save_model`: a run folder with it holds the run's final model
+MODEL_CONFIG_FILE = "config.json"
+#: the files of a saved model that loading it reads: weights (one file or shards and their index), configs,
+#: tokenizer and processor files, chat template
+MODEL_FILE_PATTERNS = ("*.safetensors", "*.safetensors.index.json", "*config.json", "tokenizer*", "special_tokens_map.json",
+                       "added_tokens.json", "vocab.*", "merges.txt", "chat_template.*")
 #: the method whose variants trace the trade-off frontier, one point per mu
 #: the methods whose mu follows the meta-gradient and entropy terms (diagnosed in controller.png)
 CONTROLLER_METHODS = ("amft",)
@@ -94,6 +101,10 @@ class Study:
     records_dir: str | None = field(default=None, metadata={
         "help": "A folder (to commit) that keeps each finished run's summary and logs, laid out as output_dir: a study "
                 "started again elsewhere restores them and counts those runs as finished (docs/design.md, 'Run records')."})
+    record_starting_models: bool = field(default=False, metadata={
+        "help": "With records_dir and base_sft_steps: each seed's starting model is kept in its record too (weights, "
+                "config and tokenizer), so a study continued elsewhere does not train it again. The weights are then "
+                "committed with the records: for small models."})
     select_on: list[str] | None = field(default=None, metadata={
         "help": "Evaluated splits (validation ones) on which the report ranks the variants by their mean final "
                 "success and names the best."})
@@ -114,6 +125,9 @@ class Study:
             raise ValueError(f"reference_variant {self.reference_variant!r} is not one of the variants")
         if self.base and not self.base_sft_steps:
             raise ValueError("base: settings of the starting model, which only base_sft_steps > 0 trains")
+        if self.record_starting_models and not (self.records_dir and self.base_sft_steps):
+            raise ValueError("record_starting_models: keeps the starting models (base_sft_steps > 0) in the records "
+                             "(records_dir); the study has " + ("no records_dir" if not self.records_dir else "none"))
         self._check_evaluated("target_split", [self.target_split])
         if self.frontier is not None:
             if not isinstance(self.frontier, Mapping) or set(self.frontier) != {"x", "y"}:
@@ -223,8 +237,18 @@ class TrainingRun(StudyRun):
 
     @property
     def ready(self) -> bool:
-        """Finished with its final model saved (a run restored from its record has no weights)."""
-        return self.done and os.path.exists(os.path.join(self.folder, "config.json"))
+        """Finished with its final model saved (a run restored from its record has no weights, unless the
+        record keeps them)."""
+        return self.done and os.path.exists(os.path.join(self.folder, MODEL_CONFIG_FILE))
+
+    def model_files(self, folder: str) -> tuple[str, ...]:
+        """The files of the saved model in ``folder`` that loading it reads (weights, config, tokenizer and
+        processor), its config last: what `save_model` wrote besides the model card and training_args.bin."""
+        if not os.path.isdir(folder):
+            return ()
+        names = sorted(name for name in os.listdir(folder)
+                       if any(fnmatch.fnmatchcase(name, pattern) for pattern in MODEL_FILE_PATTERNS))
+        return tuple(sorted(names, key=lambda name: name == MODEL_CONFIG_FILE)) if MODEL_CONFIG_FILE in names else ()
 
     @property
     def resumable(self) -> bool:
@@ -254,7 +278,8 @@ class Comparison:
     def __init__(self, study: Study, console: Console | None = None) -> None:
         self.study = study
         self.console = console or Console()
-        self.records = RunRecords(study.output_dir, study.records_dir) if study.records_dir else None
+        starting_models = [self.base_dir(seed) for seed in study.seeds] if study.record_starting_models else []
+        self.records = RunRecords(study.output_dir, study.records_dir, starting_models) if study.records_dir else None
 
     def run_dir(self, variant: str, seed: int) -> str:
         return os.path.join(self.study.output_dir, "runs", variant, f"seed{seed}")

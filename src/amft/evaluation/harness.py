@@ -23,7 +23,7 @@ import os
 import time
 import traceback
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -35,7 +35,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from rich.console import Console  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from amft.io import atomic_write_json, atomic_write_text  # noqa: E402
+from amft.io import atomic_copy, atomic_write_json, atomic_write_text  # noqa: E402
 
 __all__ = [
     "Curve",
@@ -76,7 +76,7 @@ class StudyRun(ABC):
     result_file: ClassVar[str] = "result.json"
     #: where a run in a process of its own writes its output
     log_file: ClassVar[str] = "run.log"
-    #: the run's small files besides its result file that a record keeps (its logs, never weights)
+    #: the run's small files besides its result file that a record keeps (its logs)
     record_files: ClassVar[tuple[str, ...]] = ()
 
     @property
@@ -95,6 +95,12 @@ class StudyRun(ABC):
     def ready(self) -> bool:
         """Finished, with everything a run that needs this one reads (a model's weights, say)."""
         return self.done
+
+    def model_files(self, folder: str) -> tuple[str, ...]:
+        """The files in ``folder`` (the run's own, or its record) that a run needing this one reads (a saved
+        model), the one whose presence makes the run `ready` last; a record keeps them only when the study
+        asks (`RunRecords`)."""
+        return ()
 
     @property
     def resumable(self) -> bool:
@@ -202,37 +208,48 @@ def _execute_in_own_process(run: StudyRun) -> None:
 
 class RunRecords:
     """The records of a study's finished runs: each run's recipe, result file and `record_files` (never
-    checkpoints or weights), copied from the study's output folder into ``records_dir`` with the same
-    layout, where they can be committed. A study started again on another machine restores the
-    records into the run folders that lack them, so those runs count as finished; a run that others
-    start from is trained again when one of them needs it (its weights are not in its record). See
-    docs/design.md, 'Run records'."""
+    checkpoints), copied from the study's output folder into ``records_dir`` with the same layout, where
+    they can be committed. A study started again on another machine restores the records into the run
+    folders that lack them, so those runs count as finished. A run that others start from is trained
+    again when one of them needs it, unless its folder is one of ``with_model``: their records also keep
+    the runs' `model_files` (weights, committed with the records). See docs/design.md, 'Run records'."""
 
-    def __init__(self, output_dir: str, records_dir: str) -> None:
+    def __init__(self, output_dir: str, records_dir: str, with_model: Collection[str] = ()) -> None:
         self.output_dir, self.records_dir = output_dir, records_dir
+        self.with_model = {os.path.normpath(folder) for folder in with_model}
 
     def folder(self, run: StudyRun) -> str:
         return os.path.join(self.records_dir, os.path.relpath(run.folder, self.output_dir))
 
     @staticmethod
-    def _copy(run: StudyRun, source: str, target: str) -> None:
-        """The run's record files from folder ``source`` to ``target``, the result file last, so a copy
-        cut short never looks finished."""
-        for name in (RECIPE_FILE, *run.record_files, run.result_file):
+    def _copy(names: Sequence[str], source: str, target: str) -> None:
+        """Files ``names`` that ``source`` holds into folder ``target``, each atomically and in order (the
+        file that marks a run finished or ready last, so a copy cut short never looks so)."""
+        for name in names:
             if os.path.exists(os.path.join(source, name)):
-                with open(os.path.join(source, name)) as handle:
-                    atomic_write_text(os.path.join(target, name), handle.read())
+                atomic_copy(os.path.join(source, name), os.path.join(target, name))
 
     def keep(self, run: StudyRun) -> None:
-        """Copy a finished run's record (again only when its result changed)."""
-        record = os.path.join(self.folder(run), run.result_file)
-        if run.done and not (os.path.exists(record) and filecmp.cmp(record, run.result_path, shallow=False)):
-            self._copy(run, run.folder, self.folder(run))
+        """Copy a finished run's record (again only when its result changed), and its saved model when the
+        record should keep one and lacks it."""
+        record = self.folder(run)
+        result = os.path.join(record, run.result_file)
+        changed = run.done and not (os.path.exists(result) and filecmp.cmp(result, run.result_path, shallow=False))
+        if os.path.normpath(run.folder) in self.with_model and run.ready:
+            model = run.model_files(run.folder)
+            if model and (changed or not all(os.path.exists(os.path.join(record, name)) for name in model)):
+                self._copy(model, run.folder, record)
+        if changed:
+            self._copy((RECIPE_FILE, *run.record_files, run.result_file), run.folder, record)
 
     def restore(self, run: StudyRun) -> None:
-        """Give an unfinished run folder the run's record, when there is one."""
-        if not run.done and os.path.exists(os.path.join(self.folder(run), run.result_file)):
-            self._copy(run, self.folder(run), run.folder)
+        """Give an unfinished run folder the run's record, when there is one, and a run without its saved
+        model the one its record keeps."""
+        record = self.folder(run)
+        if not run.done and os.path.exists(os.path.join(record, run.result_file)):
+            self._copy((RECIPE_FILE, *run.record_files, run.result_file), record, run.folder)
+        if os.path.normpath(run.folder) in self.with_model and not run.ready and os.path.isdir(record):
+            self._copy(run.model_files(record), record, run.folder)
 
     def sync(self, runs: Sequence[StudyRun]) -> None:
         """Restore, then keep, the records of ``runs`` and of the runs they need."""
@@ -429,7 +446,9 @@ def plot_curves(panels: Mapping[str, Mapping[str, Sequence[Curve]]], variants: S
                 ax.plot(*zip(*curve), label=variant, **styles[variant])
         ax.set(title=title, xlabel=xlabel, ylabel=ylabels.get(title, ""))
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="best")
+    drawn = [ax for ax in axes[0] if ax.get_legend_handles_labels()[0]]
+    if drawn:  # a panel with no runs' curves yet (a study just started) gets no empty legend
+        drawn[-1].legend(fontsize=7, loc="best")
     return _save(fig, path)
 
 
