@@ -214,7 +214,8 @@ def test_recorded_starting_models_spare_training_them_again(tmp_path, capsys):
     assert main(["compare", "--config", str(path)]) == 0
     base, kept = tmp_path / "study" / "base" / "seed0", records / "base" / "seed0"
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in kept.iterdir()}
-    assert not list(kept.glob("checkpoint-*")) and not {"training_args.bin", "eval_results.json"} & {p.name for p in kept.iterdir()}
+    assert not list(kept.glob("checkpoint-*"))
+    assert not {"training_args.bin", "eval_results.json"} & {p.name for p in kept.iterdir()}
 
     # a clean clone: a new variant starts from the recorded starting model, which is not trained again
     fresh = tmp_path / "fresh"
