@@ -304,6 +304,7 @@ def run_study(runs: Sequence[StudyRun], jobs: int = 1, console: Console | None =
             console.print(f"[{index}/{len(runs)}] {run.label}: finished earlier, skipped")
         else:
             todo.append((index, run))
+    _warn_of_retrained_starts(runs, [run for _, run in todo], console)
     if jobs == 1:
         for index, run in todo:
             if run.needs is not None and not run.needs.ready:
@@ -319,6 +320,22 @@ def run_study(runs: Sequence[StudyRun], jobs: int = 1, console: Console | None =
     needed = list({run.needs.folder: run.needs for _, run in todo if run.needs is not None and not run.needs.ready}.values())
     failed = _execute_in_processes(needed, jobs, console, records)
     return failed or _execute_in_processes([run for _, run in todo], jobs, console, records)
+
+
+def _warn_of_retrained_starts(runs: Sequence[StudyRun], todo: Sequence[StudyRun], console: Console) -> None:
+    """Name the finished runs whose starting run is trained again for ``todo`` (it finished, but what they read
+    from it, its weights, is gone): the runs of one seed would then start from two trainings of it, which differ
+    (training again on another machine is not bit-exact; docs/design.md, 'Run records')."""
+    again = {run.needs.folder: run.needs for run in todo
+             if run.needs is not None and run.needs.done and not run.needs.ready}
+    for start in again.values():
+        earlier = [run.label for run in runs if run.done and run.needs is not None and run.needs.folder == start.folder]
+        if earlier:
+            console.print(f"[yellow]{start.label} finished earlier but its saved model is gone, so it is trained again; "
+                          f"{len(earlier)} finished run(s) started from the earlier training, which this one will not "
+                          f"reproduce exactly: {', '.join(earlier)}. To keep one start per seed, delete their run "
+                          f"folders (and records) to train them again, or let the records keep the starting models' "
+                          f"weights (a comparison's `record_starting_models`).[/yellow]")
 
 
 # --------------------------------------------------------------------------- the results table
