@@ -206,7 +206,6 @@ def test_run_records_let_a_study_go_on_from_a_fresh_output_folder(tmp_path, caps
     assert f"amft · seed 0 ({tmp_path / 'fresh-2' / 'runs' / 'amft' / 'seed0'}): settings.meta_lr: (not given) -> 0.1" in err
 
 
-
 def test_recorded_starting_models_spare_training_them_again(tmp_path, capsys):
     records = tmp_path / "records"
     path = write_study(tmp_path, variants={"sft": VARIANTS["sft"]}, reference_variant=None, records_dir=str(records),

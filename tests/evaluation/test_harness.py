@@ -111,9 +111,9 @@ def test_records_outlive_the_output_folder_and_weights_are_trained_again_when_ne
     assert run_study(second, console=console, records=RunRecords(str(tmp_path / "machine-2"), str(records))) == []
     assert "a · seed 0: finished earlier, skipped" in console.file.getvalue()
     # ...and the study says that a's start and b's are two trainings of the base
-    assert "base · seed 0 finished earlier but its saved model is gone" in " ".join(console.file.getvalue().split())
-    assert "1 finished run(s) started from the earlier training, which this one will not reproduce exactly: a · seed 0" \
-        in " ".join(console.file.getvalue().split())
+    said = " ".join(console.file.getvalue().split())
+    assert "base · seed 0 finished earlier but its saved model is gone" in said
+    assert "1 finished run(s) started from the earlier training, which this one will not reproduce exactly: a · seed 0" in said
     assert result(second[0]) == result(first[0])
     assert not os.path.exists(os.path.join(second[0].folder, "weights.bin"))
     assert second[1].done and second[1].needs.ready

@@ -243,12 +243,13 @@ class TrainingRun(StudyRun):
 
     def model_files(self, folder: str) -> tuple[str, ...]:
         """The files of the saved model in ``folder`` that loading it reads (weights, config, tokenizer and
-        processor), its config last: what `save_model` wrote besides the model card and training_args.bin."""
+        processor), its config last; not the run's logs, the model card or training_args.bin."""
         if not os.path.isdir(folder):
             return ()
-        names = sorted(name for name in os.listdir(folder)
-                       if any(fnmatch.fnmatchcase(name, pattern) for pattern in MODEL_FILE_PATTERNS))
-        return tuple(sorted(names, key=lambda name: name == MODEL_CONFIG_FILE)) if MODEL_CONFIG_FILE in names else ()
+        names = sorted((name for name in os.listdir(folder)
+                        if any(fnmatch.fnmatchcase(name, pattern) for pattern in MODEL_FILE_PATTERNS)),
+                       key=lambda name: (name == MODEL_CONFIG_FILE, name))
+        return tuple(names) if MODEL_CONFIG_FILE in names else ()
 
     @property
     def resumable(self) -> bool:

@@ -222,6 +222,13 @@ class RunRecords:
         return os.path.join(self.records_dir, os.path.relpath(run.folder, self.output_dir))
 
     @staticmethod
+    def _record_names(run: StudyRun) -> tuple[str, ...]:
+        return (RECIPE_FILE, *run.record_files, run.result_file)  # the result file last
+
+    def _keeps_model(self, run: StudyRun) -> bool:
+        return os.path.normpath(run.folder) in self.with_model
+
+    @staticmethod
     def _copy(names: Sequence[str], source: str, target: str) -> None:
         """Files ``names`` that ``source`` holds into folder ``target``, each atomically and in order (the
         file that marks a run finished or ready last, so a copy cut short never looks so)."""
@@ -235,20 +242,20 @@ class RunRecords:
         record = self.folder(run)
         result = os.path.join(record, run.result_file)
         changed = run.done and not (os.path.exists(result) and filecmp.cmp(result, run.result_path, shallow=False))
-        if os.path.normpath(run.folder) in self.with_model and run.ready:
+        if self._keeps_model(run) and run.ready:
             model = run.model_files(run.folder)
             if model and (changed or not all(os.path.exists(os.path.join(record, name)) for name in model)):
                 self._copy(model, run.folder, record)
         if changed:
-            self._copy((RECIPE_FILE, *run.record_files, run.result_file), run.folder, record)
+            self._copy(self._record_names(run), run.folder, record)
 
     def restore(self, run: StudyRun) -> None:
         """Give an unfinished run folder the run's record, when there is one, and a run without its saved
         model the one its record keeps."""
         record = self.folder(run)
         if not run.done and os.path.exists(os.path.join(record, run.result_file)):
-            self._copy((RECIPE_FILE, *run.record_files, run.result_file), record, run.folder)
-        if os.path.normpath(run.folder) in self.with_model and not run.ready and os.path.isdir(record):
+            self._copy(self._record_names(run), record, run.folder)
+        if self._keeps_model(run) and not run.ready and os.path.isdir(record):
             self._copy(run.model_files(record), record, run.folder)
 
     def sync(self, runs: Sequence[StudyRun]) -> None:
