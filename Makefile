@@ -1,7 +1,7 @@
 # The README's two set-up commands: `make demo` and `make test`.
 PYTHON ?= python3
 VENV ?= .venv
-# The CPU build of torch (a local wheel on our machines); `make TORCH_SPEC=torch ...` takes the default build.
+# The torch release the tests were run with; `make TORCH_SPEC=torch ...` takes the newest.
 TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: install demo test

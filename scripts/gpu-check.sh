@@ -5,7 +5,7 @@
 # every 5. Each run prints, and writes as JSON, its step times and peak GPU memory by kind of step (sft,
 # mixed, meta) and mu after each step (scripts/gpu_check.py); the whole output also goes to gpu-check.log.
 #
-#   bash scripts/gpu-check.sh [OUTPUT_DIR]     # default: $OUT if set, else runs/gpu-check
+#   bash scripts/gpu-check.sh [OUTPUT_DIR]     # default: runs/gpu-check
 #
 # Packages the machine lacks come from .whl/ when that folder exists (scripts/gpu-wheels.sh fills it).
 set -uo pipefail
@@ -35,6 +35,6 @@ check() {
     return "$failed"
 }
 
-out="${1:-${OUT:-runs/gpu-check}}"
+out="${1:-runs/gpu-check}"
 mkdir -p "$out"
 check "$out" 2>&1 | tee "$out/gpu-check.log"

@@ -6,8 +6,8 @@
 #   transformers  the machine has 5.17; amft needs 5.24
 #   datasets      TRL and the training data
 #   dill, multiprocess   datasets needs them (dill<0.4.2, multiprocess<0.70.20 needs dill>=0.4.1)
-# Not carried: math-verify (the check runs GeneralPoints, which never imports it) and vLLM (its wheel is far
-# over the 64 MiB a device call carries). Run from anywhere; the repository's git excludes .whl/.
+# Not carried: math-verify (the check runs GeneralPoints, which never imports it) and vLLM (its wheel, some
+# hundreds of MiB, is too large to carry with the repository). Run from anywhere; the repository's git excludes .whl/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -249,8 +249,7 @@ def main() -> None:
                         help="; ".join(f"{name}: {profile.model_name}, {profile.max_steps} steps"
                                        for name, profile in PROFILES.items()))
     parser.add_argument("--label", default="plain", help="names the run in the output and its JSON file")
-    parser.add_argument("--out", default=os.environ.get("OUT") or "runs/gpu-check",
-                        help="folder of the JSON reports (default: $OUT if set, else runs/gpu-check)")
+    parser.add_argument("--out", default="runs/gpu-check", help="folder of the JSON reports")
     parser.add_argument("--work-dir", default=None, help="the trainer's output_dir (default: <model-dir>-<label>)")
     options = parser.parse_args()
     if options.command == "summary":

@@ -143,6 +143,10 @@ def test_what_the_study_sets_for_each_run_is_refused_in_its_settings(tmp_path):
     path = write_study(tmp_path, training={**TRAINING, "language_model_init": "runs/text"})
     with pytest.raises(OptionsError, match=rf"{path}: training: language_model_init belongs in 'base'"):
         load_study(str(path))
+    path = write_study(tmp_path, base={"max_steps": 900})
+    with pytest.raises(OptionsError, match=rf"{path}: base: the starting model is trained by sft for base_sft_steps; "
+                                           "leave out max_steps"):
+        load_study(str(path))
     assert load_study(str(write_study(tmp_path, base={"language_model_init": "runs/text"}))).base == {
         "language_model_init": "runs/text"}
 

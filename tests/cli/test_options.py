@@ -59,11 +59,12 @@ def test_bad_values_name_where_they_come_from(tmp_path):
 
 def test_a_dry_run_from_yaml_prints_the_plan_and_creates_no_run_folder(tmp_path):
     run_dir = tmp_path / "run"
-    path = write(tmp_path, f"template: compact\noutput_dir: {run_dir}\ndry_run: true\nmax_steps: 9\n")
+    path = write(tmp_path, f"template: compact\noutput_dir: {run_dir}\ndry_run: true\nmax_steps: 9\n"
+                           "time_budget_minutes: 3\n")
     result = subprocess.run([sys.executable, "-m", "amft", "train", "--config", path, "--learning_rate", "0.25"],
                             capture_output=True, text=True, check=True, env={**os.environ, "COLUMNS": "200"})
     assert "resolved plan (dry run, nothing loaded)" in result.stdout
-    assert "9 optimizer steps, learning rate 0.25" in result.stdout
+    assert "9 optimizer steps or 3 minutes, whichever ends first, learning rate 0.25" in result.stdout
     assert "general-points (template=compact)" in result.stdout
     assert not run_dir.exists()
 

@@ -11,11 +11,11 @@ from rich.console import Console
 
 from amft.cli.compare import Comparison, load_study
 from amft.cli.options import OptionsError
-from amft.evaluation.comparison import (RunRecord, beats, beats_paired, cumulative, frontier_panels,
-                                        judge_against_frontier, logged_series, markdown_table, paired_differences,
-                                        plot_controller, plot_study_frontier, rank_on, read_run, steps_to_reach,
-                                        summarize, table_metrics, write_results)
-from amft.evaluation.harness import mean_ci, mean_curve
+from amft.evaluation.comparison import (RunRecord, beats, beats_paired, cumulative, extra_columns, frontier_panels,
+                                        judge_against_frontier, logged_series, paired_differences, plot_controller,
+                                        plot_study_frontier, rank_on, read_run, steps_to_reach, summarize,
+                                        table_metrics, write_results)
+from amft.evaluation.harness import mean_ci, mean_curve, results_markdown
 
 
 def test_mean_ci_is_the_student_t_interval():
@@ -62,7 +62,7 @@ def test_summarize_counts_targets_and_the_reference_final(tmp_path):
     assert amft["steps_to_reference"]["reached"] == 1 and amft["steps_to_reference"]["mean_steps"] == 20
     assert amft["minutes_per_run"] == pytest.approx(2.0) and amft["entropy_term_total"] == pytest.approx(-0.2)
 
-    table = markdown_table(rows, metrics, "rl-only", "sft-then-rl")
+    table = results_markdown(rows, metrics, extra_columns(rows, "rl-only", "sft-then-rl"))
     assert "| amft | 2 | 90.0 ± 0.0 | 60.0 ± 127.1 | 40 (1/2) | 20 (1/2) | 0.50 | +0.010 | -0.200 | 2.0 |" in table
     write_results(str(tmp_path), rows, metrics, target_split="rl-only", reference_variant="sft-then-rl",
                   settings={"seeds": [0, 1]})
@@ -85,7 +85,7 @@ def test_the_tasks_own_measures_become_columns_when_every_run_reports_them(tmp_p
     # mean 0.875, sd 0.1768, t(0.975, 1) = 12.706: half-width 12.706 * 0.1768 / sqrt(2) = 1.588
     assert rows[0]["recognition_accuracy/id"]["mean"] == pytest.approx(0.875)
     assert rows[0]["recognition_accuracy/id"]["ci95"] == pytest.approx(1.588, abs=1e-3)
-    assert "| recognition accuracy id |" in markdown_table(rows, metrics, "rl-only", None)
+    assert "| recognition accuracy id |" in results_markdown(rows, metrics, extra_columns(rows, "rl-only", None))
     assert table_metrics([record("sft", 0, 0.1, [])], ["id"])[-1].key == "id"  # text tasks: success only
 
 
@@ -195,7 +195,7 @@ def test_the_time_per_run_leaves_out_a_run_that_timed_only_its_last_segment(tmp_
     assert rows[0]["runs"] == 3 and rows[0]["minutes_per_run"] == pytest.approx(3.0)
     rows = summarize([segment], ["sft"], metrics, target_split="id", target_success=0.9)
     assert rows[0]["minutes_per_run"] is None
-    assert markdown_table(rows, metrics, "id", None).splitlines()[-1].endswith("| - |")
+    assert results_markdown(rows, metrics, extra_columns(rows, "id", None)).splitlines()[-1].endswith("| - |")
 
 
 SPLITS = ["id", "rl-only", "val-id", "val-rl-only"]

@@ -62,6 +62,8 @@ def test_model_init_kwargs_reach_from_pretrained_and_a_tiny_model_refuses_them(t
         load_model(str(tmp_path), dtype=torch.float32, init_kwargs={"dtype": "bfloat16"})
     with pytest.raises(ValueError, match="tiny-test is built here from its config"):
         load_model("tiny-test", init_kwargs={"dtype": "bfloat16"})
+    assert load_model("tiny-test", dtype="bfloat16")[0].dtype == torch.bfloat16  # the option itself acts
+    assert load_model("tiny-test", dtype=torch.float16)[0].dtype == torch.float16
 
 
 @pytest.mark.parametrize("name", ["tiny-test", "tiny-test-vl"])

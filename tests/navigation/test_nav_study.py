@@ -104,6 +104,9 @@ def test_the_study_harness_skips_finished_runs_and_reports_over_seeds(tmp_path, 
     full = next(row for row in results["variants"] if row["variant"] == "full")
     assert full["seeds"] == [0, 1, 2] and full["test/TC all"]["ci95"] is not None
     assert "| full | 3 |" in (tmp_path / "study" / "results.md").read_text()
+    capsys.readouterr()
+    assert main(["nav-study", "--config", str(path), "--variants", "full", "--report_only"]) == 0
+    assert "leaves out the reference agent none: it runs too" in capsys.readouterr().out
 
 
 def test_unknown_keys_of_a_navigation_study_name_the_key_the_file_and_the_agent(tmp_path, capsys):

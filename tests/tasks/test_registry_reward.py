@@ -34,6 +34,9 @@ def test_rules_given_as_command_line_text():
     assert (c.training_rules, c.ood_rule) == (((10, 10, 10), (11, 11, 11)), (12, 12, 12))
     with pytest.raises(ValueError, match="training_rules: expected a"):
         GeneralPointsConfig(training_rules="10,10")
+    assert GeneralPointsConfig(training_rules="10,10,10; 11,11,11", id_rule_fraction=0.8).id_rule_fraction == 0.8
+    with pytest.raises(ValueError, match="with training_rules 10,10,10 it has no effect"):
+        GeneralPointsConfig(training_rules="10,10,10", id_rule_fraction=0.8)
 
 
 def test_reward_trl_call_shapes():

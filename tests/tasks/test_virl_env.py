@@ -144,3 +144,25 @@ def test_virl_task_rows_splits_and_expert_episodes():
             if terminated or truncated:
                 break
         assert terminated and info["is_success"]
+
+
+def test_a_route_file_reports_only_the_splits_it_has(tmp_path):
+    """A route file has no unseen street grids: its runs leave out unseen-routes (and, drawn, ood-visual
+    without a file of another city), and the options that shape synthetic routes are refused with it."""
+    import json
+
+    from amft.tasks import get_task
+    from amft.tasks.virl.synthetic import generate_routes
+
+    records = generate_routes(40, seed=3)
+    routes = tmp_path / "routes.json"
+    routes.write_text(json.dumps([records, len(records)]))  # as `amft data virl-synthetic` writes it
+    assert get_task("virl").default_splits == ("id", "ood-rule", "unseen-routes")
+    task = get_task("virl", routes=str(routes), eval_routes=5, validation_routes=5)
+    assert task.default_splits == ("id", "ood-rule")
+    assert all(task.eval_episodes(split) for split in task.default_splits)
+    assert get_task("virl-vl", routes=str(routes)).default_splits == ("id", "ood-rule")
+    assert get_task("virl-vl", routes=str(routes), ood_visual_routes=str(routes)).default_splits == (
+        "id", "ood-rule", "ood-visual")
+    with pytest.raises(ValueError, match="synthetic_seed"):
+        get_task("virl", routes=str(routes), synthetic_seed=1)

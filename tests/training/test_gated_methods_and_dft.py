@@ -34,8 +34,9 @@ def make_trainer(tmp_path, reward=sum_reward, demos=DEMOS, **overrides):
         output_dir=str(tmp_path / "run"), use_cpu=True, bf16=False, seed=0, max_steps=2, learning_rate=3e-3,
         per_device_train_batch_size=32, num_generations=4, max_completion_length=4, logging_steps=1,
         report_to="none", save_strategy="no", gradient_checkpointing=False, disable_tqdm=True, sft_batch_size=16,
-        success_reward=1.0,
     )
+    if overrides.get("method") in ("hpt", "superrl", "relift", "bread"):
+        settings["success_reward"] = 1.0
     settings.update(overrides)
     return AMFTTrainer(model=model, reward_funcs=reward, args=AMFTConfig(**settings),
                        train_dataset=Dataset.from_list(PROMPTS), demo_dataset=demos, processing_class=tokenizer)
@@ -142,6 +143,7 @@ def test_dft_in_the_trainer_matches_trls_dft_loss(tmp_path):
         ({"method": "hpt", "scale_rewards": "batch"}, "hpt_center_advantages false"),
         ({"method": "srft", "epsilon_high": 0.28}, "no ratio to clip"),
         ({"method": "srft", "epsilon": 0.1}, "no ratio to clip"),
+        ({"method": "amft", "success_reward": 3.0}, "success_reward=3.0 is a setting of relift, bread, hpt, superrl; method .amft. does not read it"),
     ],
 )
 def test_config_refuses_what_the_gate_and_the_sft_term_do_not_honour(tmp_path, settings, message):

@@ -28,7 +28,8 @@ def make_trainer(tmp_path, method, rows=ROWS, reward=TASK.reward, **overrides):
         output_dir=str(tmp_path / "run"), use_cpu=True, bf16=False, seed=0, max_steps=2, learning_rate=1e-3,
         per_device_train_batch_size=8, num_generations=4, max_completion_length=32, logging_steps=1,
         report_to="none", save_strategy="no", gradient_checkpointing=False, disable_tqdm=True, method=method,
-        success_reward=TASK.success_reward, **(dict(uft_hint_steps=10) if method == "uft" else {}),
+        **(dict(uft_hint_steps=10) if method == "uft" else {}),
+        **(dict(success_reward=TASK.success_reward) if method == "bread" else {}),
     )
     settings.update(overrides)
     return AMFTTrainer(model=model, reward_funcs=reward, args=AMFTConfig(**settings),

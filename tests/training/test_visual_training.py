@@ -40,7 +40,8 @@ def train(tmp_path, task, method: str, **settings):
         "output_dir": str(tmp_path / method), "use_cpu": True, "bf16": False, "seed": 0, "learning_rate": 1e-2,
         "per_device_train_batch_size": 8, "num_generations": 4, "max_completion_length": 24, "max_steps": 3,
         "report_to": "none", "save_strategy": "no", "gradient_checkpointing": False, "disable_tqdm": True,
-        "logging_steps": 1, "method": method, "sft_batch_size": 4, "success_reward": task.success_reward,
+        "logging_steps": 1, "method": method, "sft_batch_size": 4,
+        **({"success_reward": task.success_reward} if method in ("hpt", "bread") else {}),
         **(AMFT_SETTINGS if method == "amft" else {}), **settings,
     })
     trainer = AMFTTrainer(

@@ -203,7 +203,13 @@ def _run_nav_study(argv: list[str]) -> int:
         if getattr(options, key) is not None:
             values[key] = getattr(options, key)
     if isinstance(values.get("agents"), dict):
-        values["agents"] = select_variants(values["agents"], options.variants, options.config)
+        agents = select_variants(values["agents"], options.variants, options.config)
+        reference = values.get("reference", NavStudyConfig.reference)
+        if reference not in agents and reference in values["agents"]:
+            # unlike compare's, this report is built on pairing every agent with the reference on the same episodes
+            print(f"--variants leaves out the reference agent {reference}: it runs too, as every agent is paired with it")
+            agents[reference] = values["agents"][reference]
+        values["agents"] = agents
     config = load_dataclass(NavStudyConfig, values, options.config)
     if options.report_only:
         report_nav_study(config)

@@ -92,7 +92,8 @@ class RunArguments:
         default=64, metadata={"help": "Episodes per split of the evaluation before training (None: --eval_limit's)."}
     )
     progress_eval_steps: int = field(
-        default=0, metadata={"help": "Every N steps, a quick greedy single-try evaluation for the success curve (0 = off)."}
+        default=0, metadata={"help": "Every N steps, a quick greedy evaluation for the success curve: one try per "
+                                  "episode, or a whole route on navigation tasks (0 = off)."}
     )
     progress_eval_episodes: int = field(default=64, metadata={"help": "Episodes per split in the quick evaluation."})
     time_budget_minutes: float | None = field(

@@ -49,7 +49,7 @@ from rich.console import Console
 
 from amft.cli.options import (OptionsError, check_keys, check_run_keys, field_names, load_dataclass, read_mapping,
                               resolve, select_variants, study_keys_help, study_parser)
-from amft.evaluation.harness import RECIPE_FILE, RunRecords, RunsFailed, StudyRun, check_recipes, run_study
+from amft.evaluation.harness import RunRecords, RunsFailed, StudyRun, check_recipes, run_study
 
 BUDGET_KEYS = (
     "max_steps",
@@ -67,7 +67,6 @@ MODEL_CONFIG_FILE = "config.json"
 #: tokenizer and processor files, chat template
 MODEL_FILE_PATTERNS = ("*.safetensors", "*.safetensors.index.json", "*config.json", "tokenizer*", "special_tokens_map.json",
                        "added_tokens.json", "vocab.*", "merges.txt", "chat_template.*")
-#: the method whose variants trace the trade-off frontier, one point per mu
 #: the methods whose mu follows the meta-gradient and entropy terms (diagnosed in controller.png)
 CONTROLLER_METHODS = ("amft",)
 #: run options the study sets for each run itself (from the run's seed and folder)
@@ -193,6 +192,9 @@ def load_study(path: str, **overrides: Any) -> Study:
         fixed = [key for key in SET_BY_THE_STUDY if key in settings]
         if data.get("base_sft_steps") and where.startswith("variant") and "model_name_or_path" in settings:
             fixed.append("model_name_or_path")  # every variant starts from the seed's starting model
+        if where == "base" and {"method", "max_steps"} & set(settings):
+            raise OptionsError(f"{path}: base: the starting model is trained by sft for base_sft_steps; leave out "
+                               f"{', '.join(sorted({'method', 'max_steps'} & set(settings)))}")
         if data.get("base_sft_steps") and where != "base" and "language_model_init" in settings:
             raise OptionsError(f"{path}: {where}: language_model_init belongs in 'base': only the starting model "
                                f"is built fresh, every variant starts from it")

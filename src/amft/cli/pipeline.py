@@ -254,8 +254,8 @@ class TimeBudgetProgressCallback(ProgressCallback):
 
 
 class ProgressEvalCallback(TrainerCallback):
-    """Every N steps a quick greedy single-try evaluation, appended to a JSONL file in the run folder
-    (so a resumed run keeps the curve it had)."""
+    """Every N steps a quick greedy evaluation (the task's `quick_eval_attempts`: one try, or a whole
+    route), appended to a JSONL file in the run folder (so a resumed run keeps the curve it had)."""
 
     def __init__(self, task: Task, run: RunArguments, amft_args: AMFTConfig, splits: list[str]) -> None:
         self.task, self.run, self.amft_args, self.splits = task, run, amft_args, splits

@@ -52,7 +52,9 @@ def describe_plan(run: RunArguments, task_config: TaskConfig, args: AMFTConfig) 
             f"{completions // args.num_generations} prompts x {args.num_generations} completions "
             f"(<= {args.max_completion_length} tokens), <= {args.sft_batch_size * processes * accumulation} demonstrations"
         ),
-        "steps": f"{args.max_steps} optimizer steps, learning rate {args.learning_rate}, L_RL {args.loss_type}, beta {args.beta}",
+        "steps": f"{args.max_steps} optimizer steps"
+                 + (f" or {run.time_budget_minutes:g} minutes, whichever ends first" if run.time_budget_minutes else "")
+                 + f", learning rate {args.learning_rate}, L_RL {args.loss_type}, beta {args.beta}",
         "evaluation": f"splits {run.benchmarks or run.eval_splits or 'task default'}, "
                       f"{run.eval_samples} sample(s) / {run.eval_attempts or 'task default'} tries, temperature {run.eval_temperature}",
         "output": f"{args.output_dir} (checkpoints every {args.save_steps} steps, logs to {args.report_to})",

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from amft.evaluation.harness import (Curve, ExtraColumn, Metric, interval_text, mean_ci, mean_curve, plot_curves,
-                                    plot_frontier, results_markdown)
+                                    plot_frontier)
 from amft.evaluation.harness import summarize as summarize_over_seeds
 from amft.evaluation.harness import write_results as write_table
 from amft.evaluation.report import LOG_HISTORY_FILE, read_progress, read_task_metrics
@@ -136,8 +136,8 @@ def summarize(
 ) -> list[dict[str, Any]]:
     """One row per variant: each of ``metrics`` (mean, CI), steps to the target, the controller's terms.
 
-    Steps are counted to the first quick evaluation (greedy, single try) at or above the target:
-    ``target_success`` on ``target_split``, and, with ``reference_variant``, that variant's mean
+    Steps are counted to the first quick evaluation (greedy; one try, or a whole route on navigation
+    tasks) at or above the target: ``target_success`` on ``target_split``, and, with ``reference_variant``, that variant's mean
     final quick-evaluation success on ``target_split``.
 
     ``starting``: the records of the seeds' shared starting model (labelled by their ``variant``). When
@@ -313,11 +313,6 @@ def _vs_frontier(cell: Mapping[str, Any], mus: Mapping[str, float]) -> str:
     names = ", ".join(f"{mus[v]:g}" for v in cell["dominated_by"])
     sure = ", ".join(f"{mus[v]:g}" for v in cell["dominated_with_intervals_by"])
     return f"dominated by mu={names} " + (f"(with intervals: mu={sure})" if sure else "(not with intervals)")
-
-
-def markdown_table(rows: Sequence[Mapping[str, Any]], metrics: Sequence[Metric], target_split: str,
-                   reference_variant: str | None) -> str:
-    return results_markdown(rows, metrics, extra_columns(rows, target_split, reference_variant))
 
 
 def write_results(

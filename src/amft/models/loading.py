@@ -201,8 +201,11 @@ def load_model(
         if trust_remote_code or init_kwargs:
             raise ValueError(f"{name_or_path} is built here from its config: trust_remote_code and model_init_kwargs "
                              "apply to a model loaded from the Hub or a folder")
-        return build_tiny_model(name_or_path, seed=seed, attn_implementation=attn_implementation,
-                                language_model=language_model)
+        model, processing_class = build_tiny_model(name_or_path, seed=seed, attn_implementation=attn_implementation,
+                                                   language_model=language_model)
+        if dtype not in (None, "auto"):  # "auto", as for a saved model: the dtype it was built in
+            model = model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
+        return model, processing_class
     if language_model is not None:
         raise ValueError(f"language_model_init applies to a tiny vision-language model built fresh "
                          f"(tiny-gp-vl, tiny-virl-vl, ...), not to {name_or_path!r}, whose weights are loaded whole")

@@ -23,10 +23,9 @@ from amft.memory.system import ABLATIONS, Mem4NavConfig, Mem4NavMemory
 
 from .city import City
 from .episodes import Episode
-from .metrics import metrics_convention_a, metrics_convention_b
 from .observations import Observer
 
-__all__ = ["Facts", "FollowerAgent", "InstructionTracker", "RunResult", "evaluate_agent", "follow", "parse_instruction",
+__all__ = ["Facts", "FollowerAgent", "InstructionTracker", "RunResult", "follow", "parse_instruction",
            "run_episode"]
 
 _ORDINAL_WORDS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5}
@@ -191,13 +190,3 @@ def run_episode(city: City, observer: Observer, agent: FollowerAgent, episode: E
         if state.node != path[-1]:
             path.append(state.node)
     return RunResult(path, [city.positions[n] for n in path], False)
-
-
-def evaluate_agent(city: City, observer: Observer, agent: FollowerAgent, episodes: list[Episode]) -> dict[str, dict]:
-    """Both metric conventions over the episodes (labelled; never mixed)."""
-    runs = [run_episode(city, observer, agent, e) for e in episodes]
-    graph = {node: list(successors) for node, successors in city.edges.items()}
-    return {
-        "A": metrics_convention_a(graph, [(r.path, list(e.path)) for r, e in zip(runs, episodes)]),
-        "B": metrics_convention_b([(r.positions, [city.positions[n] for n in e.path]) for r, e in zip(runs, episodes)]),
-    }

@@ -17,8 +17,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping, Sequence
 
-__all__ = ["dtw", "episodes_convention_a", "episodes_convention_b", "graph_hops", "metrics_convention_a",
-           "metrics_convention_b"]
+__all__ = ["CONVENTION_A", "CONVENTION_B", "dtw", "episodes_convention_a", "episodes_convention_b", "graph_hops"]
 
 Graph = Mapping[Hashable, Sequence[Hashable]]  # node -> successors (directed)
 
@@ -88,20 +87,3 @@ def episodes_convention_b(episodes: Sequence[tuple[Sequence[tuple[float, ...]], 
 
 CONVENTION_A = "A (graph hops; nDTW / (d_th*sqrt|R|), d_th=2)"
 CONVENTION_B = "B (metres; TC within 3 m; nDTW / reference length)"
-
-
-def _means(rows: list[dict[str, float]], convention: str) -> dict:
-    return {"convention": convention, **{key: sum(r[key] for r in rows) / len(rows) for key in ("TC", "SPD", "nDTW")}}
-
-
-def metrics_convention_a(graph: Graph, episodes: Sequence[tuple[Sequence[Hashable], Sequence[Hashable]]],
-                         d_th: float = 2.0) -> dict[str, float]:
-    """Convention (A) means over the episodes (percent for TC and nDTW, hops for SPD)."""
-    return _means(episodes_convention_a(graph, episodes, d_th), CONVENTION_A.replace("d_th=2", f"d_th={d_th:g}"))
-
-
-def metrics_convention_b(episodes: Sequence[tuple[Sequence[tuple[float, ...]], Sequence[tuple[float, ...]]]],
-                         success_radius: float = 3.0) -> dict[str, float]:
-    """Convention (B) means over the episodes (percent for TC and nDTW, metres for SPD)."""
-    return _means(episodes_convention_b(episodes, success_radius),
-                  CONVENTION_B.replace("within 3 m", f"within {success_radius:g} m"))

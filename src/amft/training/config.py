@@ -242,7 +242,7 @@ class AMFTConfig(GRPOConfig):
     )
     success_reward: float | None = field(
         default=None,
-        metadata={"help": "Reward at which a rollout counts as solved (ReLIFT, HPT); None: the task's."},
+        metadata={"help": "Reward at which a rollout counts as solved (ReLIFT, HPT, SuperRL, BREAD); None: the task's."},
     )
     prefix_high: float = field(default=0.95, metadata={"help": "Prefix-RFT: upper bound of the prefix share."})
     prefix_low_start: float = field(

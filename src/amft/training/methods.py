@@ -211,7 +211,7 @@ def _gac_details(args: AMFTConfig) -> str:
 
 
 #: HPT's settings; superrl reads them too (its gate is fixed at 0, and a run refuses another `hpt_gate`)
-HPT_SETTINGS = ("hpt_gate", "hpt_sft_coef", "hpt_clip_ratio", "hpt_center_advantages")
+HPT_SETTINGS = ("hpt_gate", "hpt_sft_coef", "hpt_clip_ratio", "hpt_center_advantages", "success_reward")
 
 _TABLE = (
     Method(
@@ -303,7 +303,7 @@ _TABLE = (
     ),
     Method(
         name="relift",
-        settings=("relift_buffer_size",),
+        settings=("relift_buffer_size", "success_reward"),
         summary="RL; prompts whose rollouts all fail are collected with their demonstrations, and every "
                 "relift_buffer_size of them make one SFT step",
         paper="ReLIFT, arXiv 2506.07527",
@@ -343,7 +343,7 @@ _TABLE = (
     ),
     Method(
         name="bread",
-        settings=("bread_episodes", "bread_min_successes"),
+        settings=("bread_episodes", "bread_min_successes", "success_reward"),
         summary="a group whose rollouts all fail is regrown from the shortest run of its demonstration's episodes "
                 "(binary search) from which the policy succeeds; L_RL on the continuations",
         paper="BREAD, arXiv 2506.17211",

@@ -21,8 +21,6 @@ from itertools import product
 from typing import Iterable, Iterator, Sequence
 
 __all__ = [
-    "RANKS",
-    "FACE_RANKS",
     "SYMBOLS",
     "SYMBOL_TO_RANK",
     "Rule",
@@ -36,8 +34,6 @@ __all__ = [
     "multiset",
 ]
 
-RANKS: tuple[int, ...] = tuple(range(1, 14))
-FACE_RANKS: tuple[int, ...] = (11, 12, 13)
 SYMBOLS: dict[int, str] = {1: "A", **{r: str(r) for r in range(2, 11)}, 11: "J", 12: "Q", 13: "K"}
 SYMBOL_TO_RANK: dict[str, int] = {s: r for r, s in SYMBOLS.items()}
 

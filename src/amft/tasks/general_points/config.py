@@ -7,7 +7,7 @@ from typing import Any
 
 from amft.tasks.base import TaskConfig
 
-from .cards import OOD_RULE, Rule, default_training_rules
+from .cards import ID_RULE, OOD_RULE, Rule, default_training_rules
 from .prompts import COMPACT_FIELDS, COMPLETION_FORMATS, TEMPLATES
 from .rendering import ORIGINAL_IMAGE_SIZE, SMALL_IMAGE_SIZE, CardLayout, parse_image_size
 
@@ -126,6 +126,10 @@ class GeneralPointsConfig(TaskConfig):
         if self.ood_rule in rules:
             raise ValueError(f"the held-out ood_rule {self.ood_rule} must not be among the training_rules")
         self.training_rules = rules
+        if self.id_rule_fraction != 0.5 and not (ID_RULE.as_tuple() in rules and len(rules) > 1):
+            raise ValueError(f"id_rule_fraction weighs the ID rule {ID_RULE.as_tuple()} against other training rules; "
+                             f"with training_rules {';'.join(','.join(map(str, r)) for r in rules)} it has no effect: "
+                             "leave it out")
         if not isinstance(self.eval_episodes_per_split, int) or self.eval_episodes_per_split < 1:
             raise ValueError("eval_episodes_per_split must be a positive integer")
 

@@ -35,9 +35,7 @@ from typing import Iterable
 from .cards import multiset
 from .solver import solvable
 
-__all__ = ["ROLES", "Partition", "make_partition", "all_multisets", "round_half_up"]
-
-ROLES: tuple[str, ...] = ("demo", "rl-only", "unseen", "unsolvable")
+__all__ = ["Partition", "make_partition", "all_multisets", "round_half_up"]
 
 
 def round_half_up(x: float) -> int:

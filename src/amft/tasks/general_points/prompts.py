@@ -67,7 +67,6 @@ __all__ = [
     "compact_prompt",
     "compact_completion",
     "solution_steps",
-    "parse_compact",
     "render_prompt",
     "image_messages",
     "user_text",
@@ -191,16 +190,6 @@ def compact_completion(cards: Sequence[str], values: Sequence[int], formula: str
     }
     parts = [f"{name}: {field_values[name]()}" for name in COMPACT_FIELDS[completion_format]]
     return " " + " ; ".join([*parts, f"formula: {formula}"])
-
-
-def parse_compact(text: str) -> dict[str, str]:
-    """Split a compact completion into its fields: ``{"cards": "A 3 K 6", "number": ..., "formula": ...}``."""
-    out: dict[str, str] = {}
-    for part in text.split(" ; "):
-        key, sep, value = part.strip().partition(": ")
-        if sep and key and key not in out:
-            out[key] = value
-    return out
 
 
 def render_prompt(template: str, cards: Sequence[str] | None, rule: Rule, target: int = 24) -> str:

@@ -86,6 +86,11 @@ class VirlConfig(TaskConfig):
             if getattr(self, name) != default and not self.held_out_words:
                 raise ValueError(f"{name} {getattr(self, name)!r} needs rl_only_words: without held-out words no "
                                  "route is rl-only")
+        if self.routes:
+            for name in ("synthetic_routes", "synthetic_seed"):
+                if getattr(self, name) != type(self).__dataclass_fields__[name].default:
+                    raise ValueError(f"{name} shapes synthetic routes and has no effect with routes "
+                                     f"{self.routes!r}; leave it out")
 
     @property
     def held_out_words(self) -> frozenset[str]:
@@ -125,7 +130,16 @@ class VirlTask(Task):
 
     @property
     def default_splits(self) -> tuple[str, ...]:
-        return tuple(s for s in self.test_splits if s != "rl-only" or self.config.held_out_words)
+        return tuple(split for split in self.test_splits if self._has_split(split))
+
+    def _has_split(self, split: str) -> bool:
+        """Whether these settings give ``split`` routes: ``rl-only`` needs held-out words, ``unseen-routes``
+        the unseen street grids of synthetic data (a route file has none)."""
+        if split == "rl-only":
+            return bool(self.config.held_out_words)
+        if split == "unseen-routes":
+            return not self.config.routes
+        return True
 
     # ------------------------------------------------------------------ routes
     def route_role(self, route: Route) -> str:

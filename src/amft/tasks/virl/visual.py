@@ -203,6 +203,11 @@ class VirlVisualTask(VirlTask):
             row["completion"] = [{"role": "assistant", "content": row["completion"]}]
         return rows
 
+    def _has_split(self, split: str) -> bool:
+        if split == "ood-visual":
+            return not self.config.routes or bool(self.config.ood_visual_routes)
+        return super()._has_split(split)
+
     def _split_routes(self, split: str) -> tuple[list[Route], str]:
         if split != "ood-visual":
             return super()._split_routes(split)
