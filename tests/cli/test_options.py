@@ -100,6 +100,10 @@ def test_an_option_that_would_not_act_is_refused_naming_what_it_needs(tmp_path, 
         RunArguments(prompt_file="prompts.jsonl", num_train_prompts=10)
     with pytest.raises(ValueError, match="give one of them"):
         RunArguments(benchmarks="aime24", eval_splits="id")
+    with pytest.raises(ValueError, match="skip_invalid_rows applies to rows read from prompt_file, demo_file or "
+                                         "meta_file, and none is given"):
+        RunArguments(skip_invalid_rows=True)
+    RunArguments(skip_invalid_rows=True, demo_file="demos.jsonl")
     with pytest.raises(ValueError, match="progress_eval_episodes sizes the quick evaluation, which only --progress_eval_steps"):
         RunArguments(progress_eval_episodes=8)
     RunArguments(progress_eval_episodes=8, progress_eval_steps=10)

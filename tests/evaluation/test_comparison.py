@@ -74,6 +74,16 @@ def test_summarize_counts_targets_and_the_reference_final(tmp_path):
     assert table in (tmp_path / "results.md").read_text()
 
 
+def test_without_quick_evaluations_the_table_has_no_steps_columns():
+    records = [record(variant, seed, 0.5, []) for variant in ("sft", "amft") for seed in (0, 1)]
+    metrics = table_metrics(records, ["id", "rl-only"])
+    rows = summarize(records, ["sft", "amft"], metrics, target_split="rl-only", target_success=0.6,
+                     reference_variant="sft")
+    table = results_markdown(rows, metrics, extra_columns(rows, "rl-only", "sft"))
+    assert "steps to" not in table and "not reached" not in table
+    assert "| amft | 2 | 90.0 ± 0.0 | 50.0 ± 0.0 |" in table
+
+
 def test_the_tasks_own_measures_become_columns_when_every_run_reports_them(tmp_path):
     runs = [record("sft", seed, 0.1, [(0, 0.0)]) for seed in (0, 1)]
     runs[0].task_metrics = {"recognition_accuracy": {"id": 1.0, "rl-only": 0.5}}

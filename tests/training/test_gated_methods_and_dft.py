@@ -143,6 +143,7 @@ def test_dft_in_the_trainer_matches_trls_dft_loss(tmp_path):
         ({"method": "hpt", "scale_rewards": "batch"}, "hpt_center_advantages false"),
         ({"method": "srft", "epsilon_high": 0.28}, "no ratio to clip"),
         ({"method": "srft", "epsilon": 0.1}, "no ratio to clip"),
+        ({"method": "amft", "amft_warmup_steps": 0}, "leaves no warm-up to measure the target entropy"),
         ({"method": "amft", "success_reward": 3.0}, "success_reward=3.0 is a setting of relift, bread, hpt, superrl; method .amft. does not read it"),
     ],
 )

@@ -164,6 +164,10 @@ def options_without_effect(values: Mapping[str, Any], given: Collection[str]) ->
     if "eval_before_limit" in given and not values["eval_before"]:
         problems["eval_before_limit"] = ("eval_before_limit sizes the evaluation before training, which "
                                          "--eval_before false skips")
+    if "skip_invalid_rows" in given and values["skip_invalid_rows"] and not any(
+            values[file] for file in ("prompt_file", "demo_file", "meta_file")):
+        problems["skip_invalid_rows"] = ("skip_invalid_rows applies to rows read from prompt_file, demo_file or "
+                                         "meta_file, and none is given")
     if "benchmarks" in given and values["eval_splits"]:
         problems["benchmarks"] = "--benchmarks is another name for --eval_splits: give one of them"
     return problems

@@ -149,8 +149,9 @@ def summarize(
         finals = [final_value(r.curves.get(target_split, [])) for r in records if r.variant == reference_variant]
         finals = [v for v in finals if v is not None]
         reference_target = sum(finals) / len(finals) if finals else None
-    targets = {"steps_to_target": target_success}
-    if reference_target is not None:
+    # without quick evaluations (progress_eval_steps 0) there is no curve to count steps on: no steps columns
+    targets = {"steps_to_target": target_success} if any(r.curves.get(target_split) for r in records) else {}
+    if targets and reference_target is not None:
         targets["steps_to_reference"] = reference_target
     rows = summarize_over_seeds(_measured_runs(records), variants, metrics)
     for row in rows:
@@ -285,9 +286,11 @@ def _number(value: float | None, digits: int = 3) -> str:
 def extra_columns(rows: Sequence[Mapping[str, Any]], target_split: str, reference_variant: str | None) -> list[ExtraColumn]:
     """The comparison's columns after the success per split: steps to the targets, the verdict against the
     frontier, the paired difference from the reference variant, the controller's terms, the time per run."""
-    target = next((row["steps_to_target"]["target"] for row in rows if row["steps_to_target"]), 0.0)
-    columns: list[ExtraColumn] = [(f"steps to {100 * target:.0f}% {target_split}",
-                                   lambda row: _steps(row["steps_to_target"], row["runs"]))]
+    columns: list[ExtraColumn] = []
+    target = next((row["steps_to_target"]["target"] for row in rows if row.get("steps_to_target")), None)
+    if target is not None:
+        columns.append((f"steps to {100 * target:.0f}% {target_split}",
+                        lambda row: _steps(row["steps_to_target"], row["runs"])))
     if rows and "steps_to_reference" in rows[0]:
         columns.append((f"steps to {reference_variant}'s final {target_split}",
                         lambda row: _steps(row["steps_to_reference"], row["runs"])))

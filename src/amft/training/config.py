@@ -171,7 +171,9 @@ class AMFTConfig(GRPOConfig):
             N_H: in the last N_H warm-up steps, completions are sampled (without gradient) and
             their mean token entropy sets the target H*.
         use_meta_term / use_entropy_term (`bool`, defaults to `True`):
-            Ablation switches for the two terms of the controller.
+            Ablation switches for the two terms of the controller. A term switched off leaves its settings as
+            given, unread, so that an ablation differs from its method by the one switch. The entropy term needs
+            a warm-up (`amft_warmup_steps` > 0), where its target H* is measured.
 
     Logging:
         report_to (`str` or `list[str]`, defaults to `"tensorboard"`):
@@ -339,8 +341,12 @@ class AMFTConfig(GRPOConfig):
         metadata={"help": f"Entropy term, one of {ENTROPY_DIRECTIONS}: 'fixed' (Eq. 6: entropy below target raises "
                           "mu) or 'measured' (eta_H * (H* - H) * dH/dmu, the slope measured on meta steps)."},
     )
-    use_meta_term: bool = field(default=True, metadata={"help": "Ablation switch for the meta term."})
-    use_entropy_term: bool = field(default=True, metadata={"help": "Ablation switch for the entropy term."})
+    use_meta_term: bool = field(default=True, metadata={"help": (
+        "Ablation switch for the meta term. Off, the meta settings (meta_lr, meta_period, ...) are kept as given and "
+        "not read, so that the ablation differs from its method by this one switch.")})
+    use_entropy_term: bool = field(default=True, metadata={"help": (
+        "Ablation switch for the entropy term. Off, entropy_lr, entropy_calibration_steps and entropy_direction are "
+        "kept as given and not read. The term needs the warm-up, where its target H* is measured.")})
     sft_batch_size: int = field(default=8, metadata={"help": "Demonstrations per device per micro-step."})
     meta_batch_size: int = field(default=8, metadata={"help": "Validation prompts per device per meta step."})
     max_demo_prompt_length: int | None = field(
@@ -384,6 +390,9 @@ class AMFTConfig(GRPOConfig):
             self._check_gate(method)
         if method.name == "gac":
             self._check_gac(method)
+        if method.name == "amft" and self.use_entropy_term and self.amft_warmup_steps == 0:
+            raise ValueError("amft_warmup_steps=0 leaves no warm-up to measure the target entropy H* in, so the entropy "
+                             "term could not act: give use_entropy_term=False too, or a warm-up")
         for problem in prefix_rollout_problems(self, method.name):
             raise ValueError(problem)
         for problem in unsupported_grpo_settings(self, method.name):
