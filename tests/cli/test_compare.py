@@ -29,7 +29,7 @@ VARIANTS = {
         for name, warmup, normalization, switches in (
             ("amft-no-meta", 1, "cosine", {"use_meta_term": False}),
             ("amft-no-entropy", 1, "cosine", {"use_entropy_term": False, "num_meta_prompts": 8}),
-            ("amft-no-warmup", 0, "cosine", {"num_meta_prompts": 8}),
+            ("amft-no-warmup", 0, "cosine", {"use_entropy_term": False, "num_meta_prompts": 8}),
             ("amft-raw", 1, "raw", {"num_meta_prompts": 8}),
         )
     },
