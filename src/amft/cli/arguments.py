@@ -67,8 +67,9 @@ class RunArguments:
         default=None,
         metadata={"help": "Comma-separated splits to evaluate at the end; default: the task's own (general-points: "
                   "id,rl-only,unseen-deals,ood-rule, and the validation splits val-id,val-rl-only on request; gp-vl: "
-                  "id,rl-only,ood-rule,ood-visual; virl: id,ood-rule,unseen-routes, and rl-only with --rl_only_words "
-                  "(validation splits val-id,val-rl-only on request); virl-vl: those and ood-visual; math: "
+                  "id,rl-only,ood-rule,ood-visual; virl: id,ood-rule,unseen-routes (not with --routes), and rl-only "
+                  "with --rl_only_words (validation splits val-id,val-rl-only on request); virl-vl: those and "
+                  "ood-visual (with --routes, only with --ood_visual_routes); math: "
                   "id,longer, the five math benchmarks with --dataset, or the benchmarks in --benchmark_files). "
                   "Math benchmarks: aime24, aime25, amc, math500, minerva, olympiad, arc-c, gpqa-diamond, mmlu-pro."},
     )

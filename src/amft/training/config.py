@@ -171,9 +171,9 @@ class AMFTConfig(GRPOConfig):
             N_H: in the last N_H warm-up steps, completions are sampled (without gradient) and
             their mean token entropy sets the target H*.
         use_meta_term / use_entropy_term (`bool`, defaults to `True`):
-            Ablation switches for the two terms of the controller. A term switched off leaves its settings as
-            given, unread, so that an ablation differs from its method by the one switch. The entropy term needs
-            a warm-up (`amft_warmup_steps` > 0), where its target H* is measured.
+            Ablation switches for the two terms of the controller. A term switched off leaves its settings
+            checked but without effect, so that an ablation differs from its method by the one switch. The
+            entropy term needs a warm-up (`amft_warmup_steps` > 0), where its target H* is measured.
 
     Logging:
         report_to (`str` or `list[str]`, defaults to `"tensorboard"`):
@@ -342,11 +342,11 @@ class AMFTConfig(GRPOConfig):
                           "mu) or 'measured' (eta_H * (H* - H) * dH/dmu, the slope measured on meta steps)."},
     )
     use_meta_term: bool = field(default=True, metadata={"help": (
-        "Ablation switch for the meta term. Off, the meta settings (meta_lr, meta_period, ...) are kept as given and "
-        "not read, so that the ablation differs from its method by this one switch.")})
+        "Ablation switch for the meta term. Off, the meta settings (meta_lr, meta_period, ...) are still checked but "
+        "do not act, so that the ablation differs from its method by this one switch.")})
     use_entropy_term: bool = field(default=True, metadata={"help": (
         "Ablation switch for the entropy term. Off, entropy_lr, entropy_calibration_steps and entropy_direction are "
-        "kept as given and not read. The term needs the warm-up, where its target H* is measured.")})
+        "still checked but do not act. The term needs the warm-up, where its target H* is measured.")})
     sft_batch_size: int = field(default=8, metadata={"help": "Demonstrations per device per micro-step."})
     meta_batch_size: int = field(default=8, metadata={"help": "Validation prompts per device per meta step."})
     max_demo_prompt_length: int | None = field(
