@@ -5,6 +5,7 @@ import dataclasses
 import io
 import json
 import os
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -70,6 +71,44 @@ def test_parallel_runs_each_get_a_fresh_process_and_a_failure_is_named(tmp_path)
     assert [run.label for run in done] == ["a · seed 0", "a · seed 1"]
     assert os.getpid() not in {result(run)["pid"] for run in done}
     assert "b · seed 0 was told to fail" in open(os.path.join(plan[1].folder, "work.log")).read()
+
+
+@dataclass(frozen=True)
+class WaitingRun(WritingRun):
+    """Finishes only once the file ``wait_for`` exists (fails after a minute without it)."""
+
+    wait_for: str = ""
+
+    def execute(self) -> None:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(self.wait_for):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.wait_for} never appeared")
+            time.sleep(0.05)
+        super().execute()
+
+
+def test_a_free_worker_starts_a_run_whose_start_is_ready_while_another_start_trains(tmp_path):
+    """Seed 1's starting run waits for seed 0's first run: with two workers, that run must start beside it."""
+    first = tmp_path / "a" / "seed0"
+    base = {0: WritingRun("base", 0, str(tmp_path / "base" / "seed0"), None),
+            1: WaitingRun("base", 1, str(tmp_path / "base" / "seed1"), None, wait_for=str(first / "result.json"))}
+    plan = [WritingRun(variant, seed, str(tmp_path / variant / f"seed{seed}"), base[seed])
+            for seed in (0, 1) for variant in ("a", "b")]
+    assert plan[0].result_path == str(first / "result.json")
+    assert run_study(plan, jobs=2, console=Console(file=io.StringIO())) == []
+    assert all(run.done for run in plan)
+
+
+def test_the_runs_of_a_failed_start_are_not_started_and_the_other_seeds_go_on(tmp_path):
+    base = {seed: WritingRun("base", seed, str(tmp_path / "base" / f"seed{seed}"), None, fail=seed == 1)
+            for seed in (0, 1)}
+    plan = [WritingRun(variant, seed, str(tmp_path / variant / f"seed{seed}"), base[seed])
+            for seed in (0, 1) for variant in ("a", "b")]
+    console = Console(file=io.StringIO(), width=200)
+    assert sorted(run_study(plan, jobs=2, console=console)) == ["a · seed 1", "b · seed 1", "base · seed 1"]
+    assert [run.label for run in plan if run.done] == ["a · seed 0", "b · seed 0"]
+    assert "a · seed 1: not started: base · seed 1 failed" in console.file.getvalue()
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import time
 import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -268,24 +268,43 @@ class RunRecords:
 def _execute_in_processes(runs: Sequence[StudyRun], workers: int, console: Console,
                           records: RunRecords | None = None) -> list[str]:
     """Each run in a fresh process (nothing carries over from one run to the next), ``workers`` at a
-    time; a failed run is reported with its log and the others go on. The labels of the failed runs."""
+    time, in order; a run whose `needs` is one of ``runs`` starts once that one has finished, so a free
+    worker takes the next run that can start rather than wait for every needed run. A failed run is
+    reported with its log, the runs that need it are not started, and the others go on. The labels of
+    the failed runs (and of those not started)."""
     if not runs:
         return []
     console.print(f"{len(runs)} run(s), {workers} at a time; each writes {runs[0].log_file} in its run folder")
     started, failed = time.perf_counter(), []
+    waiting, unfinished, broken = list(runs), {run.folder for run in runs}, set()
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch state shared with this one
     with ProcessPoolExecutor(workers, mp_context=context, max_tasks_per_child=1) as pool:
-        running = {pool.submit(_execute_in_own_process, run): run for run in runs}
-        for future in as_completed(running):
-            run, minutes = running[future], (time.perf_counter() - started) / 60
-            try:
-                future.result()
-                if records is not None:
-                    records.keep(run)
-                console.print(f"{run.label}: finished ({minutes:.1f} min into this batch)")
-            except Exception as error:  # the run's own traceback is in its log
+        running: dict[Future, StudyRun] = {}
+        while waiting or running:
+            for run in [run for run in waiting if run.needs is not None and run.needs.folder in broken]:
+                waiting.remove(run)
+                broken.add(run.folder)
                 failed.append(run.label)
-                console.print(f"[red]{run.label}: failed: {error!r}; see {os.path.join(run.folder, run.log_file)}[/red]")
+                console.print(f"[red]{run.label}: not started: {run.needs.label} failed[/red]")
+            startable = [run for run in waiting if run.needs is None or run.needs.folder not in unfinished]
+            for run in startable[: workers - len(running)]:
+                waiting.remove(run)
+                running[pool.submit(_execute_in_own_process, run)] = run
+            if not running:  # what waits now needs a run that failed: named above, on the next pass
+                continue
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                run, minutes = running.pop(future), (time.perf_counter() - started) / 60
+                try:
+                    future.result()
+                    unfinished.discard(run.folder)
+                    if records is not None:
+                        records.keep(run)
+                    console.print(f"{run.label}: finished ({minutes:.1f} min into this batch)")
+                except Exception as error:  # the run's own traceback is in its log
+                    broken.add(run.folder)
+                    failed.append(run.label)
+                    console.print(f"[red]{run.label}: failed: {error!r}; see {os.path.join(run.folder, run.log_file)}[/red]")
     return failed
 
 
@@ -325,8 +344,7 @@ def run_study(runs: Sequence[StudyRun], jobs: int = 1, console: Console | None =
                 records.keep(run)
         return []
     needed = list({run.needs.folder: run.needs for _, run in todo if run.needs is not None and not run.needs.ready}.values())
-    failed = _execute_in_processes(needed, jobs, console, records)
-    return failed or _execute_in_processes([run for _, run in todo], jobs, console, records)
+    return _execute_in_processes([*needed, *(run for _, run in todo)], jobs, console, records)
 
 
 def _warn_of_retrained_starts(runs: Sequence[StudyRun], todo: Sequence[StudyRun], console: Console) -> None:
