@@ -39,8 +39,8 @@ class WritingRun(StudyRun):
         atomic_write_json(self.result_path, {"pid": os.getpid(), "value": 10 * self.seed})
 
 
-def runs(tmp_path, fail=()):
-    base = {seed: WritingRun("base", seed, str(tmp_path / "base" / f"seed{seed}"), None) for seed in (0, 1)}
+def runs(tmp_path, fail=(), base=None):
+    base = base or {seed: WritingRun("base", seed, str(tmp_path / "base" / f"seed{seed}"), None) for seed in (0, 1)}
     return [WritingRun(variant, seed, str(tmp_path / variant / f"seed{seed}"), base[seed], variant in fail)
             for seed in (0, 1) for variant in ("a", "b")]
 
@@ -93,8 +93,7 @@ def test_a_free_worker_starts_a_run_whose_start_is_ready_while_another_start_tra
     first = tmp_path / "a" / "seed0"
     base = {0: WritingRun("base", 0, str(tmp_path / "base" / "seed0"), None),
             1: WaitingRun("base", 1, str(tmp_path / "base" / "seed1"), None, wait_for=str(first / "result.json"))}
-    plan = [WritingRun(variant, seed, str(tmp_path / variant / f"seed{seed}"), base[seed])
-            for seed in (0, 1) for variant in ("a", "b")]
+    plan = runs(tmp_path, base=base)
     assert plan[0].result_path == str(first / "result.json")
     assert run_study(plan, jobs=2, console=Console(file=io.StringIO())) == []
     assert all(run.done for run in plan)
@@ -103,8 +102,7 @@ def test_a_free_worker_starts_a_run_whose_start_is_ready_while_another_start_tra
 def test_the_runs_of_a_failed_start_are_not_started_and_the_other_seeds_go_on(tmp_path):
     base = {seed: WritingRun("base", seed, str(tmp_path / "base" / f"seed{seed}"), None, fail=seed == 1)
             for seed in (0, 1)}
-    plan = [WritingRun(variant, seed, str(tmp_path / variant / f"seed{seed}"), base[seed])
-            for seed in (0, 1) for variant in ("a", "b")]
+    plan = runs(tmp_path, base=base)
     console = Console(file=io.StringIO(), width=200)
     assert sorted(run_study(plan, jobs=2, console=console)) == ["a · seed 1", "b · seed 1", "base · seed 1"]
     assert [run.label for run in plan if run.done] == ["a · seed 0", "b · seed 0"]

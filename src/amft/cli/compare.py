@@ -192,9 +192,10 @@ def load_study(path: str, **overrides: Any) -> Study:
         fixed = [key for key in SET_BY_THE_STUDY if key in settings]
         if data.get("base_sft_steps") and where.startswith("variant") and "model_name_or_path" in settings:
             fixed.append("model_name_or_path")  # every variant starts from the seed's starting model
-        if where == "base" and {"method", "max_steps"} & set(settings):
+        made_by_the_study = sorted({"method", "max_steps"} & set(settings)) if where == "base" else []
+        if made_by_the_study:
             raise OptionsError(f"{path}: base: the starting model is trained by sft for base_sft_steps; leave out "
-                               f"{', '.join(sorted({'method', 'max_steps'} & set(settings)))}")
+                               f"{', '.join(made_by_the_study)}")
         if data.get("base_sft_steps") and where != "base" and "language_model_init" in settings:
             raise OptionsError(f"{path}: {where}: language_model_init belongs in 'base': only the starting model "
                                f"is built fresh, every variant starts from it")

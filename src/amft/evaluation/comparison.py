@@ -137,8 +137,9 @@ def summarize(
     """One row per variant: each of ``metrics`` (mean, CI), steps to the target, the controller's terms.
 
     Steps are counted to the first quick evaluation (greedy; one try, or a whole route on navigation
-    tasks) at or above the target: ``target_success`` on ``target_split``, and, with ``reference_variant``, that variant's mean
-    final quick-evaluation success on ``target_split``.
+    tasks) at or above the target: ``target_success`` on ``target_split``, and, with
+    ``reference_variant``, that variant's mean final quick-evaluation success on ``target_split``.
+    Without quick evaluations there are no steps to count, and the rows have no steps entries.
 
     ``starting``: the records of the seeds' shared starting model (labelled by their ``variant``). When
     some variant has finished, its row comes first, marked ``starting_model``, with the measures, runs,
@@ -149,7 +150,6 @@ def summarize(
         finals = [final_value(r.curves.get(target_split, [])) for r in records if r.variant == reference_variant]
         finals = [v for v in finals if v is not None]
         reference_target = sum(finals) / len(finals) if finals else None
-    # without quick evaluations (progress_eval_steps 0) there is no curve to count steps on: no steps columns
     targets = {"steps_to_target": target_success} if any(r.curves.get(target_split) for r in records) else {}
     if targets and reference_target is not None:
         targets["steps_to_reference"] = reference_target

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from amft.defaults import changed_from_default
 from amft.tasks.base import TaskConfig
 
 from .cards import ID_RULE, OOD_RULE, Rule, default_training_rules
@@ -126,7 +127,7 @@ class GeneralPointsConfig(TaskConfig):
         if self.ood_rule in rules:
             raise ValueError(f"the held-out ood_rule {self.ood_rule} must not be among the training_rules")
         self.training_rules = rules
-        if self.id_rule_fraction != 0.5 and not (ID_RULE.as_tuple() in rules and len(rules) > 1):
+        if changed_from_default(self, ("id_rule_fraction",)) and not (ID_RULE.as_tuple() in rules and len(rules) > 1):
             raise ValueError(f"id_rule_fraction weighs the ID rule {ID_RULE.as_tuple()} against other training rules; "
                              f"with training_rules {';'.join(','.join(map(str, r)) for r in rules)} it has no effect: "
                              "leave it out")

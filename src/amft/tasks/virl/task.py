@@ -18,6 +18,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from amft.defaults import changed_from_default
 from amft.tasks.base import Task, TaskConfig, Verification, completion_text
 
 from .env import MAX_TRIES, Position, VirlEnv, step_reward
@@ -86,11 +87,8 @@ class VirlConfig(TaskConfig):
             if getattr(self, name) != default and not self.held_out_words:
                 raise ValueError(f"{name} {getattr(self, name)!r} needs rl_only_words: without held-out words no "
                                  "route is rl-only")
-        if self.routes:
-            for name in ("synthetic_routes", "synthetic_seed"):
-                if getattr(self, name) != type(self).__dataclass_fields__[name].default:
-                    raise ValueError(f"{name} shapes synthetic routes and has no effect with routes "
-                                     f"{self.routes!r}; leave it out")
+        for name in changed_from_default(self, ("synthetic_routes", "synthetic_seed")) if self.routes else ():
+            raise ValueError(f"{name} shapes synthetic routes and has no effect with routes {self.routes!r}; leave it out")
 
     @property
     def held_out_words(self) -> frozenset[str]:
