@@ -1,11 +1,29 @@
 """Fixtures shared by test folders."""
 
+import importlib.util
 import os
+import pathlib
+import sys
 
 import matplotlib.pyplot as plt
 import pytest
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
+
+@pytest.fixture
+def load_script():
+    """Load a module of scripts/ (not a package) by name; it stands in sys.modules, where dataclasses look
+    their module up."""
+    def load(name: str):
+        path = pathlib.Path(__file__).parents[1] / "scripts" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ tables are what the committed results files say."""
 from __future__ import annotations
 
 import ast
-import importlib.util
 import io
 import json
 import re
@@ -88,30 +87,23 @@ def test_the_readme_links_the_design_document() -> None:
 README_TABLES = {"gp-decisive-study": ["id", "rl-only", "unseen-deals"]}
 
 
-def load_readme_table():
-    spec = importlib.util.spec_from_file_location("readme_table", REPOSITORY / "scripts" / "readme_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.readme_table
-
-
 @pytest.mark.parametrize("study", README_TABLES)
-def test_the_readme_table_is_the_committed_results(study: str) -> None:
+def test_the_readme_table_is_the_committed_results(study: str, load_script) -> None:
     results = json.loads((REPOSITORY / "docs" / "results" / f"{study}.json").read_text(encoding="utf-8"))
-    table = load_readme_table()(results, README_TABLES[study])
+    table = load_script("readme_table").readme_table(results, README_TABLES[study])
     assert table in (REPOSITORY / "README.md").read_text(encoding="utf-8"), (
         f"the README's table of {study} differs from `python scripts/readme_table.py docs/results/{study}.json "
         f"{' '.join(README_TABLES[study])}`")
 
 
-def test_the_readme_table_marks_each_verdict() -> None:
+def test_the_readme_table_marks_each_verdict(load_script) -> None:
     row = {"variant": "amft", "runs": 3, "id": {"mean": 0.986, "ci95": 0.012}, "mu_final": 0.81,
            "vs_frontier": {"dominated_by": ["mu-0.7", "mu-0.5"], "dominated_with_intervals_by": ["mu-0.5"]},
            "vs_reference": {"id": {"mean": 0.083, "ci95": 0.104}, "rl-only": {"mean": -0.071, "ci95": 0.117}}}
     frontier_row = {"variant": "mu-0.1", "runs": 3, "id": {"mean": 0.91, "ci95": 0.111}, "vs_frontier": {"mu": 0.1}}
     above_row = {**frontier_row, "variant": "gac", "vs_frontier": {"dominated_by": []}}
     frontier = [{**frontier_row, "variant": name, "vs_frontier": {"mu": mu}} for name, mu in (("mu-0.7", 0.7), ("mu-0.5", 0.5))]
-    lines = load_readme_table()({"variants": [row, frontier_row, above_row, *frontier]}, ["id"]).splitlines()
+    lines = load_script("readme_table").readme_table({"variants": [row, frontier_row, above_row, *frontier]}, ["id"]).splitlines()
     assert lines[2] == "| amft | 3 | 98.6 ± 1.2 | below mu=0.7, 0.5 [with intervals: 0.5] | +8.3 ± 10.4 / -7.1 ± 11.7 | 0.81 |"
     assert lines[3] == "| mu-0.1 | 3 | 91.0 ± 11.1 | frontier (mu=0.1) | - | - |"
     assert lines[4] == "| gac | 3 | 91.0 ± 11.1 | **on or above** | - | - |"

@@ -2,23 +2,13 @@
 `scripts/gpu_check.py` classifies each step as the controller plans it and writes its report."""
 
 import dataclasses
-import importlib.util
 import json
 import pathlib
 import subprocess
-import sys
 
 import pytest
 
 SCRIPTS = pathlib.Path(__file__).parents[1] / "scripts"
-
-
-def load_gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPTS / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("script", ["gpu-check.sh", "gpu-wheels.sh"])
@@ -26,8 +16,8 @@ def test_shell_scripts_parse(script):
     subprocess.run(["bash", "-n", str(SCRIPTS / script)], check=True)
 
 
-def test_cpu_run_reports_each_kind_of_step(tmp_path):
-    gpu_check = load_gpu_check()
+def test_cpu_run_reports_each_kind_of_step(tmp_path, load_script):
+    gpu_check = load_script("gpu_check")
     # 2 warm-up steps, then main-phase steps t = 1, 2, 3: t = 2 (global step 4) is the meta step.
     profile = dataclasses.replace(
         gpu_check.PROFILES["cpu"], model_name="tiny-test", prompts_per_step=2, generations=2, sft_batch_size=2,
