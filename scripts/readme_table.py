@@ -15,29 +15,17 @@ import argparse
 import json
 from typing import Any
 
-
-def percent(measure: dict[str, float | None], sign: str = "") -> str:
-    """'mean ± interval' in percent, one decimal; the mean alone where one seed gives no interval."""
-    mean = f"{100 * measure['mean']:{sign}.1f}"
-    return mean if measure["ci95"] is None else f"{mean} ± {100 * measure['ci95']:.1f}"
+from amft.evaluation.comparison import frontier_mus, frontier_verdict
+from amft.evaluation.harness import Metric, interval_text
 
 
-def frontier_verdict(verdict: dict[str, Any], mus: dict[str, float]) -> str:
-    """The verdict against the frontier whose variants have the mus ``mus`` (name -> mu)."""
-    if "mu" in verdict:
-        return f"frontier (mu={verdict['mu']:g})"
-    if not verdict.get("dominated_by"):
-        return "**on or above**"
-    text = "below mu=" + ", ".join(f"{mus[name]:g}" for name in verdict["dominated_by"])
-    if verdict.get("dominated_with_intervals_by"):
-        text += " [with intervals: " + ", ".join(f"{mus[name]:g}" for name in verdict["dominated_with_intervals_by"]) + "]"
-    return text
+PERCENT = Metric("success", "success", scale=100.0)
 
 
 def reference_difference(difference: dict[str, Any] | None) -> str:
     if not difference:
         return "-"
-    return " / ".join(percent(difference[split], "+") for split in ("id", "rl-only"))
+    return " / ".join(interval_text(difference[split], PERCENT, signed=True) for split in ("id", "rl-only"))
 
 
 def readme_table(results: dict[str, Any], splits: list[str]) -> str:
@@ -45,10 +33,10 @@ def readme_table(results: dict[str, Any], splits: list[str]) -> str:
     header = ["variant", "seeds", *(f"`{split}`" for split in splits), "vs the fixed-mu frontier",
               "minus tuned two-stage (`id` / `rl-only`, paired)", "final mu"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    mus = {row["variant"]: row["vs_frontier"]["mu"] for row in results["variants"] if "mu" in row.get("vs_frontier", {})}
+    mus = frontier_mus(results["variants"])
     for row in results["variants"]:
         mu = "-" if row.get("mu_final") is None else f"{row['mu_final']:.2f}"
-        cells = [row["variant"], str(row["runs"]), *(percent(row[split]) for split in splits),
+        cells = [row["variant"], str(row["runs"]), *(interval_text(row[split], PERCENT) for split in splits),
                  frontier_verdict(row.get("vs_frontier") or {}, mus), reference_difference(row.get("vs_reference")), mu]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -280,12 +280,12 @@ def test_the_report_draws_the_frontier_judges_against_it_and_selects_on_validati
     assert verdicts["chord"] == {"dominated_by": ["mu-0.2", "mu-0.5"], "dominated_with_intervals_by": ["mu-0.2", "mu-0.5"]}
     assert verdicts["sft-then-rl"]["dominated_with_intervals_by"] == ["mu-0.2", "mu-0.5", "mu-0.8"]
     table = (out_dir / "results.md").read_text()
-    assert "| vs frontier |" in table and "| on or above |" in table and "| frontier (mu=0.2) |" in table
-    assert "| dominated by mu=0.2, 0.5 (with intervals: mu=0.2, 0.5) |" in table
+    assert "| vs frontier |" in table and "| **on or above** |" in table and "| frontier (mu=0.2) |" in table
+    assert "| below mu=0.2, 0.5 [with intervals: 0.2, 0.5] |" in table
     start_line = table.splitlines()[4]  # after the note and the header: no steps to the target, no controller terms
     assert start_line.startswith(f"| starting model ({BASE_STEPS} SFT steps) | 2 | 11.0 ± 12.7 |")
-    assert "| 11.0 ± 12.7 | - | dominated by" in start_line and start_line.endswith("| - | - | - | 1.0 |")
-    assert "| dominated by mu=0.2, 0.5, 0.8 (with intervals: mu=0.2, 0.5, 0.8) |" in table
+    assert "| 11.0 ± 12.7 | - | below mu=" in start_line and start_line.endswith("| - | - | - | 1.0 |")
+    assert "| below mu=0.2, 0.5, 0.8 [with intervals: 0.2, 0.5, 0.8] |" in table
 
     # val-id and val-rl-only read as id and rl-only: amft's mean (0.63 + 0.67) / 2 = 0.65 is the best.
     assert "## Selection on val-id, val-rl-only: best = amft" in table

@@ -294,9 +294,9 @@ def extra_columns(rows: Sequence[Mapping[str, Any]], target_split: str, referenc
     if rows and "steps_to_reference" in rows[0]:
         columns.append((f"steps to {reference_variant}'s final {target_split}",
                         lambda row: _steps(row["steps_to_reference"], row["runs"])))
-    mus = {row["variant"]: row["vs_frontier"]["mu"] for row in rows if "mu" in row.get("vs_frontier", {})}
+    mus = frontier_mus(rows)
     if mus:
-        columns.append(("vs frontier", lambda row: _vs_frontier(row["vs_frontier"], mus)))
+        columns.append(("vs frontier", lambda row: frontier_verdict(row["vs_frontier"], mus)))
     if any("vs_reference" in row for row in rows):
         columns.append((f"minus {reference_variant}, paired by seed (points)", _vs_reference))
     columns += [
@@ -308,14 +308,23 @@ def extra_columns(rows: Sequence[Mapping[str, Any]], target_split: str, referenc
     return columns
 
 
-def _vs_frontier(cell: Mapping[str, Any], mus: Mapping[str, float]) -> str:
+def frontier_mus(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """The fixed-mu frontier's variants among ``rows`` (name -> mu)."""
+    return {row["variant"]: row["vs_frontier"]["mu"] for row in rows if "mu" in row.get("vs_frontier", {})}
+
+
+def frontier_verdict(cell: Mapping[str, Any], mus: Mapping[str, float]) -> str:
+    """A variant's place against the fixed-mu frontier whose variants have the mus ``mus`` (name -> mu):
+    the frontier point itself, "**on or above**", or the fixed mus above it on both frontier splits by the
+    means, with those whose paired intervals clear zero in brackets."""
     if "mu" in cell:
         return f"frontier (mu={cell['mu']:g})"
-    if not cell["dominated_by"]:
-        return "on or above"
-    names = ", ".join(f"{mus[v]:g}" for v in cell["dominated_by"])
-    sure = ", ".join(f"{mus[v]:g}" for v in cell["dominated_with_intervals_by"])
-    return f"dominated by mu={names} " + (f"(with intervals: mu={sure})" if sure else "(not with intervals)")
+    if not cell.get("dominated_by"):
+        return "**on or above**"
+    text = "below mu=" + ", ".join(f"{mus[name]:g}" for name in cell["dominated_by"])
+    if cell.get("dominated_with_intervals_by"):
+        text += " [with intervals: " + ", ".join(f"{mus[name]:g}" for name in cell["dominated_with_intervals_by"]) + "]"
+    return text
 
 
 def write_results(
