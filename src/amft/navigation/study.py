@@ -50,7 +50,7 @@ class NavStudyConfig:
     output_dir: str = field(default="runs/mem4nav-study", metadata={"help": "Where the runs, tables and plots go."})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={
         "help": "Every agent runs once per seed (the seed of its city and episodes)."})
-    city_size: int = field(default=8, metadata={"help": "Blocks along each side of the synthetic city."})
+    city_size: int = field(default=8, metadata={"help": "Intersections along each side of the synthetic city."})
     per_subset: int = field(default=50, metadata={"help": "Episodes per subset, split and seed."})
     agents: dict[str, dict[str, Any]] = field(default_factory=dict, metadata={
         "help": "Name -> {agent: follower or modular, memory: an ablation (full, no-octree, ..., none), "

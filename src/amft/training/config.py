@@ -183,7 +183,7 @@ class AMFTConfig(GRPOConfig):
         sft_batch_size (`int`, defaults to `8`):
             Demonstrations per device per micro-step for L_SFT.
         meta_batch_size (`int`, defaults to `8`):
-            Validation prompts per device per meta step; each gets `num_generations` completions.
+            Validation prompts per device per meta step; each gets `num_generations_eval` completions.
         max_demo_prompt_length / max_demo_completion_length (`int` or `None`):
             Truncation of demonstration prompts (keep the end) and completions (keep the start).
 

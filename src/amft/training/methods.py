@@ -347,7 +347,7 @@ _TABLE = (
         summary="a group whose rollouts all fail is regrown from the shortest run of its demonstration's episodes "
                 "(binary search) from which the policy succeeds; L_RL on the continuations",
         paper="BREAD, arXiv 2506.17211",
-        differs="no code released: a reconstruction from the paper's opening (binary search over demonstration episodes), without its anchor memory",
+        differs="no code released: a reconstruction from the paper's abstract (binary search over demonstration episodes), without its anchor memory",
         controller=_constant(0.0),
         details=lambda args: (f"all-failed groups search up to {args.bread_episodes} demonstration episodes for an "
                               f"anchor from which {args.bread_min_successes} of num_generations rollouts succeed"),
