@@ -5,6 +5,7 @@ import dataclasses
 import io
 import json
 import os
+import signal
 import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -71,6 +72,23 @@ def test_parallel_runs_each_get_a_fresh_process_and_a_failure_is_named(tmp_path)
     assert [run.label for run in done] == ["a · seed 0", "a · seed 1"]
     assert os.getpid() not in {result(run)["pid"] for run in done}
     assert "b · seed 0 was told to fail" in open(os.path.join(plan[1].folder, "work.log")).read()
+
+
+@dataclass(frozen=True)
+class KilledRun(WritingRun):
+    """Is killed from outside, as the kernel's out-of-memory killer ends a process."""
+
+    def execute(self) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_killed_run_fails_alone_and_the_study_goes_on(tmp_path):
+    base = {seed: WritingRun("base", seed, str(tmp_path / "base" / f"seed{seed}"), None) for seed in (0, 1)}
+    plan = [KilledRun("a", 0, str(tmp_path / "a" / "seed0"), base[0]), *runs(tmp_path, base=base)[1:]]
+    console = Console(file=io.StringIO(), width=200)
+    assert run_study(plan, jobs=2, console=console) == ["a · seed 0"]
+    assert [run.label for run in plan if run.done] == ["b · seed 0", "a · seed 1", "b · seed 1"]
+    assert "a · seed 0: failed: killed by SIGKILL" in console.file.getvalue()
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,12 @@ import io
 import json
 import math
 import multiprocessing
+import multiprocessing.connection
 import os
+import signal
 import time
-import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -199,11 +199,7 @@ def _execute_in_own_process(run: StudyRun) -> None:
     log = os.open(os.path.join(run.folder, run.log_file), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 1)  # the file descriptors, so progress bars and library logs go there too
     os.dup2(log, 2)
-    try:
-        run.start()
-    except BaseException:
-        traceback.print_exc()
-        raise
+    run.start()  # an exception's traceback goes to the log, from multiprocessing, and the exit code is 1
 
 
 class RunRecords:
@@ -265,46 +261,55 @@ class RunRecords:
             self.keep(run)
 
 
+def _exit_reason(exitcode: int) -> str:
+    if exitcode >= 0:
+        return f"exit code {exitcode}"
+    name = signal.Signals(-exitcode).name
+    return f"killed by {name}" + (" (the kernel's out-of-memory killer sends it)" if name == "SIGKILL" else "")
+
+
 def _execute_in_processes(runs: Sequence[StudyRun], workers: int, console: Console,
                           records: RunRecords | None = None) -> list[str]:
-    """Each run in a fresh process (nothing carries over from one run to the next), ``workers`` at a
-    time, in order; a run whose `needs` is one of ``runs`` starts once that one has finished, so a free
-    worker takes the next run that can start rather than wait for every needed run. A failed run is
-    reported with its log, the runs that need it are not started, and the others go on. The labels of
-    the failed runs (and of those not started)."""
+    """Each run in a fresh process of its own (nothing carries over from one run to the next, and a
+    process killed from outside fails only its run), ``workers`` at a time, in order; a run whose `needs`
+    is one of ``runs`` starts once that one has finished, so a free worker takes the next run that can
+    start rather than wait for every needed run. A failed run is reported with its log, the runs that need
+    it are not started, and the others go on. The labels of the failed runs (and of those not started)."""
     if not runs:
         return []
     console.print(f"{len(runs)} run(s), {workers} at a time; each writes {runs[0].log_file} in its run folder")
     started, failed = time.perf_counter(), []
     waiting, unfinished, broken = list(runs), {run.folder for run in runs}, set()
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch state shared with this one
-    with ProcessPoolExecutor(workers, mp_context=context, max_tasks_per_child=1) as pool:
-        running: dict[Future, StudyRun] = {}
-        while waiting or running:
-            for run in [run for run in waiting if run.needs is not None and run.needs.folder in broken]:
-                waiting.remove(run)
+    running: dict[Any, StudyRun] = {}  # process -> its run
+    while waiting or running:
+        for run in [run for run in waiting if run.needs is not None and run.needs.folder in broken]:
+            waiting.remove(run)
+            broken.add(run.folder)
+            failed.append(run.label)
+            console.print(f"[red]{run.label}: not started: {run.needs.label} failed[/red]")
+        startable = [run for run in waiting if run.needs is None or run.needs.folder not in unfinished]
+        for run in startable[: workers - len(running)]:
+            waiting.remove(run)
+            process = context.Process(target=_execute_in_own_process, args=(run,), name=run.label)
+            process.start()
+            running[process] = run
+        if not running:  # what waits now needs a run that failed: named above, on the next pass
+            continue
+        multiprocessing.connection.wait([process.sentinel for process in running])
+        for process in [process for process in running if not process.is_alive()]:
+            run, minutes = running.pop(process), (time.perf_counter() - started) / 60
+            process.join()
+            if process.exitcode == 0:
+                unfinished.discard(run.folder)
+                if records is not None:
+                    records.keep(run)
+                console.print(f"{run.label}: finished ({minutes:.1f} min into this batch)")
+            else:
                 broken.add(run.folder)
                 failed.append(run.label)
-                console.print(f"[red]{run.label}: not started: {run.needs.label} failed[/red]")
-            startable = [run for run in waiting if run.needs is None or run.needs.folder not in unfinished]
-            for run in startable[: workers - len(running)]:
-                waiting.remove(run)
-                running[pool.submit(_execute_in_own_process, run)] = run
-            if not running:  # what waits now needs a run that failed: named above, on the next pass
-                continue
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                run, minutes = running.pop(future), (time.perf_counter() - started) / 60
-                try:
-                    future.result()
-                    unfinished.discard(run.folder)
-                    if records is not None:
-                        records.keep(run)
-                    console.print(f"{run.label}: finished ({minutes:.1f} min into this batch)")
-                except Exception as error:  # the run's own traceback is in its log
-                    broken.add(run.folder)
-                    failed.append(run.label)
-                    console.print(f"[red]{run.label}: failed: {error!r}; see {os.path.join(run.folder, run.log_file)}[/red]")
+                console.print(f"[red]{run.label}: failed: {_exit_reason(process.exitcode)}; "
+                              f"see {os.path.join(run.folder, run.log_file)}[/red]")
     return failed
 
 
