@@ -265,7 +265,7 @@ def _exit_reason(exitcode: int) -> str:
     if exitcode >= 0:
         return f"exit code {exitcode}"
     name = signal.Signals(-exitcode).name
-    return f"killed by {name}" + (" (the kernel's out-of-memory killer sends it)" if name == "SIGKILL" else "")
+    return f"killed by {name}" + (" (perhaps the out-of-memory killer)" if name == "SIGKILL" else "")
 
 
 def _execute_in_processes(runs: Sequence[StudyRun], workers: int, console: Console,
@@ -281,7 +281,7 @@ def _execute_in_processes(runs: Sequence[StudyRun], workers: int, console: Conso
     started, failed = time.perf_counter(), []
     waiting, unfinished, broken = list(runs), {run.folder for run in runs}, set()
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch state shared with this one
-    running: dict[Any, StudyRun] = {}  # process -> its run
+    running: dict[multiprocessing.process.BaseProcess, StudyRun] = {}
     while waiting or running:
         for run in [run for run in waiting if run.needs is not None and run.needs.folder in broken]:
             waiting.remove(run)
@@ -300,7 +300,9 @@ def _execute_in_processes(runs: Sequence[StudyRun], workers: int, console: Conso
         for process in [process for process in running if not process.is_alive()]:
             run, minutes = running.pop(process), (time.perf_counter() - started) / 60
             process.join()
-            if process.exitcode == 0:
+            exitcode = process.exitcode
+            process.close()
+            if exitcode == 0:
                 unfinished.discard(run.folder)
                 if records is not None:
                     records.keep(run)
@@ -308,7 +310,7 @@ def _execute_in_processes(runs: Sequence[StudyRun], workers: int, console: Conso
             else:
                 broken.add(run.folder)
                 failed.append(run.label)
-                console.print(f"[red]{run.label}: failed: {_exit_reason(process.exitcode)}; "
+                console.print(f"[red]{run.label}: failed: {_exit_reason(exitcode)}; "
                               f"see {os.path.join(run.folder, run.log_file)}[/red]")
     return failed
 
