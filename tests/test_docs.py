@@ -24,8 +24,16 @@ CODE = SOURCES + sorted((REPOSITORY / "tests").rglob("*.py")) + sorted((REPOSITO
 
 #: references to the outside specification: its path, its sections, its decision tags (a letter and a digit)
 OUTSIDE_SPEC = re.compile(r"(?i:shared/spec|\bspec\b)|§|\b[DGMV][1-9]\b")
-#: a pointer into the design document: docs/design.md, optionally followed by a quoted section title
-POINTER = re.compile(r"""docs/design\.md(?:,\s*(['"])([^'"\n]+)\1)?""")
+#: every file that could point into the design document: the code, the scripts, the configs and the other docs
+#: (this file's examples excepted)
+CITING = [path for path in CODE if path != Path(__file__)] + sorted((REPOSITORY / "scripts").glob("*.py")) + sorted(
+    (REPOSITORY / "configs").rglob("*.yaml")) + [
+    REPOSITORY / "README.md", *sorted(path for path in (REPOSITORY / "docs").rglob("*.md") if path != DESIGN)]
+#: a pointer into the design document (bare, or as a Markdown link) followed by its quoted section titles:
+#: docs/design.md, 'One' or docs/design.md, 'One' and 'Two'
+POINTER = re.compile(r"""docs/design\.md(?:\]\([^)]*\))?,\s*((?:['"][^'"]{1,120}['"](?:,?\s*(?:and\s+)?))+)""")
+#: a line break with the next line's indentation and comment marker (`#` or `#:`): a citation may wrap across it
+LINE_BREAK = re.compile(r"\n\s*(?:#:?\s*)?")
 
 
 def prose(path: Path) -> list[tuple[int, str]]:
@@ -66,15 +74,24 @@ def test_no_reference_to_an_outside_spec(path: Path) -> None:
     assert not bad, "cite docs/design.md instead of the outside specification:\n" + "\n".join(bad)
 
 
+def cited_sections(text: str) -> list[str]:
+    """The design sections a text cites by title, citations wrapped across comment or docstring lines included."""
+    unwrapped = LINE_BREAK.sub(" ", text)
+    return [title for match in POINTER.finditer(unwrapped) for title in re.findall(r"""['"]([^'"]+)['"]""", match.group(1))]
+
+
+def test_the_citation_reader_finds_wrapped_and_paired_titles() -> None:
+    text = ("x = 1  # see docs/design.md, 'Gradient\n    # accumulation and several processes'.\n"
+            '"""Read [docs/design.md](docs/design.md), \'The meta-gradient\' and\n    \'Faults\')."""\n'
+            "#: see docs/design.md, 'Checkpoints and\n#: resumption'; plain docs/design.md, then prose\n")
+    assert cited_sections(text) == ["Gradient accumulation and several processes", "The meta-gradient", "Faults",
+                                   "Checkpoints and resumption"]
+
+
 def test_every_cited_design_section_exists() -> None:
     sections = design_sections()
-    cited = {
-        (relative(path), match.group(2))
-        for path in CODE
-        for match in POINTER.finditer(path.read_text(encoding="utf-8"))
-        if match.group(2)
-    }
-    assert cited, "no code file points to a section of docs/design.md"
+    cited = {(relative(path), title) for path in CITING for title in cited_sections(path.read_text(encoding="utf-8"))}
+    assert cited, "no file points to a section of docs/design.md"
     missing = sorted(f"{where}: '{title}'" for where, title in cited if title not in sections)
     assert not missing, "sections cited but absent from docs/design.md:\n" + "\n".join(missing)
 
